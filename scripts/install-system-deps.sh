@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install the Debian packages the test suite and the bench drive for real, when missing.
+# Run by `make test` and `make bench`; a no-op when everything is already there.
+set -euo pipefail
+
+# command -> Debian package that provides it
+declare -A NEEDED=(
+  [haproxy]=haproxy
+  [nginx]=nginx
+  [wrk]=wrk
+  [hey]=hey
+  [h2load]=nghttp2-client
+)
+
+missing=()
+for cmd in "${!NEEDED[@]}"; do
+  if ! command -v "$cmd" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$cmd" ]; then
+    missing+=("${NEEDED[$cmd]}")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+echo "installing Debian packages: ${missing[*]}"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

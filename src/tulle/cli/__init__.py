@@ -1,0 +1,1 @@
+"""The ``tulle`` command: one module per sub-command, loaded on first use."""
