@@ -1,0 +1,287 @@
+"""From checked documents to one effective :class:`Config`: defaults and references.
+
+Each document has already passed its own schema; what is checked here needs more
+than one document: at most one ServiceMesh, service names unique, EndpointSlices and
+HTTPRoute backends naming services that exist. Policy is resolved here once, so the
+proxy reads finished values: a service's policy is the mesh default with the fields
+the service wrote laid over it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from tulle.config.addresses import Address
+from tulle.config.model import Config, Endpoint, Service
+from tulle.config.problems import Problem, describe
+from tulle.config.schema_gateway import HTTPRoute
+from tulle.config.schema_kubernetes import (
+    SERVICE_NAME_LABEL,
+    EndpointSlice,
+    EndpointSliceV1Beta1,
+    KubernetesService,
+)
+from tulle.config.schema_policy import Retries
+from tulle.config.schema_tulle import MeshService, MeshServiceSpec, MeshSpec, ServiceMesh
+from tulle.config.yaml_reader import Document
+
+ZONE_ENVIRONMENT_VARIABLE = "TULLE_ZONE"
+# Service.appProtocol values that name a Tulle protocol; anything else is HTTP.
+_APP_PROTOCOLS = {"http": "http", "grpc": "grpc", "tcp": "tcp", "kubernetes.io/h2c": "http"}
+
+Policy = TypeVar("Policy", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A document that passed its schema, with the manifest model it became."""
+
+    document: Document
+    manifest: Any
+
+    def problem(self, path: str, message: str) -> Problem:
+        return Problem(
+            file=self.document.file,
+            document=self.document.index,
+            kind=self.manifest.kind,
+            name=self.manifest.metadata.name,
+            path=path,
+            message=message,
+        )
+
+
+@dataclass(slots=True)
+class _Draft:
+    """A service while its endpoints are still being gathered from slices."""
+
+    origin: Checked
+    name: str
+    namespace: str
+    protocol: str
+    port: int
+    port_name: str | None
+    spec: MeshServiceSpec
+    endpoints: dict[tuple[str, int], Endpoint] = field(default_factory=dict)
+
+
+def overlay(base: Policy, override: Policy | None) -> Policy:
+    """``base`` with the fields ``override`` set explicitly replacing its own."""
+    if override is None:
+        return base
+    return base.model_copy(update={name: getattr(override, name)
+                                   for name in override.model_fields_set})
+
+
+def assemble(
+    checked: Iterable[Checked],
+    *,
+    sources: tuple[Path, ...],
+    unusable_services: set[str],
+    environ: Mapping[str, str],
+) -> tuple[Config, list[Problem]]:
+    """Build the effective configuration; return it with every cross-document problem.
+
+    ``unusable_services`` are ``name.namespace`` keys of service documents that failed
+    their schema: references to them are not reported again as unknown.
+    """
+    items = list(checked)
+    problems: list[Problem] = []
+    mesh = _mesh(items, problems, environ)
+    drafts = _services(items, problems)
+    for item in items:
+        if isinstance(item.manifest, EndpointSlice | EndpointSliceV1Beta1):
+            _attach_slice(item, drafts, unusable_services, problems)
+    services = {key: _finish(draft, mesh) for key, draft in drafts.items()}
+    routes = tuple(item.manifest for item in items if isinstance(item.manifest, HTTPRoute))
+    for item in items:
+        if isinstance(item.manifest, HTTPRoute):
+            _check_route(item, services, unusable_services, problems)
+    config = Config(sources=sources, mesh=mesh, services=MappingProxyType(services), routes=routes)
+    return config, problems
+
+
+def _mesh(items: list[Checked], problems: list[Problem], environ: Mapping[str, str]) -> MeshSpec:
+    meshes = [item for item in items if isinstance(item.manifest, ServiceMesh)]
+    for extra in meshes[1:]:
+        first = meshes[0].document
+        problems.append(extra.problem(
+            "", f"expected at most one ServiceMesh in a configuration; the first is "
+                f"{first.file}: document {first.index}",
+        ))
+    spec = meshes[0].manifest.spec if meshes else MeshSpec()
+    if spec.zone is None and environ.get(ZONE_ENVIRONMENT_VARIABLE):
+        spec = spec.model_copy(update={"zone": environ[ZONE_ENVIRONMENT_VARIABLE]})
+    return spec
+
+
+def _services(items: list[Checked], problems: list[Problem]) -> dict[str, _Draft]:
+    drafts: dict[str, _Draft] = {}
+    for item in items:
+        manifest = item.manifest
+        if isinstance(manifest, MeshService):
+            draft = _Draft(item, manifest.metadata.name, manifest.metadata.namespace,
+                           manifest.spec.protocol, manifest.spec.port, None, manifest.spec)
+            for index, static in enumerate(manifest.spec.endpoints):
+                endpoint = Endpoint(static.address.host, static.address.port, static.weight,
+                                    static.zone)
+                if (endpoint.host, endpoint.port) in draft.endpoints:
+                    problems.append(item.problem(f"spec.endpoints[{index}].address",
+                                                 f"duplicate endpoint {endpoint.address}"))
+                draft.endpoints.setdefault((endpoint.host, endpoint.port), endpoint)
+        elif isinstance(manifest, KubernetesService):
+            port = manifest.spec.ports[0]
+            if port.protocol != "TCP":
+                problems.append(item.problem(
+                    "spec.ports[0].protocol",
+                    f"expected TCP (Tulle proxies TCP only), got {describe(port.protocol)}",
+                ))
+            protocol = _APP_PROTOCOLS.get(port.app_protocol or "http", "http")
+            draft = _Draft(item, manifest.metadata.name, manifest.metadata.namespace,
+                           protocol, port.port, port.name, MeshServiceSpec())
+        else:
+            continue
+        key = f"{draft.name}.{draft.namespace}"
+        if key in drafts:
+            first = drafts[key].origin.document
+            problems.append(item.problem(
+                "metadata.name",
+                f'expected a unique service name; "{key}" is already defined in '
+                f"{first.file}: document {first.index}",
+            ))
+            continue
+        drafts[key] = draft
+    return drafts
+
+
+def _attach_slice(
+    item: Checked,
+    drafts: dict[str, _Draft],
+    unusable_services: set[str],
+    problems: list[Problem],
+) -> None:
+    slice_: EndpointSlice | EndpointSliceV1Beta1 = item.manifest
+    label_path = f'metadata.labels["{SERVICE_NAME_LABEL}"]'
+    service_name = slice_.metadata.labels.get(SERVICE_NAME_LABEL)
+    if service_name is None:
+        problems.append(item.problem(
+            label_path, "required label is missing (the name of the Service this slice serves)"
+        ))
+        return
+    key = f"{service_name}.{slice_.metadata.namespace}"
+    draft = drafts.get(key)
+    if draft is None:
+        if key not in unusable_services:
+            problems.append(item.problem(label_path, _unknown_service(
+                service_name, slice_.metadata.namespace, drafts)))
+        return
+    port = _slice_port(item, draft, problems)
+    if port is None:
+        return
+    for index, endpoint in enumerate(slice_.endpoints):
+        if endpoint.conditions.ready is False:
+            continue
+        for position, host in enumerate(endpoint.addresses):
+            if not _valid_host(host, slice_.address_type):
+                problems.append(item.problem(
+                    f"endpoints[{index}].addresses[{position}]",
+                    f"expected an {slice_.address_type} address, got {describe(host)}",
+                ))
+                continue
+            found = Endpoint(host, port, 1, endpoint.endpoint_zone)
+            draft.endpoints.setdefault((host, port), found)
+
+
+def _slice_port(item: Checked, draft: _Draft, problems: list[Problem]) -> int | None:
+    ports = item.manifest.ports
+    chosen = [index for index, port in enumerate(ports) if port.name == draft.port_name]
+    if not chosen and len(ports) == 1:
+        chosen = [0]
+    if not chosen:
+        names = ", ".join(describe(port.name) for port in ports) or "no ports"
+        problems.append(item.problem("ports", (
+            f'expected a port named {describe(draft.port_name)} (the port name of service '
+            f'"{draft.name}") or exactly one port, got {names}'
+        )))
+        return None
+    number: int | None = ports[chosen[0]].port
+    if number is None:
+        problems.append(item.problem(f"ports[{chosen[0]}].port", "required field is missing"))
+    return number
+
+
+def _valid_host(host: str, address_type: str) -> bool:
+    try:
+        if address_type == "IPv4":
+            ipaddress.IPv4Address(host)
+        elif address_type == "IPv6":
+            ipaddress.IPv6Address(host)
+        else:
+            Address.parse(f"{host}:1")
+    except ValueError:
+        return False
+    return True
+
+
+def _finish(draft: _Draft, mesh: MeshSpec) -> Service:
+    spec, defaults = draft.spec, mesh.defaults
+    retries: Retries | None = spec.retries
+    if retries is not None and retries.budget is None:
+        retries = retries.model_copy(update={"budget": defaults.retries.budget})
+    return Service(
+        name=draft.name,
+        namespace=draft.namespace,
+        protocol=draft.protocol,
+        port=draft.port,
+        endpoints=tuple(draft.endpoints.values()),
+        load_balancer=overlay(defaults.load_balancer, spec.load_balancer),
+        timeouts=overlay(defaults.timeouts, spec.timeouts),
+        retries=retries,
+        circuit_breaker=spec.circuit_breaker,
+        outlier_detection=spec.outlier_detection,
+        health_check=spec.health_check,
+    )
+
+
+def _unknown_service(name: str, namespace: str, known: Mapping[str, Any]) -> str:
+    listed = ", ".join(known) or "none"
+    return (f'expected the name of a known service, got "{name}" (no Service or MeshService '
+            f'"{name}" in namespace "{namespace}"; known: {listed})')
+
+
+def _check_route(
+    item: Checked,
+    services: Mapping[str, Service],
+    unusable_services: set[str],
+    problems: list[Problem],
+) -> None:
+    route: HTTPRoute = item.manifest
+    for index, parent in enumerate(route.spec.parent_refs):
+        if parent.kind not in ("Service", "MeshService"):
+            continue
+        namespace = parent.namespace or route.namespace
+        key = f"{parent.name}.{namespace}"
+        if key not in services and key not in unusable_services:
+            problems.append(item.problem(f"spec.parentRefs[{index}].name",
+                                         _unknown_service(parent.name, namespace, services)))
+    for rule_index, rule in enumerate(route.spec.rules):
+        for ref_index, ref in enumerate(rule.backend_refs):
+            path = f"spec.rules[{rule_index}].backendRefs[{ref_index}]"
+            namespace = ref.namespace or route.namespace
+            key = f"{ref.name}.{namespace}"
+            service = services.get(key)
+            if service is None:
+                if key not in unusable_services:
+                    problems.append(item.problem(f"{path}.name",
+                                                 _unknown_service(ref.name, namespace, services)))
+            elif ref.port is not None and ref.port != service.port:
+                problems.append(item.problem(
+                    f"{path}.port", f'expected {service.port} (the port of service "{key}"), '
+                                    f"got {ref.port}",
+                ))

@@ -1,0 +1,110 @@
+"""The effective configuration: what the proxy and control plane read.
+
+Built once by ``load`` with every default applied and every reference checked, then
+never changed: the classes are frozen, and mappings are read-only views. Per-service
+policy objects are the schema models themselves (also frozen), already merged with
+the mesh defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tulle.config.addresses import Address
+from tulle.config.schema_gateway import HTTPRoute
+from tulle.config.schema_policy import (
+    CircuitBreaker,
+    HealthCheck,
+    LoadBalancer,
+    OutlierDetection,
+    Retries,
+    Timeouts,
+)
+from tulle.config.schema_tulle import MeshSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One place a service can be reached, with its balancing weight and zone."""
+
+    host: str
+    port: int
+    weight: int = 1
+    zone: str | None = None
+
+    @property
+    def address(self) -> str:
+        """``"host:port"`` (IPv6 in brackets)."""
+        return str(Address(self.host, self.port))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"address": self.address, "weight": self.weight, "zone": self.zone}
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A service with its endpoints and effective policy (mesh defaults applied)."""
+
+    name: str
+    namespace: str
+    protocol: str
+    port: int
+    endpoints: tuple[Endpoint, ...]
+    load_balancer: LoadBalancer
+    timeouts: Timeouts
+    retries: Retries | None = None
+    circuit_breaker: CircuitBreaker | None = None
+    outlier_detection: OutlierDetection | None = None
+    health_check: HealthCheck | None = None
+
+    @property
+    def key(self) -> str:
+        """``"name.namespace"``, the key of ``Config.services``."""
+        return f"{self.name}.{self.namespace}"
+
+    def to_dict(self) -> dict[str, Any]:
+        def dump(policy: Any) -> Any:
+            return None if policy is None else policy.model_dump(by_alias=True, mode="json")
+
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "protocol": self.protocol,
+            "port": self.port,
+            "endpoints": [endpoint.to_dict() for endpoint in self.endpoints],
+            "loadBalancer": dump(self.load_balancer),
+            "timeouts": dump(self.timeouts),
+            "retries": dump(self.retries),
+            "circuitBreaker": dump(self.circuit_breaker),
+            "outlierDetection": dump(self.outlier_detection),
+            "healthCheck": dump(self.health_check),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A whole configuration: mesh settings, services by ``"name.namespace"``, routes."""
+
+    sources: tuple[Path, ...]
+    mesh: MeshSpec
+    services: Mapping[str, Service]
+    routes: tuple[HTTPRoute, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The effective configuration, camelCase and JSON/YAML-safe (durations as "10s")."""
+        return {
+            "sources": [str(source) for source in self.sources],
+            "mesh": self.mesh.model_dump(by_alias=True, mode="json"),
+            "services": [service.to_dict() for service in self.services.values()],
+            "routes": [
+                {
+                    "name": route.name,
+                    "namespace": route.namespace,
+                    **route.spec.model_dump(by_alias=True, mode="json"),
+                }
+                for route in self.routes
+            ],
+        }

@@ -1,0 +1,136 @@
+"""Gateway API ``gateway.networking.k8s.io/v1`` ``HTTPRoute``: matches and weighted backends.
+
+Routes are parsed and checked now (regular expressions are compiled here, so a bad
+one is a load error rather than a surprise on the first request); routing by them is
+the proxy's job. Only the parts of HTTPRoute Tulle acts on are accepted: a filter or
+timeout it would silently ignore is reported as an unknown field instead.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import AfterValidator, Field, PrivateAttr, model_validator
+from pydantic_core import PydanticCustomError
+
+from tulle.config.schema_common import DnsLabel, DnsSubdomain, ObjectMeta, Port, Schema, StrictInt
+from tulle.config.schema_policy import HttpMethod
+
+GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
+_HOSTNAME = re.compile(r"(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~]+")
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as error:
+        raise PydanticCustomError(
+            "regex", f'expected a regular expression, got "{pattern}" ({error})'
+        ) from None
+
+
+class ParentRef(Schema):
+    """What the route attaches to; in a mesh, the Service whose traffic it routes."""
+
+    group: str | None = None
+    kind: str = "Gateway"
+    namespace: DnsLabel | None = None
+    name: DnsSubdomain
+    section_name: str | None = None
+    port: Port | None = None
+
+
+class PathMatch(Schema):
+    type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
+    value: str = "/"
+    _pattern: re.Pattern[str] | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check_value(self) -> Self:
+        if self.type == "RegularExpression":
+            self.__pydantic_private__["_pattern"] = _compile(self.value)
+        elif not self.value.startswith("/"):
+            raise PydanticCustomError(
+                "path", f'expected value to be a path starting with "/", got "{self.value}"'
+            )
+        return self
+
+    @property
+    def pattern(self) -> re.Pattern[str] | None:
+        """The compiled expression for ``RegularExpression`` matches, else None."""
+        return self._pattern
+
+
+class HeaderMatch(Schema):
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    name: str = Field(pattern=_HEADER_NAME.pattern)
+    value: str
+    _pattern: re.Pattern[str] | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _check_value(self) -> Self:
+        if self.type == "RegularExpression":
+            self.__pydantic_private__["_pattern"] = _compile(self.value)
+        return self
+
+    @property
+    def pattern(self) -> re.Pattern[str] | None:
+        """The compiled expression for ``RegularExpression`` matches, else None."""
+        return self._pattern
+
+
+class RouteMatch(Schema):
+    path: PathMatch = Field(default_factory=PathMatch)
+    method: HttpMethod | None = None
+    headers: tuple[HeaderMatch, ...] = ()
+
+
+class BackendRef(Schema):
+    group: str = ""
+    kind: Literal["Service", "MeshService"] = "Service"
+    name: DnsLabel
+    namespace: DnsLabel | None = None
+    port: Port | None = None
+    # Gateway API allows weights 0 (no traffic) to 1,000,000.
+    weight: StrictInt = Field(1, ge=0, le=1_000_000)
+
+
+class RouteRule(Schema):
+    name: str | None = None
+    matches: tuple[RouteMatch, ...] = (RouteMatch(),)
+    backend_refs: tuple[BackendRef, ...] = ()
+
+
+def _hostname(value: str) -> str:
+    if not _HOSTNAME.fullmatch(value) or len(value) > 253:
+        raise PydanticCustomError(
+            "hostname", f'expected a host name like web.example.com or *.example.com, got "{value}"'
+        )
+    return value
+
+
+Hostname = Annotated[str, AfterValidator(_hostname)]
+
+
+class HTTPRouteSpec(Schema):
+    parent_refs: tuple[ParentRef, ...] = ()
+    hostnames: tuple[Hostname, ...] = ()
+    rules: tuple[RouteRule, ...] = (RouteRule(),)
+
+
+class HTTPRoute(Schema):
+    api_version: Literal["gateway.networking.k8s.io/v1"]
+    kind: Literal["HTTPRoute"]
+    metadata: ObjectMeta
+    spec: HTTPRouteSpec = Field(default_factory=HTTPRouteSpec)
+    status: dict[str, Any] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def namespace(self) -> str:
+        return self.metadata.namespace
