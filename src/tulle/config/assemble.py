@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from tulle.config.addresses import Address
 from tulle.config.model import Config, Endpoint, Service
 from tulle.config.problems import Problem, describe
+from tulle.config.schema_common import DEFAULT_NAMESPACE
 from tulle.config.schema_gateway import HTTPRoute
 from tulle.config.schema_kubernetes import (
     SERVICE_NAME_LABEL,
@@ -33,6 +34,7 @@ from tulle.config.schema_tulle import MeshService, MeshServiceSpec, MeshSpec, Se
 from tulle.config.yaml_reader import Document
 
 ZONE_ENVIRONMENT_VARIABLE = "TULLE_ZONE"
+SERVICE_KINDS = ("MeshService", "Service")
 # Service.appProtocol values that name a Tulle protocol; anything else is HTTP.
 _APP_PROTOCOLS = {"http": "http", "grpc": "grpc", "tcp": "tcp", "kubernetes.io/h2c": "http"}
 
@@ -41,20 +43,33 @@ Policy = TypeVar("Policy", bound=BaseModel)
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """A document that passed its schema, with the manifest model it became."""
+    """A document and the manifest model it became (None if it failed its schema)."""
 
     document: Document
     manifest: Any
 
+    @property
+    def kind(self) -> str | None:
+        kind = self.document.content.get("kind")
+        return kind if isinstance(kind, str) else None
+
+    @property
+    def name(self) -> str | None:
+        metadata = self.document.content.get("metadata")
+        name = metadata.get("name") if isinstance(metadata, dict) else None
+        return name if isinstance(name, str) else None
+
+    @property
+    def service_key(self) -> str | None:
+        """``name.namespace`` if this document means to define a service."""
+        if self.kind not in SERVICE_KINDS or self.name is None:
+            return None
+        namespace = self.document.content["metadata"].get("namespace")
+        return f"{self.name}.{namespace if isinstance(namespace, str) else DEFAULT_NAMESPACE}"
+
     def problem(self, path: str, message: str) -> Problem:
-        return Problem(
-            file=self.document.file,
-            document=self.document.index,
-            kind=self.manifest.kind,
-            name=self.manifest.metadata.name,
-            path=path,
-            message=message,
-        )
+        return Problem(file=self.document.file, document=self.document.index, kind=self.kind,
+                       name=self.name, path=path, message=message)
 
 
 @dataclass(slots=True)
@@ -80,27 +95,25 @@ def overlay(base: Policy, override: Policy | None) -> Policy:
 
 
 def assemble(
-    checked: Iterable[Checked],
-    *,
-    sources: tuple[Path, ...],
-    unusable_services: set[str],
-    environ: Mapping[str, str],
+    documents: Iterable[Checked], *, sources: tuple[Path, ...], environ: Mapping[str, str]
 ) -> tuple[Config, list[Problem]]:
     """Build the effective configuration; return it with every cross-document problem.
 
-    ``unusable_services`` are ``name.namespace`` keys of service documents that failed
-    their schema: references to them are not reported again as unknown.
+    ``documents`` are all mapping documents in order, including those that failed
+    their schema: they still count for "one ServiceMesh" and "unique names", and
+    references to a broken service are not reported again as unknown.
     """
-    items = list(checked)
+    items = list(documents)
+    valid = [item for item in items if item.manifest is not None]
     problems: list[Problem] = []
     mesh = _mesh(items, problems, environ)
-    drafts = _services(items, problems)
-    for item in items:
+    drafts, unusable_services = _services(items, problems)
+    for item in valid:
         if isinstance(item.manifest, EndpointSlice | EndpointSliceV1Beta1):
             _attach_slice(item, drafts, unusable_services, problems)
     services = {key: _finish(draft, mesh) for key, draft in drafts.items()}
-    routes = tuple(item.manifest for item in items if isinstance(item.manifest, HTTPRoute))
-    for item in items:
+    routes = tuple(item.manifest for item in valid if isinstance(item.manifest, HTTPRoute))
+    for item in valid:
         if isinstance(item.manifest, HTTPRoute):
             _check_route(item, services, unusable_services, problems)
     config = Config(sources=sources, mesh=mesh, services=MappingProxyType(services), routes=routes)
@@ -108,56 +121,67 @@ def assemble(
 
 
 def _mesh(items: list[Checked], problems: list[Problem], environ: Mapping[str, str]) -> MeshSpec:
-    meshes = [item for item in items if isinstance(item.manifest, ServiceMesh)]
+    meshes = [item for item in items if item.kind == "ServiceMesh"]
     for extra in meshes[1:]:
         first = meshes[0].document
         problems.append(extra.problem(
             "", f"expected at most one ServiceMesh in a configuration; the first is "
                 f"{first.file}: document {first.index}",
         ))
-    spec = meshes[0].manifest.spec if meshes else MeshSpec()
+    first_mesh = meshes[0].manifest if meshes else None
+    spec = first_mesh.spec if isinstance(first_mesh, ServiceMesh) else MeshSpec()
     if spec.zone is None and environ.get(ZONE_ENVIRONMENT_VARIABLE):
         spec = spec.model_copy(update={"zone": environ[ZONE_ENVIRONMENT_VARIABLE]})
     return spec
 
 
-def _services(items: list[Checked], problems: list[Problem]) -> dict[str, _Draft]:
+def _services(items: list[Checked], problems: list[Problem]) -> tuple[dict[str, _Draft], set[str]]:
+    """Service drafts by key, and the keys whose defining document is broken."""
     drafts: dict[str, _Draft] = {}
+    first_seen: dict[str, Checked] = {}
     for item in items:
-        manifest = item.manifest
-        if isinstance(manifest, MeshService):
-            draft = _Draft(item, manifest.metadata.name, manifest.metadata.namespace,
-                           manifest.spec.protocol, manifest.spec.port, None, manifest.spec)
-            for index, static in enumerate(manifest.spec.endpoints):
-                endpoint = Endpoint(static.address.host, static.address.port, static.weight,
-                                    static.zone)
-                if (endpoint.host, endpoint.port) in draft.endpoints:
-                    problems.append(item.problem(f"spec.endpoints[{index}].address",
-                                                 f"duplicate endpoint {endpoint.address}"))
-                draft.endpoints.setdefault((endpoint.host, endpoint.port), endpoint)
-        elif isinstance(manifest, KubernetesService):
-            port = manifest.spec.ports[0]
-            if port.protocol != "TCP":
-                problems.append(item.problem(
-                    "spec.ports[0].protocol",
-                    f"expected TCP (Tulle proxies TCP only), got {describe(port.protocol)}",
-                ))
-            protocol = _APP_PROTOCOLS.get(port.app_protocol or "http", "http")
-            draft = _Draft(item, manifest.metadata.name, manifest.metadata.namespace,
-                           protocol, port.port, port.name, MeshServiceSpec())
-        else:
+        key = item.service_key
+        if key is None:
             continue
-        key = f"{draft.name}.{draft.namespace}"
-        if key in drafts:
-            first = drafts[key].origin.document
+        if key in first_seen:
+            first = first_seen[key].document
             problems.append(item.problem(
                 "metadata.name",
                 f'expected a unique service name; "{key}" is already defined in '
                 f"{first.file}: document {first.index}",
             ))
             continue
-        drafts[key] = draft
-    return drafts
+        first_seen[key] = item
+        draft = _draft(item, problems)
+        if draft is not None:
+            drafts[key] = draft
+    return drafts, set(first_seen) - set(drafts)
+
+
+def _draft(item: Checked, problems: list[Problem]) -> _Draft | None:
+    manifest = item.manifest
+    if isinstance(manifest, MeshService):
+        draft = _Draft(item, manifest.metadata.name, manifest.metadata.namespace,
+                       manifest.spec.protocol, manifest.spec.port, None, manifest.spec)
+        for index, static in enumerate(manifest.spec.endpoints):
+            endpoint = Endpoint(static.address.host, static.address.port, static.weight,
+                                static.zone)
+            if (endpoint.host, endpoint.port) in draft.endpoints:
+                problems.append(item.problem(f"spec.endpoints[{index}].address",
+                                             f"duplicate endpoint {endpoint.address}"))
+            draft.endpoints.setdefault((endpoint.host, endpoint.port), endpoint)
+        return draft
+    if isinstance(manifest, KubernetesService):
+        port = manifest.spec.ports[0]
+        if port.protocol != "TCP":
+            problems.append(item.problem(
+                "spec.ports[0].protocol",
+                f"expected TCP (Tulle proxies TCP only), got {describe(port.protocol)}",
+            ))
+        protocol = _APP_PROTOCOLS.get(port.app_protocol or "http", "http")
+        return _Draft(item, manifest.metadata.name, manifest.metadata.namespace,
+                      protocol, port.port, port.name, MeshServiceSpec())
+    return None
 
 
 def _attach_slice(
@@ -167,6 +191,16 @@ def _attach_slice(
     problems: list[Problem],
 ) -> None:
     slice_: EndpointSlice | EndpointSliceV1Beta1 = item.manifest
+    ready_hosts: list[tuple[str, str | None]] = []
+    for index, endpoint in enumerate(slice_.endpoints):
+        for position, host in enumerate(endpoint.addresses):
+            if not _valid_host(host, slice_.address_type):
+                problems.append(item.problem(
+                    f"endpoints[{index}].addresses[{position}]",
+                    f"expected an {slice_.address_type} address, got {describe(host)}",
+                ))
+            elif endpoint.conditions.ready is not False:
+                ready_hosts.append((host, endpoint.endpoint_zone))
     label_path = f'metadata.labels["{SERVICE_NAME_LABEL}"]'
     service_name = slice_.metadata.labels.get(SERVICE_NAME_LABEL)
     if service_name is None:
@@ -184,18 +218,8 @@ def _attach_slice(
     port = _slice_port(item, draft, problems)
     if port is None:
         return
-    for index, endpoint in enumerate(slice_.endpoints):
-        if endpoint.conditions.ready is False:
-            continue
-        for position, host in enumerate(endpoint.addresses):
-            if not _valid_host(host, slice_.address_type):
-                problems.append(item.problem(
-                    f"endpoints[{index}].addresses[{position}]",
-                    f"expected an {slice_.address_type} address, got {describe(host)}",
-                ))
-                continue
-            found = Endpoint(host, port, 1, endpoint.endpoint_zone)
-            draft.endpoints.setdefault((host, port), found)
+    for host, zone in ready_hosts:
+        draft.endpoints.setdefault((host, port), Endpoint(host, port, 1, zone))
 
 
 def _slice_port(item: Checked, draft: _Draft, problems: list[Problem]) -> int | None:

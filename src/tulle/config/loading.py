@@ -36,7 +36,6 @@ KINDS: dict[tuple[str, str], type[BaseModel]] = {
     ("discovery.k8s.io/v1beta1", "EndpointSlice"): EndpointSliceV1Beta1,
     (GATEWAY_API_VERSION, "HTTPRoute"): HTTPRoute,
 }
-_SERVICE_KINDS = ("MeshService", "Service")
 
 
 def load(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Config:
@@ -46,28 +45,28 @@ def load(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = No
     to the process environment. Raises :class:`ConfigError` listing every problem.
     """
     files, problems = find_manifests(Path(path))
-    checked: list[Checked] = []
-    unusable_services: set[str] = set()
+    documents: list[Checked] = []
     for file in files:
-        documents, read_problems = read_documents(file)
+        read, read_problems = read_documents(file)
         problems += read_problems
-        for document in documents:
+        for document in read:
             if document.content is None:  # an empty document, e.g. a trailing "---"
                 continue
             manifest, document_problems = check_document(document)
             problems += document_problems
-            if manifest is not None:
-                checked.append(Checked(document, manifest))
-            else:
-                unusable_services.update(_service_key(document.content))
+            if isinstance(document.content, dict):
+                documents.append(Checked(document, manifest))
     config, cross_problems = assemble(
-        checked,
+        documents,
         sources=tuple(files),
-        unusable_services=unusable_services,
         environ=os.environ if environ is None else environ,
     )
     problems += cross_problems
     if problems:
+        # In reading order: by file, then document; a file's own problems first.
+        order = {file: position for position, file in enumerate(files)}
+        problems.sort(key=lambda problem: (order.get(Path(problem.file), -1),
+                                           problem.document or 0))
         raise ConfigError(problems)
     return config
 
@@ -108,14 +107,3 @@ def _unknown_kind(kind: Any, api_version: Any) -> dict[str, str]:
     return {"path": "kind", "message": (
         f"expected one of the accepted kinds ({accepted}), got {describe(kind)}"
     )}
-
-
-def _service_key(content: Any) -> list[str]:
-    """The ``name.namespace`` a broken service document meant to define, if readable."""
-    if not isinstance(content, dict) or content.get("kind") not in _SERVICE_KINDS:
-        return []
-    metadata = content.get("metadata")
-    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str):
-        return []
-    namespace = metadata.get("namespace")
-    return [f"{metadata['name']}.{namespace if isinstance(namespace, str) else 'default'}"]

@@ -9,9 +9,9 @@ timeout it would silently ignore is reported as an unknown field instead.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 from tulle.config.schema_common import DnsLabel, DnsSubdomain, ObjectMeta, Port, Schema, StrictInt
@@ -47,15 +47,20 @@ class PathMatch(Schema):
     value: str = "/"
     _pattern: re.Pattern[str] | None = PrivateAttr(None)
 
-    @model_validator(mode="after")
-    def _check_value(self) -> Self:
-        if self.type == "RegularExpression":
-            self.__pydantic_private__["_pattern"] = _compile(self.value)
-        elif not self.value.startswith("/"):
+    @field_validator("value")
+    @classmethod
+    def _check_value(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("type") == "RegularExpression":
+            _compile(value)
+        elif not value.startswith("/"):
             raise PydanticCustomError(
-                "path", f'expected value to be a path starting with "/", got "{self.value}"'
+                "path", f'expected a path starting with "/", got "{value}"'
             )
-        return self
+        return value
+
+    def model_post_init(self, context: Any) -> None:
+        if self.type == "RegularExpression":
+            self.__pydantic_private__["_pattern"] = re.compile(self.value)
 
     @property
     def pattern(self) -> re.Pattern[str] | None:
@@ -69,11 +74,16 @@ class HeaderMatch(Schema):
     value: str
     _pattern: re.Pattern[str] | None = PrivateAttr(None)
 
-    @model_validator(mode="after")
-    def _check_value(self) -> Self:
+    @field_validator("value")
+    @classmethod
+    def _check_value(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("type") == "RegularExpression":
+            _compile(value)
+        return value
+
+    def model_post_init(self, context: Any) -> None:
         if self.type == "RegularExpression":
-            self.__pydantic_private__["_pattern"] = _compile(self.value)
-        return self
+            self.__pydantic_private__["_pattern"] = re.compile(self.value)
 
     @property
     def pattern(self) -> re.Pattern[str] | None:
