@@ -8,12 +8,13 @@ effective policy is the mesh default with the fields the service wrote laid over
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
 from tulle.config.durations import format_duration
+from tulle.config.problems import describe
 from tulle.config.schema_common import PositiveDuration, Schema, StrictInt
 
 # The balancing algorithms Tulle implements, by the name manifests use. The
@@ -110,8 +111,19 @@ class OutlierDetection(Schema):
     max_ejection_percent: StrictInt = Field(10, ge=0, le=100)
 
 
+def _request_path(value: str) -> str:
+    if not value.startswith("/"):
+        raise PydanticCustomError(
+            "path", f"expected a path starting with \"/\", got {describe(value)}"
+        )
+    return value
+
+
+RequestPath = Annotated[str, AfterValidator(_request_path)]
+
+
 class HttpHealthCheck(Schema):
-    path: str = Field("/", pattern=r"^/")
+    path: RequestPath = "/"
 
 
 class TcpHealthCheck(Schema):

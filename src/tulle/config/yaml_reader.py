@@ -104,10 +104,14 @@ def read_documents(file: Path) -> tuple[list[Document], list[Problem]]:
 
 def _syntax_problem(file: Path, error: yaml.YAMLError) -> Problem:
     mark = getattr(error, "problem_mark", None)
-    line = mark.line + 1 if mark is not None else None
-    what = " ".join(
-        part for part in (getattr(error, "context", None), getattr(error, "problem", None)) if part
-    ) or str(error)
-    if mark is not None:
-        what += f" (column {mark.column + 1})"
-    return Problem(file=file, line=line, message=f"invalid YAML: {what}")
+    what = getattr(error, "problem", None) or str(error)
+    if mark is None:
+        return Problem(file=file, message=f"invalid YAML: {what}")
+    what += f" (column {mark.column + 1})"
+    context, context_mark = getattr(error, "context", None), getattr(error, "context_mark", None)
+    if context:
+        where = ""
+        if context_mark is not None and context_mark.line != mark.line:
+            where = f" that starts on line {context_mark.line + 1}"
+        what += f", {context}{where}"
+    return Problem(file=file, line=mark.line + 1, message=f"invalid YAML: {what}")
