@@ -57,7 +57,7 @@ __all__ = ["DEMO_PROFILES", "DemoError", "DemoOptions", "run_demo"]
 # and the slow one slow enough that a latency-aware balancer visibly avoids it.
 DEMO_PROFILES: tuple[ServiceProfile, ...] = (
     ServiceProfile("web-1", latency=0.005, jitter=0.5, role="fast"),
-    ServiceProfile("web-2", latency=0.060, jitter=0.3, role="slow (~60 ms)"),
+    ServiceProfile("web-2", latency=0.060, jitter=0.3, role="slow ~60ms"),
     ServiceProfile("web-3", latency=0.005, jitter=0.5, failure_rate=0.05, role="fails 5%"),
 )
 
@@ -134,7 +134,7 @@ class _Demo:
         self.console = console
         self.service = Target("outbound", "default", SERVICE_NAME, "")
         self.rows = [
-            (address, f"{profile.name} {profile.role}")
+            (address, profile.role)
             for address, profile in zip(_endpoints(options), DEMO_PROFILES, strict=True)
         ]
         self.stop = asyncio.Event()

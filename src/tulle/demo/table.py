@@ -63,18 +63,19 @@ def build_table(
         box=box.ASCII if ascii_only else box.SIMPLE_HEAVY,
         title_justify="left",
     )
-    table.add_column("SERVICE / ENDPOINT", no_wrap=True)
+    # Sized to fit an 80-column terminal with roles of up to ~10 characters.
+    table.add_column("NAME", no_wrap=True)
     table.add_column("ROLE", no_wrap=True)
     for heading in ("RPS", "SUCCESS", "P50", "P95", "P99"):
         table.add_column(heading, justify="right", no_wrap=True)
 
     by_endpoint: Mapping[Target, Signals] = window.endpoints if window else {}
     services: Mapping[Target, Signals] = window.services if window else {}
-    table.add_row(service.service, "service total", *_cells(services.get(service)), style="bold")
+    table.add_row(service.service, "total", *_cells(services.get(service)), style="bold")
     for address, role in endpoints:
         signals = by_endpoint.get(service._replace(endpoint=address))
         table.add_row(f"  {address}", role, *_cells(signals))
     own = by_endpoint.get(service)
     if own is not None and own.responses > 0:
-        table.add_row("  (proxy)", "answered by the proxy", *_cells(own))
+        table.add_row("  (proxy)", "by proxy", *_cells(own))
     return table

@@ -13,7 +13,7 @@ from tulle.demo.table import build_table
 from tulle.telemetry.scrape import Signals, Target, Window
 
 WEB = Target("outbound", "default", "web", "")
-ROWS = [("127.0.0.1:9001", "web-1 fast"), ("127.0.0.1:9002", "web-2 slow (~60 ms)")]
+ROWS = [("127.0.0.1:9001", "fast"), ("127.0.0.1:9002", "slow ~60ms")]
 
 
 def render(window: Window | None) -> str:
@@ -39,7 +39,7 @@ def test_rows_show_rps_success_and_percentiles() -> None:
     assert cells == ["50.0", "98.00%", "3.0 ms", "7.5 ms", "9.5 ms"]
     # An endpoint with no traffic still has its row, empty.
     assert "0.0" in line_of(text, "127.0.0.1:9002")
-    assert "50.0" in line_of(text, "service total")
+    assert "50.0" in line_of(text, "total")
 
 
 def test_before_the_first_window_every_row_is_empty() -> None:
