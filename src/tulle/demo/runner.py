@@ -165,7 +165,8 @@ class _Demo:
                 proxy.start()
                 if not await self._ready_or_stopped(proxy):
                     return 0
-                return await self._show(proxy)
+                code = await self._show(proxy)
+                return self._check_stopped(proxy, await proxy.stop()) if code == 0 else code
             finally:
                 await proxy.stop()
                 atexit.unregister(proxy.kill)
@@ -177,6 +178,14 @@ class _Demo:
                 for sock in sockets:
                     sock.close()
                 self._remove_signal_handlers()
+
+    def _check_stopped(self, proxy: ProxyProcess, code: int | None) -> int:
+        """1 (and the proxy's log) if the proxy did not stop cleanly on SIGTERM."""
+        if code in (None, 0):
+            return 0
+        self.console.print(f"[red]The proxy exited with code {code} when stopped:[/red]")
+        self.console.print(proxy.log_tail(), markup=False)
+        return 1
 
     async def _ready_or_stopped(self, proxy: ProxyProcess) -> bool:
         """Wait for the proxy to be ready; False if the user stopped the demo first."""
