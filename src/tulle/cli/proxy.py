@@ -1,0 +1,82 @@
+"""``tulle proxy``: run the data plane on manifests from disk."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+import uvloop
+
+from tulle.config import Address, ConfigError
+
+
+def _address(value: str | None, flag: str) -> Address | None:
+    if value is None:
+        return None
+    try:
+        return Address.parse(value, allow_port_zero=flag != "--app")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=flag) from None
+
+
+@click.command()
+@click.option("-f", "--filename", "manifests", required=True,
+              type=click.Path(exists=True, path_type=Path),
+              help="A manifest file or a folder of them.")
+@click.option("--outbound", metavar="HOST:PORT",
+              help="Outbound listener [manifest or 127.0.0.1:4140].")
+@click.option("--inbound", metavar="HOST:PORT|off",
+              help="Inbound listener [manifest or 127.0.0.1:4143]; 'off' to disable.")
+@click.option("--admin", metavar="HOST:PORT", help="Admin listener [manifest or 127.0.0.1:4191].")
+@click.option("--app", metavar="HOST:PORT",
+              help="Local application the inbound listener forwards to.")
+@click.option("--shutdown-grace", default=10.0, show_default=True, type=float,
+              help="Seconds requests in flight get to finish on SIGTERM.")
+@click.option("--head-timeout", default=10.0, show_default=True, type=float,
+              help="Seconds a client gets to send a request head.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def proxy(
+    manifests: Path,
+    outbound: str | None,
+    inbound: str | None,
+    admin: str | None,
+    app: str | None,
+    shutdown_grace: float,
+    head_timeout: float,
+    log_level: str,
+) -> None:
+    """Run a proxy on the manifests in PATH (reloaded on change and on SIGHUP)."""
+    from tulle.proxy import ProxyOptions, ProxyServer
+
+    logging.basicConfig(
+        level=log_level.upper(), stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    inbound_enabled = inbound != "off"
+    options = ProxyOptions(
+        manifests=manifests,
+        outbound=_address(outbound, "--outbound"),
+        inbound=_address(inbound, "--inbound") if inbound_enabled else None,
+        inbound_enabled=inbound_enabled,
+        admin=_address(admin, "--admin"),
+        app=_address(app, "--app"),
+        head_timeout=head_timeout,
+        shutdown_grace=shutdown_grace,
+    )
+
+    async def run() -> None:
+        server = ProxyServer(options)
+        await server.start()
+        await server.serve_until_stopped()
+
+    try:
+        uvloop.run(run())
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"tulle proxy: cannot listen: {exc}", err=True)
+        sys.exit(1)

@@ -1,0 +1,343 @@
+"""Sans-I/O HTTP/1.1 codec over httptools (llhttp).
+
+Bytes go in through ``feed``; the parsed message comes out as calls on a handler
+object (``on_head``, ``on_body``, ``on_end``), the push-style equivalent of
+h11's events that costs no allocation per event. Nothing here touches a socket
+or an event loop, so the codec is tested and fuzzed without a network.
+
+Theory of operation: llhttp already refuses the request-smuggling shapes
+(Content-Length together with Transfer-Encoding, two Content-Length headers, a
+Transfer-Encoding that does not end in ``chunked``), bare LF line ends and
+invalid tokens. This module adds what llhttp leaves to its embedder: a cap on
+the size of a message head (431), a missing Host on HTTP/1.1 (400), trailers told
+apart from headers, the "no body" rule for responses to HEAD, and the end of a
+read-until-close response body at EOF.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import httptools
+
+from tulle.http.errors import RemoteProtocolError
+
+Headers = list[tuple[bytes, bytes]]
+
+# Same order of magnitude as nginx's large_client_header_buffers (4 x 8k) and
+# Envoy's max_request_headers_kb (60 KiB): generous for real clients, small
+# enough that a slow or hostile one cannot make us hold much.
+MAX_HEAD_BYTES = 64 * 1024
+
+
+class RequestHead:
+    """A parsed request line and headers, as received."""
+
+    __slots__ = (
+        "chunked",
+        "content_length",
+        "expect_continue",
+        "headers",
+        "host",
+        "keep_alive",
+        "method",
+        "target",
+        "version",
+    )
+
+    def __init__(self) -> None:
+        self.method: bytes = b""
+        self.target: bytes = b""
+        self.version: str = "1.1"
+        self.headers: Headers = []
+        self.host: bytes | None = None
+        self.content_length: int | None = None
+        self.chunked: bool = False
+        self.keep_alive: bool = True
+        self.expect_continue: bool = False
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower-case), or None."""
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return None
+
+
+class ResponseHead:
+    """A parsed status line and headers, as received."""
+
+    __slots__ = (
+        "chunked", "content_length", "headers", "keep_alive", "reason", "status", "version",
+    )
+
+    def __init__(self) -> None:
+        self.status: int = 0
+        self.reason: bytes = b""
+        self.version: str = "1.1"
+        self.headers: Headers = []
+        self.content_length: int | None = None
+        self.chunked: bool = False
+        self.keep_alive: bool = True
+
+
+class MessageHandler(Protocol):
+    """What a parser calls as a message goes by."""
+
+    def on_head(self, head: RequestHead | ResponseHead) -> None: ...
+
+    def on_body(self, data: bytes) -> None: ...
+
+    def on_end(self, trailers: Headers | None) -> None: ...
+
+
+class _Parser:
+    """Shared state of the request and response parsers."""
+
+    __slots__ = ("_handler", "_head", "_head_bytes", "_in_body", "_parser", "_trailers")
+
+    def __init__(self, handler: MessageHandler) -> None:
+        self._handler = handler
+        self._head: RequestHead | ResponseHead | None = None
+        self._head_bytes = 0
+        self._in_body = False
+        self._trailers: Headers | None = None
+
+    # -- callbacks shared by both directions (names fixed by httptools) --
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._in_body:
+            if self._trailers is None:
+                self._trailers = []
+            self._trailers.append((name, value))
+            return
+        head = self._head
+        assert head is not None
+        head.headers.append((name, value))
+        lname = name.lower()
+        if lname == b"content-length":
+            head.content_length = int(value)
+        elif lname == b"transfer-encoding":
+            head.chunked = True  # llhttp rejects any coding but a final "chunked"
+
+    def on_body(self, body: bytes) -> None:
+        self._handler.on_body(body)
+
+    def on_message_complete(self) -> None:
+        trailers = self._trailers
+        self._trailers = None
+        self._in_body = False
+        self._head = None
+        self._head_bytes = 0
+        self._handler.on_end(trailers)
+
+    def _count_head_bytes(self, data: bytes) -> None:
+        # Called only while a head is incomplete; the bytes fed before the head
+        # completes bound the head's size (they may include a pipelined tail,
+        # which only makes the bound a little stricter).
+        self._head_bytes += len(data)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise RemoteProtocolError("message head larger than 64 KiB", status=431)
+
+
+class RequestParser(_Parser):
+    """Parses a stream of (possibly pipelined) requests from one client."""
+
+    __slots__ = ("_awaiting_head",)
+
+    def __init__(self, handler: MessageHandler) -> None:
+        super().__init__(handler)
+        self._parser = httptools.HttpRequestParser(self)
+        self._awaiting_head = True
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; raise RemoteProtocolError on bytes HTTP forbids."""
+        if self._awaiting_head:
+            self._count_head_bytes(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, RemoteProtocolError):
+                raise cause from None
+            raise
+        except httptools.HttpParserUpgrade:
+            raise RemoteProtocolError("protocol upgrades are not supported") from None
+        except httptools.HttpParserError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise RemoteProtocolError(f"malformed request: {reason}") from None
+
+    # -- httptools callbacks --
+
+    def on_message_begin(self) -> None:
+        self._head = RequestHead()
+        self._awaiting_head = True
+
+    def on_url(self, url: bytes) -> None:
+        head = self._head
+        assert head is not None
+        head.target += url
+
+    def on_headers_complete(self) -> None:
+        head = self._head
+        assert isinstance(head, RequestHead)
+        parser = self._parser
+        head.method = parser.get_method()
+        head.version = parser.get_http_version()
+        head.keep_alive = parser.should_keep_alive()
+        for name, value in head.headers:
+            lname = name.lower()
+            if lname == b"host":
+                if head.host is not None:
+                    raise RemoteProtocolError("more than one Host header")
+                head.host = value
+            elif lname == b"expect" and value.lower() == b"100-continue":
+                head.expect_continue = True
+        if head.host is None and head.version == "1.1":
+            raise RemoteProtocolError("HTTP/1.1 request without a Host header")
+        self._in_body = True
+        self._awaiting_head = False
+        self._handler.on_head(head)
+
+    def on_message_complete(self) -> None:
+        self._awaiting_head = True
+        super().on_message_complete()
+
+
+class ResponseParser(_Parser):
+    """Parses the responses arriving on one upstream connection, one at a time.
+
+    The caller says when the response answers a HEAD request
+    (``expect_no_body``) because only it knows; and calls ``feed_eof`` when the
+    connection closes, which ends a body framed by the connection's close.
+    """
+
+    __slots__ = ("_no_body", "_until_close")
+
+    def __init__(self, handler: MessageHandler) -> None:
+        super().__init__(handler)
+        self._parser = httptools.HttpResponseParser(self)
+        self._no_body = False
+        self._until_close = False
+
+    def expect_no_body(self) -> None:
+        """The next response answers a HEAD request: it ends with its head."""
+        self._no_body = True
+
+    def feed(self, data: bytes) -> None:
+        if self._head is None or not self._in_body:
+            self._count_head_bytes(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, RemoteProtocolError):
+                raise cause from None
+            raise
+        except httptools.HttpParserError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise RemoteProtocolError(f"malformed response: {reason}", status=502) from None
+
+    def feed_eof(self) -> bool:
+        """The peer closed. True when that ended a read-until-close body."""
+        if self._head is not None and self._in_body and self._until_close:
+            self._until_close = False
+            self.on_message_complete()
+            return True
+        return False
+
+    @property
+    def mid_message(self) -> bool:
+        """True between the first byte of a response and its end."""
+        return self._head is not None or self._head_bytes > 0
+
+    # -- httptools callbacks --
+
+    def on_message_begin(self) -> None:
+        self._head = ResponseHead()
+
+    def on_status(self, reason: bytes) -> None:
+        head = self._head
+        assert isinstance(head, ResponseHead)
+        head.reason += reason
+
+    def on_headers_complete(self) -> None:
+        head = self._head
+        assert isinstance(head, ResponseHead)
+        parser = self._parser
+        head.status = parser.get_status_code()
+        head.version = parser.get_http_version()
+        head.keep_alive = parser.should_keep_alive()
+        if head.status < 200:
+            # Interim response (100 Continue, 103 Early Hints): llhttp parses it
+            # as a message of its own; we drop it and wait for the final one.
+            self._head = None
+            self._head_bytes = 0
+            return
+        self._in_body = True
+        self._head_bytes = 0
+        no_body = self._no_body or head.status in (204, 304)
+        self._until_close = not no_body and head.content_length is None and not head.chunked
+        if self._until_close:
+            head.keep_alive = False
+        self._handler.on_head(head)
+        if self._no_body:
+            # llhttp cannot be told the request was HEAD; end the message here and
+            # start a fresh parser for the next response on this connection.
+            self._no_body = False
+            self._parser = httptools.HttpResponseParser(self)
+            self.on_message_complete()
+
+    def on_message_complete(self) -> None:
+        if self._head is None:
+            return  # end of an interim (1xx) response
+        super().on_message_complete()
+
+
+# -- serialisation ---------------------------------------------------------
+
+_REASONS: dict[int, bytes] = {
+    100: b"Continue",
+    200: b"OK",
+    400: b"Bad Request",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+}
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def reason_phrase(status: int) -> bytes:
+    return _REASONS.get(status, b"")
+
+
+def encode_head(start_line: bytes, headers: Headers) -> bytes:
+    """A message head: the start line, the headers, and the blank line."""
+    parts = [start_line]
+    for name, value in headers:
+        parts.append(name + b": " + value)
+    parts.append(b"\r\n")
+    return b"\r\n".join(parts)
+
+
+def encode_chunk(data: bytes) -> bytes:
+    """One chunk of a chunked body (never empty: that is the last chunk)."""
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def encode_last_chunk(trailers: Headers | None) -> bytes:
+    """The last chunk of a chunked body, with its trailers if any."""
+    if not trailers:
+        return LAST_CHUNK
+    return b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in trailers) + b"\r\n"

@@ -1,0 +1,250 @@
+"""One client connection: a thin asyncio Protocol over the request codec.
+
+It parses requests as they arrive (pipelined ones included), makes one
+`Exchange` per request, and runs them one after another so that responses go
+back in request order (RFC 9112 §9.3.2). It owns the connection-level timers
+(a client that is slow to send its head, or idle too long between requests,
+is cut off) and the flow control between the client and the active exchange's
+upstream connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from tulle.http import RemoteProtocolError, RequestHead, RequestParser, ResponseHead
+from tulle.http.h1 import Headers
+from tulle.proxy.errors import local_response
+from tulle.proxy.exchange import Exchange
+from tulle.proxy.pool import set_nodelay
+from tulle.telemetry.metrics import ResponseStats, TcpStats
+
+# Requests a client may pipeline ahead of the one being answered before we stop
+# reading from it (they are held in memory until their turn).
+MAX_PIPELINED = 16
+
+
+@dataclass(slots=True)
+class ListenerContext:
+    """What every connection accepted by one listener shares."""
+
+    loop: asyncio.AbstractEventLoop
+    direction: str  # "outbound" or "inbound"
+    stack: Callable[[Exchange], None]
+    tcp: TcpStats
+    malformed: ResponseStats  # requests too broken to route
+    head_timeout: float
+    idle_timeout: float
+    connections: set[ClientConnection] = field(default_factory=set)
+    draining: bool = False
+
+
+# What a connection's deadline, when set, is waiting for.
+_WAITING_HEAD = 1
+_IDLE = 2
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "_deadline",
+        "_deadline_kind",
+        "_pending_error",
+        "_reading_paused",
+        "_receiving",
+        "closing",
+        "ctx",
+        "loop",
+        "parser",
+        "peer_ip",
+        "queue",
+        "tcp",
+        "transport",
+    )
+
+    def __init__(self, ctx: ListenerContext) -> None:
+        self.ctx = ctx
+        self.loop = ctx.loop
+        self.tcp = ctx.tcp
+        self.transport: asyncio.Transport | None = None
+        self.parser = RequestParser(self)
+        self.queue: deque[Exchange] = deque()
+        self.peer_ip = b"unknown"
+        self.closing = False
+        self._reading_paused = False
+        self._pending_error: RemoteProtocolError | None = None
+        self._receiving: Exchange | None = None  # the request whose body is arriving
+        self._deadline = 0.0
+        self._deadline_kind = 0
+
+    @property
+    def draining(self) -> bool:
+        return self.ctx.draining
+
+    # -- asyncio.Protocol --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        set_nodelay(transport)
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer_ip = str(peer[0]).encode("ascii")
+        self.tcp.opened += 1
+        self.ctx.connections.add(self)
+        self._expect(_WAITING_HEAD, self.ctx.head_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        self.tcp.read_bytes += len(data)
+        if self.closing:
+            return
+        if self._deadline_kind == _IDLE:
+            self._expect(_WAITING_HEAD, self.ctx.head_timeout)
+        try:
+            self.parser.feed(data)
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.tcp.closed += 1
+        self.ctx.connections.discard(self)
+        queue = self.queue
+        while queue:
+            queue.popleft().client_lost()
+
+    def pause_writing(self) -> None:
+        if self.queue:
+            upstream = self.queue[0].upstream
+            if upstream is not None:
+                upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.queue:
+            upstream = self.queue[0].upstream
+            if upstream is not None:
+                upstream.resume_reading()
+
+    # -- codec callbacks --
+
+    def on_head(self, head: RequestHead | ResponseHead) -> None:
+        assert isinstance(head, RequestHead)
+        self._deadline_kind = 0  # the request's own timeout covers it from here
+        exchange = Exchange(self, head, self.loop.time())
+        self._receiving = exchange
+        queue = self.queue
+        queue.append(exchange)
+        if len(queue) == 1:
+            self.ctx.stack(exchange)
+        elif len(queue) > MAX_PIPELINED:
+            self.pause_reading()
+
+    def on_body(self, data: bytes) -> None:
+        assert self._receiving is not None
+        self._receiving.request_body(data)
+
+    def on_end(self, trailers: Headers | None) -> None:
+        exchange = self._receiving
+        assert exchange is not None
+        self._receiving = None
+        exchange.request_end(trailers)
+
+    # -- used by exchanges --
+
+    def write(self, data: bytes) -> None:
+        self.tcp.write_bytes += len(data)
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and not self.closing and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and not self.closing and self.transport is not None:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        """Cut the connection: the response already begun cannot be completed."""
+        self.closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def exchange_done(self, exchange: Exchange) -> None:
+        """``exchange`` has answered; start the next request, or close, or wait."""
+        queue = self.queue
+        if not queue or queue[0] is not exchange:
+            return  # the connection was lost and the queue already dropped
+        queue.popleft()
+        if self.closing:
+            return
+        if exchange.close_after or self.ctx.draining:
+            self._close()
+            return
+        if queue:
+            if self._reading_paused and len(queue) <= MAX_PIPELINED:
+                self.resume_reading()
+            self.ctx.stack(queue[0])
+        elif self._pending_error is not None:
+            self._answer_malformed(self._pending_error)
+        else:
+            self._expect(_IDLE, self.ctx.idle_timeout)
+
+    # -- timers and shutdown, driven by the listener's sweeper --
+
+    def check_deadline(self, now: float) -> None:
+        if self._deadline_kind and now >= self._deadline:
+            if self._deadline_kind == _WAITING_HEAD:
+                self._answer_malformed(
+                    RemoteProtocolError("the request head was not received in time", status=408)
+                )
+            else:
+                self._close()
+
+    def close_if_idle(self) -> None:
+        """When draining: close now if no request is in progress."""
+        if not self.queue:
+            self._close()
+
+    # -- internals --
+
+    def _expect(self, kind: int, timeout: float) -> None:
+        self._deadline_kind = kind
+        self._deadline = self.loop.time() + timeout
+
+    def _close(self) -> None:
+        self.closing = True
+        self._deadline_kind = 0
+        if self.transport is not None:
+            self.transport.close()  # after what is already written is flushed
+
+    def _protocol_error(self, exc: RemoteProtocolError) -> None:
+        """Bytes HTTP forbids: answer 400/431 in turn (or cut off), and read no more."""
+        self.pause_reading()
+        queue = self.queue
+        receiving = self._receiving
+        self._receiving = None
+        if receiving is None:  # a broken head
+            if queue:
+                self._pending_error = exc  # answered once the requests before it are
+            else:
+                self._answer_malformed(exc)
+        elif queue and receiving is queue[0]:  # a broken body, being forwarded
+            receiving.close_after = True
+            receiving.fail(exc.status, "malformed-request", exc.reason)
+        elif queue and receiving is queue[-1]:  # a broken body, not yet forwarded
+            queue.pop().client_lost()
+            self._pending_error = exc
+        else:
+            self.abort()
+
+    def _answer_malformed(self, exc: RemoteProtocolError) -> None:
+        stats = self.ctx.malformed
+        stats.requests += 1
+        key = (exc.status, "malformed-request")
+        stats.responses[key] = stats.responses.get(key, 0) + 1
+        self.write(local_response(exc.status, exc.reason, close=True))
+        self._close()

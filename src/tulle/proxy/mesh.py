@@ -1,0 +1,142 @@
+"""The proxy's view of the mesh: service targets, endpoints and pools, per direction.
+
+Built from a `tulle.config.Config` and re-applied on every reload. Applying a
+new configuration keeps every target, endpoint and pool that is still named
+in it (so learned state and warm connections survive), makes the new ones,
+and retires what left: a retired pool closes its idle connections now and its
+busy ones when their requests end, so in-flight requests are never failed by
+a reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+
+from tulle.config import Config, Service
+from tulle.config import Endpoint as EndpointConfig
+from tulle.proxy.pool import EndpointPool
+from tulle.proxy.routing import Router
+from tulle.proxy.targets import Endpoint, ServiceTarget, TargetTimeouts
+from tulle.telemetry.metrics import Metrics
+
+
+class DirectionState:
+    """Targets and pools of one direction (outbound or inbound)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics, direction: str) -> None:
+        self.loop = loop
+        self.metrics = metrics
+        self.direction = direction
+        self.targets: dict[str, ServiceTarget] = {}
+        self.pools: dict[tuple[str, int], EndpointPool] = {}
+        self.router = Router(())
+        self._tcp_dst = metrics.tcp(direction, "dst")
+
+    def apply(
+        self,
+        services: Iterable[Service],
+        endpoints_of: Callable[[Service], Iterable[EndpointConfig]],
+        default: Service | None = None,
+    ) -> None:
+        """Make the targets match ``services``; ``endpoints_of(service)`` lists their endpoints."""
+        wanted: dict[str, ServiceTarget] = {}
+        used_pools: set[tuple[str, int]] = set()
+        services = list(services)
+        all_services = [*services, default] if default is not None else services
+        for service in all_services:
+            target = self._target_for(service)
+            wanted[target.key] = target
+            endpoints = []
+            for config in endpoints_of(service):
+                used_pools.add((config.host, config.port))
+                endpoints.append(self._endpoint_for(target, config, service))
+            target.set_endpoints(endpoints)
+        self.targets = wanted
+        for address in list(self.pools):
+            if address not in used_pools:
+                self.pools.pop(address).retire()
+        default_target = wanted[f"{default.name}.{default.namespace}"] if default else None
+        self.router = Router(
+            [t for key, t in wanted.items() if default_target is None or t is not default_target],
+            default=default_target,
+        )
+
+    def _target_for(self, service: Service) -> ServiceTarget:
+        key = f"{service.name}.{service.namespace}"
+        timeouts = TargetTimeouts(
+            request=service.timeouts.request, connect=service.timeouts.connect or 1.0
+        )
+        algorithm = service.load_balancer.algorithm
+        target = self.targets.get(key)
+        if target is None or target.algorithm != algorithm:
+            stats = self.metrics.responses(self.direction, service.name, service.namespace)
+            target = ServiceTarget(service.name, service.namespace, algorithm, timeouts, stats)
+        else:
+            target.timeouts = timeouts
+        return target
+
+    def _endpoint_for(
+        self, target: ServiceTarget, config: EndpointConfig, service: Service
+    ) -> Endpoint:
+        address = (config.host, config.port)
+        pool = self.pools.get(address)
+        connect_timeout = service.timeouts.connect or 1.0
+        if pool is None:
+            pool = self.pools[address] = EndpointPool(
+                self.loop, config.host, config.port, self._tcp_dst, connect_timeout
+            )
+        pool.connect_timeout = connect_timeout
+        for endpoint in target.endpoints:
+            if endpoint.pool is pool:
+                endpoint.weight = config.weight
+                endpoint.zone = config.zone
+                return endpoint
+        stats = self.metrics.responses(
+            self.direction, target.name, target.namespace, f"{config.host}:{config.port}"
+        )
+        return Endpoint(pool, config.weight, config.zone, stats)
+
+    def close_idle_before(self, deadline: float) -> None:
+        for pool in self.pools.values():
+            pool.close_idle_before(deadline)
+
+    def describe(self) -> list[dict[str, object]]:
+        return [target.describe() for target in self.targets.values()]
+
+
+class MeshState:
+    """Both directions, re-applied from each new configuration."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics) -> None:
+        self.outbound = DirectionState(loop, metrics, "outbound")
+        self.inbound = DirectionState(loop, metrics, "inbound")
+        self.config: Config | None = None
+
+    def apply(self, config: Config) -> None:
+        services = list(config.services.values())
+        self.outbound.apply(services, lambda service: service.endpoints)
+        app = config.mesh.proxy.app
+        if app is not None:
+            app_endpoint = [EndpointConfig(host=app.host, port=app.port)]
+            # Inbound: every known service, and any other authority, goes to the app.
+            self.inbound.apply(
+                services,
+                lambda service: app_endpoint,
+                default=_unknown_authority(config),
+            )
+        self.config = config
+
+
+def _unknown_authority(config: Config) -> Service:
+    """Inbound requests whose authority names no known service: still the app's."""
+    defaults = config.mesh.defaults
+    return Service(
+        name="",
+        namespace="",
+        protocol="http",
+        port=0,
+        endpoints=(),
+        load_balancer=defaults.load_balancer,
+        timeouts=defaults.timeouts,
+    )

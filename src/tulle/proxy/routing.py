@@ -1,0 +1,91 @@
+"""Which service a request is for, from its authority.
+
+Outbound, the authority is the Host header or the authority of an
+absolute-form target (what a client sends through ``HTTP_PROXY``). A service
+``web`` in namespace ``default`` answers to ``web``, ``web.default``,
+``web.default.svc`` and ``web.default.svc.cluster.local``, with or without a
+port, as Kubernetes DNS names it. Inbound, everything goes to the local app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tulle.http import RequestHead
+from tulle.proxy.targets import ServiceTarget
+
+CLUSTER_DOMAIN = "cluster.local"
+
+
+def service_names(name: str, namespace: str) -> list[str]:
+    """Every host name a service answers to."""
+    return [
+        f"{name}.{namespace}",
+        f"{name}.{namespace}.svc",
+        f"{name}.{namespace}.svc.{CLUSTER_DOMAIN}",
+    ]
+
+
+def authority_host(authority: bytes) -> bytes:
+    """The host part of an authority, lower-cased, without port or final dot."""
+    if authority.startswith(b"["):  # IPv6 literal
+        end = authority.find(b"]")
+        host = authority[: end + 1] if end >= 0 else authority
+    else:
+        host = authority.rsplit(b":", 1)[0] if b":" in authority else authority
+    return host.lower().rstrip(b".")
+
+
+def take_absolute_form(head: RequestHead) -> None:
+    """Turn ``GET http://web/x`` into ``GET /x`` with ``Host: web`` (RFC 9112 §3.2.2)."""
+    target = head.target
+    scheme_end = target.find(b"://")
+    if scheme_end <= 0 or target[0:1] == b"/":
+        return
+    rest = target[scheme_end + 3 :]
+    slash = rest.find(b"/")
+    query = rest.find(b"?")
+    cut = min(i for i in (slash, query, len(rest)) if i >= 0)
+    authority = rest[:cut]
+    path = rest[cut:] or b"/"
+    if path.startswith(b"?"):
+        path = b"/" + path
+    head.target = path
+    head.host = authority
+    head.headers = [(n, v) for n, v in head.headers if n.lower() != b"host"]
+    head.headers.append((b"host", authority))
+
+
+class Router:
+    """Maps authorities to service targets; built once per configuration."""
+
+    __slots__ = ("_by_name", "default")
+
+    def __init__(
+        self, targets: Iterable[ServiceTarget], default: ServiceTarget | None = None
+    ) -> None:
+        by_name: dict[bytes, ServiceTarget] = {}
+        short: dict[str, ServiceTarget] = {}
+        for target in targets:
+            for name in service_names(target.name, target.namespace):
+                by_name[name.encode()] = target
+            # A bare name means the service in the "default" namespace when
+            # there is one, else the first one with that name.
+            if target.name not in short or target.namespace == "default":
+                short[target.name] = target
+        for name, target in short.items():
+            by_name.setdefault(name.encode(), target)
+        self._by_name = by_name
+        self.default = default
+
+    def resolve(self, head: RequestHead) -> ServiceTarget | None:
+        if head.target[:1] != b"/":
+            take_absolute_form(head)
+        authority = head.host
+        if authority is None:
+            return self.default
+        by_name = self._by_name
+        target = by_name.get(authority)
+        if target is None:
+            target = by_name.get(authority_host(authority), self.default)
+        return target

@@ -1,0 +1,228 @@
+"""A running proxy: listeners, admin, reloads, and a graceful stop.
+
+`ProxyServer` wires the parts together: it loads the manifests into a
+`MeshState`, binds the outbound and inbound listeners (each with its request
+stack) and the admin listener, re-applies the manifests on SIGHUP or when the
+files change (a bad new configuration is refused, logged, and the old one
+keeps serving), sweeps connection deadlines once a second, and on SIGTERM
+stops accepting, lets requests in flight finish within a grace period, and
+returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from tulle.config import Address, Config, ConfigError, load
+from tulle.discovery import ManifestWatcher
+from tulle.proxy.connection import ClientConnection, ListenerContext
+from tulle.proxy.mesh import DirectionState, MeshState
+from tulle.proxy.stack import Route, build_stack
+from tulle.telemetry.admin import AdminSources, serve_admin
+from tulle.telemetry.collector import registry_for
+from tulle.telemetry.metrics import Metrics
+
+log = logging.getLogger("tulle.proxy")
+
+# How often deadlines (slow heads, idle clients, idle upstream connections) are checked.
+SWEEP_INTERVAL = 1.0
+# Upstream connections unused this long are closed, before a typical server
+# keep-alive timeout (nginx: 75 s, Node: 5 s is the outlier) closes them under us.
+UPSTREAM_IDLE = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyOptions:
+    """What the command line may override; None means "as the manifests say"."""
+
+    manifests: Path
+    outbound: Address | None = None
+    inbound: Address | None = None
+    inbound_enabled: bool = True
+    admin: Address | None = None
+    app: Address | None = None
+    head_timeout: float = 10.0
+    shutdown_grace: float = 10.0
+    watch: bool = True
+
+
+class _Listener:
+    """One bound proxy listener and its shared connection context."""
+
+    def __init__(self, ctx: ListenerContext, route: Route, server: asyncio.Server) -> None:
+        self.ctx = ctx
+        self.route = route
+        self.server = server
+
+
+class ProxyServer:
+    def __init__(self, options: ProxyOptions, metrics: Metrics | None = None) -> None:
+        self.options = options
+        self.loop = asyncio.get_running_loop()
+        self.metrics = metrics or Metrics()
+        self.mesh = MeshState(self.loop, self.metrics)
+        self.registry = registry_for(self.metrics)
+        self._listeners: dict[str, _Listener] = {}
+        self._admin: asyncio.Server | None = None
+        self._watcher: ManifestWatcher | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
+        self._stop = asyncio.Event()
+        self.ready = False
+        self.draining = False
+
+    # -- start --
+
+    async def start(self) -> None:
+        """Load the manifests (raising ConfigError) and bind every listener."""
+        options = self.options
+        config = load(options.manifests)
+        if options.app is not None:
+            config = _with_app(config, options.app)
+        self.mesh.apply(config)
+        listen = config.mesh.proxy
+        await self._bind("outbound", options.outbound or listen.outbound, self.mesh.outbound)
+        if options.inbound_enabled and config.mesh.proxy.app is not None:
+            await self._bind("inbound", options.inbound or listen.inbound, self.mesh.inbound)
+        elif options.inbound_enabled:
+            log.info("inbound listener off: no application address (spec.proxy.app or --app)")
+        admin = options.admin or listen.admin
+        sources = AdminSources(
+            registry=self.registry,
+            ready=lambda: self.ready and not self.draining,
+            config=lambda: self.mesh.config.to_dict() if self.mesh.config else {},
+            endpoints=self._describe_endpoints,
+        )
+        self._admin = await serve_admin(self.loop, admin.host, admin.port, sources)
+        log.info("admin on http://%s", _bound(self._admin))
+        if options.watch:
+            self._watcher = ManifestWatcher(
+                self.loop, options.manifests, lambda: self.reload("the manifests changed")
+            )
+            self._watcher.start()
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
+        self.loop.add_signal_handler(signal.SIGTERM, self.stop)
+        self.loop.add_signal_handler(signal.SIGINT, self.stop)
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+        self.ready = True
+
+    async def _bind(self, direction: str, address: Address, state: DirectionState) -> None:
+        unknown = self.metrics.responses(direction, "", "")
+        route = build_stack(state.router, unknown)
+        assert isinstance(route, Route)
+        timeouts = self.mesh.config.mesh.defaults.timeouts if self.mesh.config else None
+        ctx = ListenerContext(
+            loop=self.loop,
+            direction=direction,
+            stack=route,
+            tcp=self.metrics.tcp(direction, "src"),
+            malformed=unknown,
+            head_timeout=self.options.head_timeout,
+            idle_timeout=timeouts.idle if timeouts else 60.0,
+        )
+        server = await self.loop.create_server(
+            lambda: ClientConnection(ctx), address.host, address.port, backlog=1024
+        )
+        self._listeners[direction] = _Listener(ctx, route, server)
+        log.info("%s listener on %s", direction, _bound(server))
+
+    def bound_address(self, name: str) -> tuple[str, int]:
+        """Where a listener ("outbound", "inbound", "admin") is bound (for port 0)."""
+        server = self._admin if name == "admin" else self._listeners[name].server
+        assert server is not None
+        host, port = server.sockets[0].getsockname()[:2]
+        return host, port
+
+    # -- reload --
+
+    def reload(self, reason: str) -> None:
+        """Re-read the manifests; keep the running configuration if they are bad."""
+        if self._watcher is not None:
+            self._watcher.mark_seen()
+        try:
+            config = load(self.options.manifests)
+        except ConfigError as exc:
+            log.error("configuration refused (%s); still serving the previous one:\n%s",
+                      reason, exc)
+            return
+        if self.options.app is not None:
+            config = _with_app(config, self.options.app)
+        self.mesh.apply(config)
+        for direction, listener in self._listeners.items():
+            state = self.mesh.outbound if direction == "outbound" else self.mesh.inbound
+            listener.route.router = state.router
+            listener.ctx.idle_timeout = config.mesh.defaults.timeouts.idle
+        log.info("configuration reloaded (%s): %d services", reason, len(config.services))
+
+    # -- periodic work off the request path --
+
+    def _sweep(self) -> None:
+        now = self.loop.time()
+        for listener in self._listeners.values():
+            for conn in list(listener.ctx.connections):
+                conn.check_deadline(now)
+        self.mesh.outbound.close_idle_before(now - UPSTREAM_IDLE)
+        self.mesh.inbound.close_idle_before(now - UPSTREAM_IDLE)
+        self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    # -- stop --
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def serve_until_stopped(self) -> None:
+        """Serve until SIGTERM/SIGINT (or `stop`), then drain and close."""
+        await self._stop.wait()
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop accepting; let requests in flight finish within the grace period."""
+        self.draining = True
+        log.info("draining: %d connections", self._open_connections())
+        if self._watcher is not None:
+            self._watcher.stop()
+        for listener in self._listeners.values():
+            listener.ctx.draining = True
+            listener.server.close()
+            for conn in list(listener.ctx.connections):
+                conn.close_if_idle()
+        deadline = self.loop.time() + self.options.shutdown_grace
+        while self._open_connections() and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for listener in self._listeners.values():
+            for conn in list(listener.ctx.connections):
+                conn.abort()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for pool_owner in (self.mesh.outbound, self.mesh.inbound):
+            for pool in pool_owner.pools.values():
+                pool.retire()
+        if self._admin is not None:
+            self._admin.close()
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            self.loop.remove_signal_handler(sig)
+        log.info("stopped")
+
+    def _open_connections(self) -> int:
+        return sum(len(listener.ctx.connections) for listener in self._listeners.values())
+
+    def _describe_endpoints(self) -> dict[str, object]:
+        return {
+            "outbound": self.mesh.outbound.describe(),
+            "inbound": self.mesh.inbound.describe(),
+        }
+
+
+def _bound(server: asyncio.Server) -> str:
+    host, port = server.sockets[0].getsockname()[:2]
+    return f"{host}:{port}"
+
+
+def _with_app(config: Config, app: Address) -> Config:
+    """The configuration with the application address given on the command line."""
+    proxy = config.mesh.proxy.model_copy(update={"app": app})
+    mesh = config.mesh.model_copy(update={"proxy": proxy})
+    return Config(config.sources, mesh, config.services, config.routes)

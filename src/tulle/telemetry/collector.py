@@ -1,0 +1,96 @@
+"""Prometheus exposition: a custom collector that reads `Metrics` when scraped.
+
+The request path never touches prometheus_client; this collector turns the
+plain counters into metric families at scrape time (client_python's "custom
+collector" pattern), so the cost of rendering is paid by the scraper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from tulle.telemetry.metrics import LATENCY_BUCKETS_MS, Metrics
+
+_ROUTE_LABELS = ["direction", "dst_service", "dst_namespace", "endpoint"]
+_TCP_LABELS = ["direction", "peer"]
+
+
+def classify(status: int, error: str) -> str:
+    """Linkerd's classification: 5xx and proxy-made errors are failures."""
+    return "failure" if error or status >= 500 else "success"
+
+
+class MeshCollector(Collector):
+    """Renders a `Metrics` object as Linkerd-named metric families."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "request_total", "Requests received, by destination.", labels=_ROUTE_LABELS
+        )
+        responses = CounterMetricFamily(
+            "response_total",
+            "Responses sent, by status code and classification.",
+            labels=[*_ROUTE_LABELS, "status_code", "classification", "error"],
+        )
+        latency = HistogramMetricFamily(
+            "response_latency_ms",
+            "Time from a request's head to its response's head, in milliseconds.",
+            labels=_ROUTE_LABELS,
+        )
+        for stats in self._metrics.all_responses():
+            labels = list(stats.labels)
+            requests.add_metric(labels, stats.requests)
+            for (status, error), count in list(stats.responses.items()):
+                responses.add_metric(
+                    [*labels, str(status), classify(status, error), error], count
+                )
+            histogram = stats.latency
+            cumulative = 0
+            buckets = []
+            for bound, count in zip(
+                (*(str(float(b)) for b in LATENCY_BUCKETS_MS), "+Inf"),
+                list(histogram.counts),
+                strict=True,
+            ):
+                cumulative += count
+                buckets.append((bound, cumulative))
+            latency.add_metric(labels, buckets, histogram.sum_ms)
+        yield requests
+        yield responses
+        yield latency
+
+        opened = CounterMetricFamily("tcp_open_total", "Connections opened.", labels=_TCP_LABELS)
+        closed = CounterMetricFamily("tcp_close_total", "Connections closed.", labels=_TCP_LABELS)
+        open_now = GaugeMetricFamily(
+            "tcp_open_connections", "Connections open now.", labels=_TCP_LABELS
+        )
+        read = CounterMetricFamily("tcp_read_bytes_total", "Bytes read.", labels=_TCP_LABELS)
+        written = CounterMetricFamily(
+            "tcp_write_bytes_total", "Bytes written.", labels=_TCP_LABELS
+        )
+        for tcp in self._metrics.all_tcp():
+            labels = list(tcp.labels)
+            opened.add_metric(labels, tcp.opened)
+            closed.add_metric(labels, tcp.closed)
+            open_now.add_metric(labels, tcp.opened - tcp.closed)
+            read.add_metric(labels, tcp.read_bytes)
+            written.add_metric(labels, tcp.write_bytes)
+        yield from (opened, closed, open_now, read, written)
+
+
+def registry_for(metrics: Metrics) -> CollectorRegistry:
+    """A fresh prometheus_client registry holding only this proxy's collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(MeshCollector(metrics))
+    return registry

@@ -1,0 +1,101 @@
+"""Counters the request path increments: plain integers, fixed histogram slots.
+
+Each (direction, service, endpoint) gets one `ResponseStats` handle, made once
+and kept on the object the request path already holds (an endpoint, a
+service), so recording a response is two integer additions and one bisect. The
+Prometheus text is produced only when scraped, by `tulle.telemetry.collector`.
+
+Names and labels follow Linkerd's proxy metrics (linkerd.io, "Proxy Metrics"),
+so queries and dashboards written for Linkerd work on Tulle.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+# Linkerd's response_latency_ms buckets (DESIGN.md "Defaults"), in milliseconds.
+LATENCY_BUCKETS_MS: tuple[int, ...] = (
+    1, 2, 3, 4, 5, 10, 20, 30, 40, 50, 100, 200, 300, 400, 500,
+    1000, 2000, 3000, 4000, 5000, 10000, 20000, 30000, 40000, 50000,
+)  # fmt: skip
+
+
+class LatencyHistogram:
+    """Counts per fixed bucket (the last slot is +Inf) and the running sum."""
+
+    __slots__ = ("counts", "sum_ms")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS_MS) + 1)
+        self.sum_ms = 0.0
+
+    def observe(self, ms: float) -> None:
+        self.counts[bisect_left(LATENCY_BUCKETS_MS, ms)] += 1
+        self.sum_ms += ms
+
+
+class ResponseStats:
+    """Requests and responses of one (direction, service, endpoint).
+
+    ``responses`` is keyed by (status code, error); ``error`` is empty when an
+    endpoint answered and names the cause when the proxy answered itself.
+    """
+
+    __slots__ = ("labels", "latency", "requests", "responses")
+
+    def __init__(self, labels: tuple[str, str, str, str]) -> None:
+        self.labels = labels  # direction, dst_service, dst_namespace, endpoint
+        self.requests = 0
+        self.responses: dict[tuple[int, str], int] = {}
+        self.latency = LatencyHistogram()
+
+    def record(self, status: int, error: str, latency_ms: float) -> None:
+        key = (status, error)
+        responses = self.responses
+        responses[key] = responses.get(key, 0) + 1
+        self.latency.observe(latency_ms)
+
+
+class TcpStats:
+    """Connections and bytes of one (direction, peer)."""
+
+    __slots__ = ("closed", "labels", "opened", "read_bytes", "write_bytes")
+
+    def __init__(self, labels: tuple[str, str]) -> None:
+        self.labels = labels  # direction, peer ("src": clients, "dst": upstreams)
+        self.opened = 0
+        self.closed = 0
+        self.read_bytes = 0
+        self.write_bytes = 0
+
+
+class Metrics:
+    """Every stats handle of one proxy process; a fresh one per test."""
+
+    def __init__(self) -> None:
+        self._responses: dict[tuple[str, str, str, str], ResponseStats] = {}
+        self._tcp: dict[tuple[str, str], TcpStats] = {}
+
+    def responses(
+        self, direction: str, service: str, namespace: str, endpoint: str = ""
+    ) -> ResponseStats:
+        """The handle for these labels, made on first use and then shared."""
+        key = (direction, service, namespace, endpoint)
+        stats = self._responses.get(key)
+        if stats is None:
+            stats = self._responses[key] = ResponseStats(key)
+        return stats
+
+    def tcp(self, direction: str, peer: str) -> TcpStats:
+        key = (direction, peer)
+        stats = self._tcp.get(key)
+        if stats is None:
+            stats = self._tcp[key] = TcpStats(key)
+        return stats
+
+    def all_responses(self) -> list[ResponseStats]:
+        return list(self._responses.values())
+
+    def all_tcp(self) -> list[TcpStats]:
+        return list(self._tcp.values())
+
