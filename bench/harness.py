@@ -1,0 +1,89 @@
+"""What a scenario is given to work with: a temp dir, its processes, pinning, and load.
+
+A :class:`Harness` lives for one scenario run. It owns the temp dir every config
+and log is written to and the :class:`~bench.processes.ProcessGroup` that stops
+every process at the end; it places each process on the right CPUs (proxy under
+test vs. everything else), and it measures a peer's CPU time and memory. Scenarios
+use it and never start a process themselves, so none of them can leak one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import load, peers
+from bench.processes import Pinning, ProcessGroup, cpu_seconds, peak_rss_kib, process_group
+
+
+@dataclass
+class Harness:
+    """The resources of one scenario run (see module note)."""
+
+    workdir: Path
+    group: ProcessGroup
+    pinning: Pinning
+    results_dir: Path
+    peer_names: tuple[str, ...] = peers.PEER_NAMES
+
+    def log(self, message: str) -> None:
+        """Progress on stderr, so a long run shows it is alive."""
+        print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+    def start_backends(self, count: int = 3) -> peers.Backends:
+        """Start ``count`` backends (on the load generator's CPUs)."""
+        return peers.start_backends(self.group, self.workdir, count, self.pinning.others)
+
+    def start_peers(self, backends: peers.Backends) -> list[peers.Peer]:
+        """Start every selected peer in front of ``backends`` (proxies on the proxy CPU)."""
+        started = []
+        for name in self.peer_names:
+            started.append(
+                peers.start_peer(name, self.group, self.workdir, backends, self.pinning.proxy)
+            )
+            self.log(f"{name} is serving")
+        return started
+
+    def wrk(self, peer: peers.Peer, seconds: int, connections: int) -> load.WrkResult:
+        return load.run_wrk(self.group, peer.url, seconds, connections, self.pinning.others)
+
+    def hey(self, peer: peers.Peer, seconds: float, rate: int) -> load.HeyResult:
+        return load.run_hey(self.group, peer.url, seconds, rate, self.pinning.others)
+
+    def cpu_seconds(self, peer: peers.Peer) -> float | None:
+        """CPU time the peer's process has used so far; None for ``direct``."""
+        return None if peer.pid is None else cpu_seconds(peer.pid)
+
+    def peak_rss_kib(self, peer: peers.Peer) -> int | None:
+        """Peak resident memory of the peer's process; None for ``direct``."""
+        return None if peer.pid is None else peak_rss_kib(peer.pid)
+
+    def check_alive(self, peer: peers.Peer) -> None:
+        """Fail clearly if a peer died during a run instead of measuring a corpse."""
+        if peer.process is not None and peer.process.popen.poll() is not None:
+            raise peers.PeerFailed(
+                f"{peer.name} exited with code {peer.process.popen.returncode} during the "
+                f"run; last lines of its log:\n{peer.process.log_tail()}"
+            )
+
+
+@contextlib.contextmanager
+def open_harness(
+    results_dir: Path, pin: bool = True, peer_names: Sequence[str] = peers.PEER_NAMES
+) -> Iterator[Harness]:
+    """A :class:`Harness` whose temp dir and processes are gone when the block exits."""
+    with (
+        tempfile.TemporaryDirectory(prefix="tulle-bench-") as tmp,
+        process_group(Path(tmp)) as group,
+    ):
+        yield Harness(
+            workdir=Path(tmp),
+            group=group,
+            pinning=Pinning.choose(pin),
+            results_dir=results_dir,
+            peer_names=tuple(peer_names),
+        )

@@ -1,0 +1,253 @@
+"""Baseline: a tiny fixed response through each proxy — the cost of the proxy itself.
+
+Three nginx backends answer ``200 ok`` instantly, so any difference between peers is
+the proxy's own overhead. Measured side by side in one run, interleaved so that a
+noisy neighbour hurts every peer alike:
+
+- **throughput** — ``wrk -t1 -c32`` per peer, peers in turn, several rounds; the
+  median requests/s and each peer's ratio to HAProxy;
+- **latency at a fixed rate** — hey at 1,000 and 5,000 requests/s; p50, p99, p99.9
+  over all rounds' samples, and what each proxy adds over ``direct``;
+- **resources** — proxy CPU seconds per 10,000 requests (CPU time used during a load
+  run ÷ requests it served), at saturation and at each fixed rate, and the peak
+  resident memory over the whole run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from bench import plots
+from bench.harness import Harness
+from bench.load import HEY_RATE_PER_WORKER
+from bench.peers import Peer
+from bench.report import Report, Table
+from bench.stats import LatencySummary, median
+
+DESCRIPTION = "tiny fixed response: throughput, latency at 1k/5k RPS, CPU and memory"
+TOOLS: tuple[str, ...] = ("haproxy", "nginx", "wrk", "hey", "tulle")
+
+REFERENCE = "haproxy"  # ratios are given relative to this peer
+CEILING = "direct"  # added latency is given relative to this peer
+CONNECTIONS = 32  # wrk connections, as in the issue
+
+
+@dataclass(frozen=True)
+class Settings:
+    rounds: int
+    warmup_seconds: int  # per peer, before the first round; results thrown away
+    throughput_seconds: int
+    latency_seconds: float
+    rates: tuple[int, ...]
+    pause_seconds: float  # between runs, so one run's tail does not overlap the next
+
+
+FULL = Settings(
+    rounds=3, warmup_seconds=2, throughput_seconds=10, latency_seconds=10.0,
+    rates=(1_000, 5_000), pause_seconds=0.5,
+)  # fmt: skip
+QUICK = Settings(
+    rounds=1, warmup_seconds=0, throughput_seconds=1, latency_seconds=1.0,
+    rates=(1_000, 5_000), pause_seconds=0.1,
+)  # fmt: skip
+
+
+def run(harness: Harness, quick: bool) -> Report:
+    """Run the baseline on every selected peer and return its report."""
+    settings = QUICK if quick else FULL
+    backends = harness.start_backends(3)
+    peers = harness.start_peers(backends)
+
+    for peer in peers if settings.warmup_seconds else []:
+        harness.wrk(peer, settings.warmup_seconds, CONNECTIONS)
+
+    rps: dict[str, list[float]] = defaultdict(list)
+    cpu_saturated: dict[str, list[float]] = defaultdict(list)
+    errors: dict[str, int] = defaultdict(int)
+    for round_number in range(1, settings.rounds + 1):
+        for peer in peers:
+            before = harness.cpu_seconds(peer)
+            result = harness.wrk(peer, settings.throughput_seconds, CONNECTIONS)
+            after = harness.cpu_seconds(peer)
+            harness.check_alive(peer)
+            rps[peer.name].append(result.requests_per_second)
+            errors[peer.name] += result.non_2xx + result.socket_errors
+            if before is not None and after is not None and result.requests:
+                cpu_saturated[peer.name].append((after - before) / result.requests * 10_000)
+            harness.log(
+                f"round {round_number}/{settings.rounds} wrk {peer.name}: "
+                f"{result.requests_per_second:,.0f} req/s"
+            )
+            time.sleep(settings.pause_seconds)
+
+    samples: dict[tuple[int, str], list[float]] = defaultdict(list)
+    achieved: dict[tuple[int, str], list[float]] = defaultdict(list)
+    cpu_at_rate: dict[tuple[int, str], list[float]] = defaultdict(list)
+    latency_errors: dict[tuple[int, str], int] = defaultdict(int)
+    for round_number in range(1, settings.rounds + 1):
+        for rate in settings.rates:
+            for peer in peers:
+                before = harness.cpu_seconds(peer)
+                result = harness.hey(peer, settings.latency_seconds, rate)
+                after = harness.cpu_seconds(peer)
+                harness.check_alive(peer)
+                key = (rate, peer.name)
+                samples[key].extend(result.latencies)
+                achieved[key].append(result.achieved_rate)
+                latency_errors[key] += result.non_2xx
+                if before is not None and after is not None:
+                    cpu_at_rate[key].append((after - before) / result.requests * 10_000)
+                harness.log(
+                    f"round {round_number}/{settings.rounds} hey {rate}/s {peer.name}: "
+                    f"{result.achieved_rate:,.0f} req/s achieved"
+                )
+                time.sleep(settings.pause_seconds)
+
+    rss = {peer.name: harness.peak_rss_kib(peer) for peer in peers}
+    names = [peer.name for peer in peers]
+    throughput = {name: median(rps[name]) for name in names}
+    latency = {
+        rate: {name: LatencySummary.of(samples[(rate, name)]) for name in names}
+        for rate in settings.rates
+    }
+
+    report = Report(
+        scenario="baseline",
+        title="Baseline: the cost of the proxy on a tiny response",
+        description=__doc__.split("\n\n", 1)[1].strip() if __doc__ else DESCRIPTION,
+    )
+    report.tables.append(_throughput_table(names, rps, throughput, errors, settings))
+    report.tables.append(_latency_table(names, latency, achieved, latency_errors, settings))
+    report.tables.append(_resources_table(peers, cpu_saturated, cpu_at_rate, rss, settings))
+    image = harness.results_dir / "baseline.png"
+    harness.results_dir.mkdir(parents=True, exist_ok=True)
+    plots.throughput_and_latency(image, report.title, throughput, latency, REFERENCE)
+    report.images.append(image.name)
+    report.notes += _notes()
+    return report
+
+
+def _ratio(value: float, reference: float | None) -> str:
+    return f"{value / reference:.2f}" if reference else "—"
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.1f}"
+
+
+def _added_ms(value: float, ceiling: float | None) -> str:
+    return "—" if ceiling is None else f"{(value - ceiling) * 1000:+.1f}"
+
+
+def _throughput_table(
+    names: list[str],
+    rps: dict[str, list[float]],
+    throughput: dict[str, float],
+    errors: dict[str, int],
+    settings: Settings,
+) -> Table:
+    table = Table(
+        title=f"Throughput (wrk -t1 -c{CONNECTIONS} -d{settings.throughput_seconds}s, "
+        f"median of {settings.rounds})",
+        columns=["peer", "requests/s", "min – max", f"ratio to {REFERENCE}", "errors"],
+    )
+    reference = throughput.get(REFERENCE)
+    for name in names:
+        table.rows.append([
+            name,
+            f"{throughput[name]:,.0f}",
+            f"{min(rps[name]):,.0f} – {max(rps[name]):,.0f}",
+            _ratio(throughput[name], reference),
+            str(errors[name]),
+        ])  # fmt: skip
+    table.note = "errors: non-2xx responses plus socket errors, summed over rounds."
+    return table
+
+
+def _latency_table(
+    names: list[str],
+    latency: dict[int, dict[str, LatencySummary]],
+    achieved: dict[tuple[int, str], list[float]],
+    errors: dict[tuple[int, str], int],
+    settings: Settings,
+) -> Table:
+    table = Table(
+        title=f"Latency at a fixed rate (hey, {settings.latency_seconds:g} s × "
+        f"{settings.rounds} rounds, ms)",
+        columns=[
+            "peer", "target req/s", "achieved req/s", "p50", "p99", "p99.9",
+            f"added p50 vs {CEILING}", f"added p99 vs {CEILING}", "non-2xx",
+        ],
+    )  # fmt: skip
+    for rate, summaries in latency.items():
+        ceiling = summaries.get(CEILING)
+        for name in names:
+            summary = summaries[name]
+            table.rows.append([
+                name, f"{rate:,}", f"{median(achieved[(rate, name)]):,.0f}",
+                _ms(summary.p50), _ms(summary.p99), _ms(summary.p999),
+                _added_ms(summary.p50, ceiling.p50 if ceiling else None),
+                _added_ms(summary.p99, ceiling.p99 if ceiling else None),
+                str(errors[(rate, name)]),
+            ])  # fmt: skip
+    table.note = (
+        "Percentiles over every request of every round (nearest rank). hey prints "
+        "latencies with 0.1 ms resolution. An achieved rate well below the target "
+        "means the peer could not keep up, and its latencies understate the queueing."
+    )
+    return table
+
+
+def _resources_table(
+    peers: list[Peer],
+    cpu_saturated: dict[str, list[float]],
+    cpu_at_rate: dict[tuple[int, str], list[float]],
+    rss: dict[str, int | None],
+    settings: Settings,
+) -> Table:
+    rate_columns = [f"CPU s / 10k req at {rate:,}/s" for rate in settings.rates]
+    table = Table(
+        title="Resources of the proxy process",
+        columns=[
+            "peer",
+            "CPU s / 10k req (wrk)",
+            f"ratio to {REFERENCE}",
+            *rate_columns,
+            "peak RSS (MiB)",
+        ],
+    )
+    measured = [p for p in peers if p.pid is not None]
+    reference = median(cpu_saturated[REFERENCE]) if cpu_saturated.get(REFERENCE) else None
+    for peer in measured:
+        saturated = median(cpu_saturated[peer.name])
+        peak = rss[peer.name]
+        table.rows.append([
+            peer.name,
+            f"{saturated:.3f}",
+            _ratio(saturated, reference),
+            *(f"{median(cpu_at_rate[(rate, peer.name)]):.3f}" for rate in settings.rates),
+            "—" if peak is None else f"{peak / 1024:.1f}",
+        ])  # fmt: skip
+    table.note = (
+        "CPU: utime+stime of the proxy process (/proc/<pid>/stat) across a load run, "
+        "divided by the requests served, median over rounds; the clock ticks every "
+        "10 ms, so short runs are coarse. Peak RSS: VmHWM from /proc/<pid>/status at "
+        "the end of the run. direct has no proxy and is left out."
+    )
+    return table
+
+
+def _notes() -> list[str]:
+    return [
+        "Peers run in turn within each round (haproxy, nginx, tulle, direct), so slow "
+        "drift on a shared machine affects all of them alike; compare ratios, not "
+        "absolute numbers.",
+        "Every peer balances round-robin over the same three nginx backends with "
+        "keep-alive connections to them; direct sends to one backend and is the "
+        "ceiling the load generator and backends allow on this machine.",
+        f"hey runs {HEY_RATE_PER_WORKER} requests/s per worker and adds workers for "
+        f"the total rate, so a request slower than {1000 // HEY_RATE_PER_WORKER} ms "
+        "delays that worker's next one (not a pure open loop).",
+    ]

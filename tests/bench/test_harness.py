@@ -1,0 +1,58 @@
+"""The baseline scenario end to end, in ``--quick`` mode, against real proxies.
+
+Starts nginx backends, HAProxy, nginx, Tulle and ``direct``, drives about a second
+of load through each, and checks the report has a row per peer with nonzero
+throughput. Needs haproxy, nginx, wrk and hey: skipped locally when one is missing,
+but a failure in CI (``CI=true``), where a skipped benchmark would hide a broken
+setup.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from bench.__main__ import run_scenario
+from bench.peers import PEER_NAMES
+from bench.scenarios import load_scenario
+from bench.tools import missing_tools
+
+pytestmark = pytest.mark.bench
+
+
+def _require_tools(names: tuple[str, ...]) -> None:
+    missing = missing_tools(list(names))
+    if not missing:
+        return
+    message = f"benchmark tools not installed: {', '.join(missing)} (make system-deps)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_baseline_quick_has_a_row_per_peer(tmp_path: Path) -> None:
+    _require_tools(load_scenario("baseline").TOOLS)
+    committed = Path(__file__).parents[2] / "bench" / "results" / "baseline.md"
+    committed_mtime = committed.stat().st_mtime if committed.exists() else None
+
+    report, written = run_scenario("baseline", quick=True, results_dir=tmp_path)
+
+    throughput = report.table("Throughput").column("requests/s")
+    assert list(throughput) == list(PEER_NAMES)
+    for peer, cell in throughput.items():
+        assert float(cell.replace(",", "")) > 0, f"{peer} served nothing"
+    assert report.table("Throughput").column("errors") == dict.fromkeys(PEER_NAMES, "0")
+
+    latency_peers = {row[0] for row in report.table("Latency").rows}
+    assert latency_peers == set(PEER_NAMES)
+    resources = report.table("Resources").column("peak RSS (MiB)")
+    assert set(resources) == set(PEER_NAMES) - {"direct"}
+
+    assert written == tmp_path / "baseline.md"
+    text = written.read_text()
+    for peer in PEER_NAMES:
+        assert f"| {peer} |" in text
+    assert (tmp_path / "baseline.png").stat().st_size > 0
+    # Quick runs never overwrite the committed result.
+    assert (committed.stat().st_mtime if committed.exists() else None) == committed_mtime
