@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import random
 import re
@@ -13,16 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tulle.demo.service import ServiceProfile, start_service
 from tulle.demo.traffic import TrafficGenerator
 
 TULLE = [str(Path(sys.executable).parent / "tulle")]
 if not Path(TULLE[0]).exists():
     TULLE = [sys.executable, "-c", "from tulle.cli.main import main; main()"]
-
-HAS_PROXY = importlib.util.find_spec("tulle.cli.proxy") is not None
 
 
 def free_port() -> int:
@@ -78,7 +73,6 @@ def run_demo(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str
     )
 
 
-@pytest.mark.skipif(not HAS_PROXY, reason="tulle proxy has not landed yet")
 def test_demo_runs_shows_traffic_and_leaves_nothing_behind() -> None:
     outbound, admin, base = free_port(), free_port(), free_port_run()
     admin_address = f"127.0.0.1:{admin}"

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: TestBackendServer
+    server: Backend
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -134,7 +134,7 @@ class _Handler(BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
 
-class TestBackendServer(ThreadingHTTPServer):
+class Backend(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
 
@@ -148,12 +148,18 @@ class TestBackendServer(ThreadingHTTPServer):
         self.methods: list[str] = []
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
 
+    def reset_counts(self) -> None:
+        with self.lock:
+            self.connections = 0
+            self.requests = 0
+            self.methods.clear()
+
     @property
     def address(self) -> str:
         host, port = self.server_address[:2]
         return f"{host}:{port}"
 
-    def start(self) -> TestBackendServer:
+    def start(self) -> Backend:
         self._thread.start()
         return self
 

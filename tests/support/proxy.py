@@ -76,7 +76,8 @@ class RunningProxy:
         raise RuntimeError(f"tulle proxy not ready after {timeout}s: {self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def signal(self, sig: int) -> None:

@@ -96,18 +96,54 @@ class MessageHandler(Protocol):
 
 
 class _Parser:
-    """Shared state of the request and response parsers."""
+    """Shared state of the request and response parsers.
 
-    __slots__ = ("_handler", "_head", "_head_bytes", "_in_body", "_parser", "_trailers")
+    The head-size cap counts two ways, because llhttp reports no offsets: the
+    bytes of the request line and headers as their callbacks deliver them, and
+    every byte of a read that arrives while a head begun earlier is still
+    incomplete (which catches one enormous header line sent slowly, before any
+    callback could count it).
+    """
 
-    def __init__(self, handler: MessageHandler) -> None:
+    __slots__ = (
+        "_began",
+        "_handler",
+        "_head",
+        "_head_bytes",
+        "_in_body",
+        "_parser",
+        "_raw_head_bytes",
+        "_too_large",
+        "_trailers",
+    )
+
+    def __init__(self, handler: MessageHandler, too_large: int) -> None:
         self._handler = handler
         self._head: RequestHead | ResponseHead | None = None
         self._head_bytes = 0
+        self._raw_head_bytes = 0
+        self._began = False
         self._in_body = False
         self._trailers: Headers | None = None
+        self._too_large = too_large  # the status for a head over the cap
+
+    def _feed(self, data: bytes) -> None:
+        mid_head = self._head is not None and not self._in_body
+        self._began = False
+        self._parser.feed_data(data)
+        if self._head is not None and not self._in_body:
+            if mid_head and not self._began:
+                self._raw_head_bytes += len(data)
+            if max(self._head_bytes, self._raw_head_bytes) > MAX_HEAD_BYTES:
+                raise RemoteProtocolError("message head larger than 64 KiB", self._too_large)
 
     # -- callbacks shared by both directions (names fixed by httptools) --
+
+    def _begin(self, head: RequestHead | ResponseHead) -> None:
+        self._head = head
+        self._head_bytes = 0
+        self._raw_head_bytes = 0
+        self._began = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._in_body:
@@ -117,6 +153,9 @@ class _Parser:
             return
         head = self._head
         assert head is not None
+        self._head_bytes += len(name) + len(value) + 4
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise RemoteProtocolError("message head larger than 64 KiB", self._too_large)
         head.headers.append((name, value))
         lname = name.lower()
         if lname == b"content-length":
@@ -132,34 +171,22 @@ class _Parser:
         self._trailers = None
         self._in_body = False
         self._head = None
-        self._head_bytes = 0
         self._handler.on_end(trailers)
-
-    def _count_head_bytes(self, data: bytes) -> None:
-        # Called only while a head is incomplete; the bytes fed before the head
-        # completes bound the head's size (they may include a pipelined tail,
-        # which only makes the bound a little stricter).
-        self._head_bytes += len(data)
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise RemoteProtocolError("message head larger than 64 KiB", status=431)
 
 
 class RequestParser(_Parser):
     """Parses a stream of (possibly pipelined) requests from one client."""
 
-    __slots__ = ("_awaiting_head",)
+    __slots__ = ()
 
     def __init__(self, handler: MessageHandler) -> None:
-        super().__init__(handler)
+        super().__init__(handler, too_large=431)
         self._parser = httptools.HttpRequestParser(self)
-        self._awaiting_head = True
 
     def feed(self, data: bytes) -> None:
         """Parse ``data``; raise RemoteProtocolError on bytes HTTP forbids."""
-        if self._awaiting_head:
-            self._count_head_bytes(data)
         try:
-            self._parser.feed_data(data)
+            self._feed(data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, RemoteProtocolError):
@@ -174,13 +201,15 @@ class RequestParser(_Parser):
     # -- httptools callbacks --
 
     def on_message_begin(self) -> None:
-        self._head = RequestHead()
-        self._awaiting_head = True
+        self._begin(RequestHead())
 
     def on_url(self, url: bytes) -> None:
         head = self._head
         assert head is not None
         head.target += url
+        self._head_bytes += len(url)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            raise RemoteProtocolError("request target larger than 64 KiB", 431)
 
     def on_headers_complete(self) -> None:
         head = self._head
@@ -200,12 +229,7 @@ class RequestParser(_Parser):
         if head.host is None and head.version == "1.1":
             raise RemoteProtocolError("HTTP/1.1 request without a Host header")
         self._in_body = True
-        self._awaiting_head = False
         self._handler.on_head(head)
-
-    def on_message_complete(self) -> None:
-        self._awaiting_head = True
-        super().on_message_complete()
 
 
 class ResponseParser(_Parser):
@@ -219,7 +243,7 @@ class ResponseParser(_Parser):
     __slots__ = ("_no_body", "_until_close")
 
     def __init__(self, handler: MessageHandler) -> None:
-        super().__init__(handler)
+        super().__init__(handler, too_large=502)
         self._parser = httptools.HttpResponseParser(self)
         self._no_body = False
         self._until_close = False
@@ -229,10 +253,8 @@ class ResponseParser(_Parser):
         self._no_body = True
 
     def feed(self, data: bytes) -> None:
-        if self._head is None or not self._in_body:
-            self._count_head_bytes(data)
         try:
-            self._parser.feed_data(data)
+            self._feed(data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, RemoteProtocolError):
@@ -253,12 +275,12 @@ class ResponseParser(_Parser):
     @property
     def mid_message(self) -> bool:
         """True between the first byte of a response and its end."""
-        return self._head is not None or self._head_bytes > 0
+        return self._head is not None
 
     # -- httptools callbacks --
 
     def on_message_begin(self) -> None:
-        self._head = ResponseHead()
+        self._begin(ResponseHead())
 
     def on_status(self, reason: bytes) -> None:
         head = self._head
@@ -276,10 +298,8 @@ class ResponseParser(_Parser):
             # Interim response (100 Continue, 103 Early Hints): llhttp parses it
             # as a message of its own; we drop it and wait for the final one.
             self._head = None
-            self._head_bytes = 0
             return
         self._in_body = True
-        self._head_bytes = 0
         no_body = self._no_body or head.status in (204, 304)
         self._until_close = not no_body and head.content_length is None and not head.chunked
         if self._until_close:

@@ -1,0 +1,78 @@
+"""The admin listener: health, state and Prometheus metrics with Linkerd's names."""
+
+from __future__ import annotations
+
+import json
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.backend import Backend
+from tests.support.client import get
+from tests.support.proxy import RunningProxy
+
+
+def test_live_and_ready(proxy: RunningProxy) -> None:
+    assert proxy.admin_get("/live") == (200, b"live\n")
+    assert proxy.admin_get("/ready") == (200, b"ready\n")
+    assert proxy.admin_get("/nope")[0] == 404
+
+
+def test_config_shows_the_effective_configuration(proxy: RunningProxy) -> None:
+    status, body = proxy.admin_get("/config")
+    config = json.loads(body)
+    assert status == 200
+    (web,) = config["services"]
+    assert web["name"] == "web"
+    assert web["timeouts"]["request"] == "2s"
+    assert web["loadBalancer"]["algorithm"] == "round-robin"
+
+
+def test_endpoints_shows_each_endpoint(proxy: RunningProxy, backends: list[Backend]) -> None:
+    status, body = proxy.admin_get("/endpoints")
+    outbound = json.loads(body)["outbound"]
+    assert status == 200
+    (web,) = outbound
+    assert [e["address"] for e in web["endpoints"]] == [b.address for b in backends]
+    assert all(e["state"] == "active" and e["inFlight"] == 0 for e in web["endpoints"])
+
+
+def _samples(proxy: RunningProxy) -> dict[str, list[tuple[dict[str, str], float]]]:
+    _, text = proxy.admin_get("/metrics")
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text.decode()):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def test_metrics_count_requests_responses_latency_and_connections(
+    proxy: RunningProxy, backends: list[Backend]
+) -> None:
+    def web_total(samples, name: str, **match: str) -> float:  # type: ignore[no-untyped-def]
+        return sum(
+            value for labels, value in samples.get(name, [])
+            if labels.get("dst_service") == "web"
+            and all(labels.get(k) == v for k, v in match.items())
+        )
+
+    before = _samples(proxy)
+    for _ in range(9):
+        assert get(proxy.outbound)[0] == 200
+    assert get(proxy.outbound, "/status/503")[0] == 503
+    after = _samples(proxy)
+
+    def delta(name: str, **match: str) -> float:
+        return web_total(after, name, **match) - web_total(before, name, **match)
+
+    assert delta("request_total", direction="outbound") == 10
+    assert delta("response_total", classification="success", status_code="200") == 9
+    assert delta("response_total", classification="failure", status_code="503") == 1
+    assert delta("response_latency_ms_count") == 10
+    buckets = {labels["le"] for labels, _ in after["response_latency_ms_bucket"]}
+    assert {"1.0", "50.0", "50000.0", "+Inf"} <= buckets
+    for backend in backends:  # labelled per endpoint
+        assert web_total(after, "request_total", endpoint=backend.address) >= 3
+    assert web_total(after, "tcp_open_total") == 0  # tcp metrics carry direction/peer only
+    opened = sum(v for labels, v in after["tcp_open_total"]
+                 if labels == {"direction": "outbound", "peer": "src"})
+    assert opened >= 10

@@ -1,0 +1,94 @@
+"""Reloads (SIGHUP and file changes) and graceful shutdown (SIGTERM) of a running proxy."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support.backend import Backend
+from tests.support.client import get
+from tests.support.proxy import RunningProxy, mesh_service
+
+
+def _answers(proxy: RunningProxy, count: int = 6) -> set[str]:
+    return {get(proxy.outbound)[2].decode() for _ in range(count)}
+
+
+def _eventually(check, timeout: float = 5.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.fixture
+def two_backend_proxy(backends: list[Backend], manifests: Path):  # type: ignore[no-untyped-def]
+    (manifests / "web.yaml").write_text(mesh_service("web", [backends[0].address]))
+    proxy = RunningProxy(manifests)
+    yield proxy
+    proxy.stop()
+
+
+def test_sighup_applies_a_good_configuration(
+    two_backend_proxy: RunningProxy, backends: list[Backend], manifests: Path
+) -> None:
+    proxy = two_backend_proxy
+    assert _answers(proxy) == {"backend-0"}
+    (manifests / "web.yaml").write_text(mesh_service("web", [backends[1].address]))
+    proxy.signal(signal.SIGHUP)
+    assert _eventually(lambda: _answers(proxy) == {"backend-1"})
+    assert "configuration reloaded (SIGHUP)" in proxy.log()
+
+
+def test_a_bad_configuration_is_refused_and_the_old_one_keeps_serving(
+    two_backend_proxy: RunningProxy, manifests: Path
+) -> None:
+    proxy = two_backend_proxy
+    (manifests / "web.yaml").write_text("kind: MeshService\nspec: {port: eighty}\n")
+    proxy.signal(signal.SIGHUP)
+    assert _eventually(lambda: "configuration refused" in proxy.log())
+    assert "web.yaml" in proxy.log()
+    assert _answers(proxy) == {"backend-0"}
+
+
+def test_a_changed_file_is_reloaded_without_a_signal(
+    two_backend_proxy: RunningProxy, backends: list[Backend], manifests: Path
+) -> None:
+    proxy = two_backend_proxy
+    (manifests / "web.yaml").write_text(
+        mesh_service("web", [backends[0].address, backends[2].address])
+    )
+    assert _eventually(lambda: _answers(proxy) == {"backend-0", "backend-2"})
+    assert "configuration reloaded (the manifests changed)" in proxy.log()
+
+
+def test_sigterm_lets_requests_in_flight_finish_then_exits_0(
+    backends: list[Backend], manifests: Path
+) -> None:
+    (manifests / "web.yaml").write_text(mesh_service("web", [backends[0].address]))
+    proxy = RunningProxy(manifests)
+    results: list[int] = []
+
+    def slow_request() -> None:
+        results.append(get(proxy.outbound, "/sleep/800")[0])
+
+    clients = [threading.Thread(target=slow_request) for _ in range(3)]
+    for client in clients:
+        client.start()
+    time.sleep(0.3)  # the requests are at the backend now
+    proxy.signal(signal.SIGTERM)
+    time.sleep(0.2)
+    with pytest.raises(OSError):  # no longer accepting
+        socket.create_connection(proxy.outbound, timeout=1).close()
+    for client in clients:
+        client.join(timeout=10)
+    assert results == [200, 200, 200]
+    assert proxy.process.wait(timeout=10) == 0
+    proxy.stop()
