@@ -1,0 +1,333 @@
+"""RequestParser: what a client may send, what it comes out as, and what is refused.
+
+Every refusal is a RemoteProtocolError whose ``status`` is the answer the proxy
+gives before closing: 400 for malformed or smuggling-shaped requests, 431 for a
+head over MAX_HEAD_BYTES.
+"""
+
+from __future__ import annotations
+
+import pytest
+from h1_testkit import lines, parse_requests, split_at
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tulle.http import MAX_HEAD_BYTES, RemoteProtocolError, RequestHead
+
+GET = lines("GET /index.html?q=1 HTTP/1.1", "Host: example.test", "Accept: */*")
+POST_CL = (
+    lines("POST /submit HTTP/1.1", "Host: example.test", "Content-Length: 11") + b"hello world"
+)
+POST_CHUNKED = (
+    lines("POST /upload HTTP/1.1", "Host: example.test", "Transfer-Encoding: chunked")
+    + b"5\r\nhello\r\n"
+    + b"6;ext=1\r\n world\r\n"
+    + b"0\r\nX-Checksum: abc\r\nX-Count: 2\r\n\r\n"
+)
+PIPELINE = GET + POST_CL + POST_CHUNKED + GET
+
+
+def only_head(data: bytes) -> RequestHead:
+    recorder = parse_requests(data)
+    [message] = recorder.messages
+    assert message.ended
+    assert isinstance(message.head, RequestHead)
+    return message.head
+
+
+def rejection(*pieces: bytes) -> RemoteProtocolError:
+    with pytest.raises(RemoteProtocolError) as caught:
+        parse_requests(*pieces)
+    return caught.value
+
+
+# -- what comes out -----------------------------------------------------------
+
+
+def test_simple_get() -> None:
+    recorder = parse_requests(GET)
+    assert recorder.events == ["head", "end"]
+    [message] = recorder.messages
+    head = message.head
+    assert (head.method, head.target, head.version) == (b"GET", b"/index.html?q=1", "1.1")
+    assert head.headers == [(b"Host", b"example.test"), (b"Accept", b"*/*")]
+    assert head.host == b"example.test"
+    assert (head.content_length, head.chunked, head.has_body) == (None, False, False)
+    assert head.keep_alive is True
+    assert head.expect_continue is False
+    assert (message.body, message.trailers) == (b"", None)
+
+
+def test_header_names_and_values_are_kept_as_received() -> None:
+    head = only_head(lines("GET / HTTP/1.1", "hOsT: a", "X-Thing:   spaced"))
+    assert head.headers == [(b"hOsT", b"a"), (b"X-Thing", b"spaced")]
+    assert head.header(b"x-thing") == b"spaced"
+    assert head.header(b"missing") is None
+
+
+def test_content_length_body() -> None:
+    [message] = parse_requests(POST_CL).messages
+    assert message.head.content_length == 11
+    assert message.head.has_body
+    assert (message.body, message.trailers, message.ended) == (b"hello world", None, True)
+
+
+def test_content_length_zero_has_no_body() -> None:
+    recorder = parse_requests(lines("POST / HTTP/1.1", "Host: a", "Content-Length: 0"))
+    assert recorder.events == ["head", "end"]
+    assert recorder.messages[0].head.has_body is False
+
+
+def test_chunked_body_with_trailers_in_on_end_not_in_headers() -> None:
+    [message] = parse_requests(POST_CHUNKED).messages
+    assert message.head.chunked and message.head.content_length is None
+    assert message.head.headers == [
+        (b"Host", b"example.test"), (b"Transfer-Encoding", b"chunked"),
+    ]
+    assert message.body == b"hello world"
+    assert message.trailers == [(b"X-Checksum", b"abc"), (b"X-Count", b"2")]
+
+
+def test_chunked_body_without_trailers_ends_with_none() -> None:
+    data = lines("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked")
+    data += b"2\r\nhi\r\n0\r\n\r\n"
+    [message] = parse_requests(data).messages
+    assert (message.body, message.trailers, message.ended) == (b"hi", None, True)
+
+
+def test_pipelined_requests_in_one_feed_come_out_in_order() -> None:
+    recorder = parse_requests(PIPELINE)
+    heads = [(m.head.method, m.head.target) for m in recorder.messages]
+    assert heads == [(b"GET", b"/index.html?q=1"), (b"POST", b"/submit"),
+                     (b"POST", b"/upload"), (b"GET", b"/index.html?q=1")]
+    assert [m.body for m in recorder.messages] == [b"", b"hello world", b"hello world", b""]
+    assert [m.trailers for m in recorder.messages] == [
+        None, None, [(b"X-Checksum", b"abc"), (b"X-Count", b"2")], None,
+    ]
+    # Each message is closed before the next one opens.
+    collapsed = [e for i, e in enumerate(recorder.events) if e != "body" or
+                 recorder.events[i - 1] != "body"]
+    assert collapsed == ["head", "end", "head", "body", "end",
+                         "head", "body", "end", "head", "end"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=1, max_value=len(PIPELINE) - 1), max_size=40))
+def test_any_split_of_the_stream_gives_the_same_messages(cuts: list[int]) -> None:
+    whole = parse_requests(PIPELINE).summary()
+    assert parse_requests(*split_at(PIPELINE, cuts)).summary() == whole
+
+
+def test_one_byte_at_a_time_gives_the_same_messages() -> None:
+    pieces = [PIPELINE[i:i + 1] for i in range(len(PIPELINE))]
+    assert parse_requests(*pieces).summary() == parse_requests(PIPELINE).summary()
+
+
+@pytest.mark.parametrize(
+    ("version", "connection", "keep_alive"),
+    [
+        ("1.0", None, False),
+        ("1.0", "keep-alive", True),
+        ("1.0", "Keep-Alive", True),
+        ("1.0", "close", False),
+        ("1.1", None, True),
+        ("1.1", "close", False),
+        ("1.1", "Close", False),
+        ("1.1", "keep-alive", True),
+    ],
+)
+def test_keep_alive_follows_version_and_connection(
+    version: str, connection: str | None, keep_alive: bool
+) -> None:
+    head_lines = [f"GET / HTTP/{version}", "Host: a"]
+    if connection is not None:
+        head_lines.append(f"Connection: {connection}")
+    head = only_head(lines(*head_lines))
+    assert head.version == version
+    assert head.keep_alive is keep_alive
+
+
+def test_http_1_0_may_omit_host() -> None:
+    head = only_head(lines("GET / HTTP/1.0"))
+    assert head.host is None
+
+
+@pytest.mark.parametrize("value", ["100-continue", "100-Continue"])
+def test_expect_100_continue_is_flagged(value: str) -> None:
+    data = lines("PUT /x HTTP/1.1", "Host: a", f"Expect: {value}", "Content-Length: 0")
+    assert only_head(data).expect_continue is True
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: trailing OWS is left on header values (RFC 9110 §5.5 excludes it), so "
+    "'Expect: 100-continue ' is not recognised and the client waits for a 100 that never comes",
+)
+def test_expect_100_continue_with_trailing_whitespace_is_flagged() -> None:
+    data = lines("PUT /x HTTP/1.1", "Host: a", "Expect: 100-continue  ", "Content-Length: 0")
+    assert only_head(data).expect_continue is True
+
+
+def test_other_expectations_are_not_100_continue() -> None:
+    assert only_head(lines("GET / HTTP/1.1", "Host: a", "Expect: x-other")).expect_continue is False
+
+
+def test_absolute_form_target_is_kept_as_is() -> None:
+    data = lines("GET http://upstream.test:8080/a/b?c=d#e HTTP/1.1", "Host: upstream.test:8080")
+    head = only_head(data)
+    assert head.target == b"http://upstream.test:8080/a/b?c=d#e"
+    assert head.host == b"upstream.test:8080"
+
+
+def test_target_split_across_feeds_is_joined() -> None:
+    data = lines("GET /a/very/long/path?x=1 HTTP/1.1", "Host: a")
+    recorder = parse_requests(data[:9], data[9:14], data[14:])
+    assert recorder.messages[0].head.target == b"/a/very/long/path?x=1"
+
+
+# -- what is refused ----------------------------------------------------------
+
+REJECTED = {
+    "missing Host on HTTP/1.1": lines("GET / HTTP/1.1", "Accept: */*"),
+    "two Host headers": lines("GET / HTTP/1.1", "Host: a", "Host: b"),
+    "two equal Host headers": lines("GET / HTTP/1.1", "Host: a", "Host: a"),
+    "Content-Length with Transfer-Encoding": lines(
+        "POST / HTTP/1.1", "Host: a", "Content-Length: 3", "Transfer-Encoding: chunked"
+    ) + b"abc",
+    "Transfer-Encoding with Content-Length": lines(
+        "POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked", "Content-Length: 3"
+    ) + b"abc",
+    "two different Content-Lengths": lines(
+        "POST / HTTP/1.1", "Host: a", "Content-Length: 3", "Content-Length: 4"
+    ) + b"abcd",
+    # RFC 9110 §8.6 lets a recipient accept equal duplicates; llhttp refuses them.
+    "two equal Content-Lengths": lines(
+        "POST / HTTP/1.1", "Host: a", "Content-Length: 3", "Content-Length: 3"
+    ) + b"abc",
+    "Content-Length not a number": lines("POST / HTTP/1.1", "Host: a", "Content-Length: 3x"),
+    "negative Content-Length": lines("POST / HTTP/1.1", "Host: a", "Content-Length: -1"),
+    "Transfer-Encoding gzip only": lines(
+        "POST / HTTP/1.1", "Host: a", "Transfer-Encoding: gzip"
+    ) + b"abc",
+    "Transfer-Encoding chunked then gzip": lines(
+        "POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked, gzip"
+    ) + b"abc",
+    "bare LF line ends": b"GET / HTTP/1.1\nHost: a\n\n",
+    "bare LF after a header": b"GET / HTTP/1.1\r\nHost: a\nAccept: */*\r\n\r\n",
+    "invalid method": lines("G@T / HTTP/1.1", "Host: a"),
+    "lower-case method": lines("get / HTTP/1.1", "Host: a"),
+    "garbage": b"\x00\x01\x02garbage\r\n\r\n",
+    "TLS hello on a plain port": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+    "unknown HTTP version": lines("GET / HTTP/3.7", "Host: a"),
+    "space before colon": lines("GET / HTTP/1.1", "Host : a"),
+    "obs-fold continuation line": lines("GET / HTTP/1.1", "Host: a", "X: a", " b"),
+    "bad chunk size": lines(
+        "POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked"
+    ) + b"zz\r\nhello\r\n0\r\n\r\n",
+    "chunk longer than its size": lines(
+        "POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked"
+    ) + b"2\r\nhello\r\n0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("data", REJECTED.values(), ids=REJECTED.keys())
+def test_malformed_or_ambiguous_requests_are_400(data: bytes) -> None:
+    error = rejection(data)
+    assert error.status == 400
+    assert error.reason
+
+
+@pytest.mark.parametrize("data", REJECTED.values(), ids=REJECTED.keys())
+def test_refusal_does_not_depend_on_how_bytes_arrive(data: bytes) -> None:
+    error = rejection(*[data[i:i + 1] for i in range(len(data))])
+    assert error.status == 400
+
+
+def test_missing_host_reason_names_the_header() -> None:
+    assert "Host" in rejection(lines("GET / HTTP/1.1")).reason
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        lines("GET /chat HTTP/1.1", "Host: a", "Connection: Upgrade", "Upgrade: websocket"),
+        lines("GET / HTTP/1.1", "Host: a", "Connection: upgrade", "Upgrade: h2c"),
+        lines("CONNECT upstream.test:443 HTTP/1.1", "Host: upstream.test:443"),
+    ],
+    ids=["websocket", "h2c", "CONNECT"],
+)
+def test_protocol_upgrades_are_400_not_supported(data: bytes) -> None:
+    error = rejection(data)
+    assert error.status == 400
+    assert "not supported" in error.reason
+
+
+# -- the 64 KiB head limit ----------------------------------------------------
+
+
+def padded_head(total: int) -> bytes:
+    """A valid GET head of exactly ``total`` bytes."""
+    start = b"GET / HTTP/1.1\r\nHost: a\r\nX-Pad: "
+    end = b"\r\n\r\n"
+    return start + b"p" * (total - len(start) - len(end)) + end
+
+
+def test_head_of_exactly_64_kib_is_accepted() -> None:
+    data = padded_head(MAX_HEAD_BYTES)
+    assert len(data) == MAX_HEAD_BYTES
+    assert only_head(data).method == b"GET"
+
+
+# The cap counts the request target and header fields (not every framing byte),
+# so "over" below means over by a margin.
+OVER = MAX_HEAD_BYTES + 256
+
+
+def test_head_over_64_kib_is_431() -> None:
+    assert rejection(padded_head(OVER)).status == 431
+
+
+def test_head_over_64_kib_in_many_small_pieces_is_431() -> None:
+    data = padded_head(OVER)
+    assert rejection(*[data[i:i + 100] for i in range(0, len(data), 100)]).status == 431
+
+
+def test_one_endless_header_line_is_431_before_it_ends() -> None:
+    line = b"GET / HTTP/1.1\r\nHost: a\r\nX-Pad: " + b"p" * (MAX_HEAD_BYTES + 2000)
+    assert rejection(*[line[i:i + 1000] for i in range(0, len(line), 1000)]).status == 431
+
+
+def test_target_over_64_kib_is_431() -> None:
+    data = lines(f"GET /{'t' * MAX_HEAD_BYTES} HTTP/1.1", "Host: a")
+    assert rejection(data).status == 431
+
+
+def test_many_headers_over_64_kib_in_small_feeds_is_431() -> None:
+    many = [b"X-H-%d: %s" % (i, b"v" * 40) for i in range(2000)]
+    pieces = [b"GET / HTTP/1.1\r\nHost: a\r\n", *(h + b"\r\n" for h in many), b"\r\n"]
+    assert rejection(*pieces).status == 431
+
+
+def test_head_limit_applies_to_each_request_of_a_connection() -> None:
+    # Many small requests one after another never add up to the limit.
+    recorder = parse_requests(*[GET] * (2 * MAX_HEAD_BYTES // len(GET)))
+    assert len(recorder.messages) == 2 * MAX_HEAD_BYTES // len(GET)
+
+
+def test_large_body_fed_after_its_head_is_not_counted_as_head() -> None:
+    body = b"b" * (2 * MAX_HEAD_BYTES)
+    head = lines("POST / HTTP/1.1", "Host: a", f"Content-Length: {len(body)}")
+    [message] = parse_requests(head, body).messages
+    assert message.body == body
+
+
+@pytest.mark.parametrize("shape", ["large body", "many pipelined requests"])
+def test_bytes_after_the_head_in_the_same_feed_are_not_head_bytes(shape: str) -> None:
+    if shape == "large body":
+        body = b"b" * (MAX_HEAD_BYTES + 1)
+        data = lines("POST / HTTP/1.1", "Host: a", f"Content-Length: {len(body)}") + body
+        expected = 1
+    else:
+        expected = MAX_HEAD_BYTES // len(GET) + 1
+        data = GET * expected
+    assert len(parse_requests(data).messages) == expected
