@@ -161,9 +161,16 @@ class _Parser:
         if lname == b"content-length":
             head.content_length = int(value)
         elif lname == b"transfer-encoding":
-            head.chunked = True  # llhttp rejects any coding but a final "chunked"
+            # Chunked only when it is the final coding (RFC 9112 §6.3); llhttp
+            # refuses anything else in a request, and in a response any other
+            # final coding means the body runs until the connection closes.
+            head.chunked = value.rstrip(b" \t").lower().endswith(b"chunked")
 
     def on_body(self, body: bytes) -> None:
+        if self._head is None:
+            # Only after a response to HEAD, which we end at its head: the peer
+            # sent bytes no request asked for (we never pipeline upstream).
+            raise RemoteProtocolError("bytes after a response that has no body", 502)
         self._handler.on_body(body)
 
     def on_message_complete(self) -> None:
@@ -218,13 +225,17 @@ class RequestParser(_Parser):
         head.method = parser.get_method()
         head.version = parser.get_http_version()
         head.keep_alive = parser.should_keep_alive()
+        if parser.should_upgrade():
+            raise RemoteProtocolError("protocol upgrades (WebSocket, h2c) are not supported")
+        if head.method == b"CONNECT":
+            raise RemoteProtocolError("CONNECT tunnels are not supported")
         for name, value in head.headers:
             lname = name.lower()
             if lname == b"host":
                 if head.host is not None:
                     raise RemoteProtocolError("more than one Host header")
-                head.host = value
-            elif lname == b"expect" and value.lower() == b"100-continue":
+                head.host = value.strip(b" \t")  # llhttp keeps trailing white space
+            elif lname == b"expect" and value.strip(b" \t").lower() == b"100-continue":
                 head.expect_continue = True
         if head.host is None and head.version == "1.1":
             raise RemoteProtocolError("HTTP/1.1 request without a Host header")
@@ -260,6 +271,8 @@ class ResponseParser(_Parser):
             if isinstance(cause, RemoteProtocolError):
                 raise cause from None
             raise
+        except httptools.HttpParserUpgrade:
+            raise RemoteProtocolError("upstream switched protocols", status=502) from None
         except httptools.HttpParserError as exc:
             reason = str(exc) or type(exc).__name__
             raise RemoteProtocolError(f"malformed response: {reason}", status=502) from None
@@ -352,7 +365,9 @@ def encode_head(start_line: bytes, headers: Headers) -> bytes:
 
 
 def encode_chunk(data: bytes) -> bytes:
-    """One chunk of a chunked body (never empty: that is the last chunk)."""
+    """One chunk of a chunked body; nothing for no data (an empty chunk would end the body)."""
+    if not data:
+        return b""
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 

@@ -27,6 +27,8 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
     }
 )
 
+_CONNECTION_OPTIONS = HOP_BY_HOP | {b"close", b""}
+
 
 def end_to_end(headers: Headers) -> Headers:
     """The headers of ``headers`` that a proxy forwards."""
@@ -36,8 +38,11 @@ def end_to_end(headers: Headers) -> Headers:
         lname = name.lower()
         if lname in HOP_BY_HOP:
             if lname == b"connection":
-                tokens = {t.strip().lower() for t in value.split(b",")}
-                named = tokens if named is None else named | tokens
+                for token in value.split(b","):
+                    token = token.strip().lower()
+                    # "close" and "keep-alive" are options, not header names to drop.
+                    if token not in _CONNECTION_OPTIONS:
+                        named = {token} if named is None else named | {token}
             continue
         kept.append((name, value))
     if named:
@@ -46,8 +51,12 @@ def end_to_end(headers: Headers) -> Headers:
 
 
 def append_forwarded_for(headers: Headers, client_ip: bytes) -> None:
-    """Add the client's address to X-Forwarded-For (appending to a chain)."""
-    for index, (name, value) in enumerate(headers):
+    """Add the client's address to X-Forwarded-For (appending to a chain).
+
+    The chain may span several header lines; its end is the last one.
+    """
+    for index in range(len(headers) - 1, -1, -1):
+        name, value = headers[index]
         if name.lower() == b"x-forwarded-for":
             headers[index] = (name, value + b", " + client_ip)
             return

@@ -49,6 +49,7 @@ _IDLE = 2
 
 class ClientConnection(asyncio.Protocol):
     __slots__ = (
+        "_corked",
         "_deadline",
         "_deadline_kind",
         "_pending_error",
@@ -78,6 +79,7 @@ class ClientConnection(asyncio.Protocol):
         self._receiving: Exchange | None = None  # the request whose body is arriving
         self._deadline = 0.0
         self._deadline_kind = 0
+        self._corked: list[bytes] | None = None
 
     @property
     def draining(self) -> bool:
@@ -154,8 +156,24 @@ class ClientConnection(asyncio.Protocol):
 
     def write(self, data: bytes) -> None:
         self.tcp.write_bytes += len(data)
-        assert self.transport is not None
-        self.transport.write(data)
+        corked = self._corked
+        if corked is not None:
+            corked.append(data)
+        else:
+            assert self.transport is not None
+            self.transport.write(data)
+
+    def cork(self) -> None:
+        """Hold writes until `uncork`: one send for a head and the body read with it."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        corked = self._corked
+        if corked is not None:
+            self._corked = None
+            if corked and self.transport is not None:
+                self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def pause_reading(self) -> None:
         if not self._reading_paused and not self.closing and self.transport is not None:
@@ -170,6 +188,7 @@ class ClientConnection(asyncio.Protocol):
     def abort(self) -> None:
         """Cut the connection: the response already begun cannot be completed."""
         self.closing = True
+        self._corked = None
         if self.transport is not None:
             self.transport.abort()
 
@@ -218,6 +237,7 @@ class ClientConnection(asyncio.Protocol):
     def _close(self) -> None:
         self.closing = True
         self._deadline_kind = 0
+        self.uncork()
         if self.transport is not None:
             self.transport.close()  # after what is already written is flushed
 

@@ -53,12 +53,16 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes on an idle connection: the upstream is out of step with us.
             self.close()
             return
+        client = exchange.conn
+        client.cork()  # the response head and the body bytes read with it: one send
         try:
             self.parser.feed(data)
         except RemoteProtocolError as exc:
             self.exchange = None
             self.close()
             exchange.upstream_failed(exc.reason, "bad-response")
+        finally:
+            client.uncork()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
