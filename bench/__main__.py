@@ -8,6 +8,7 @@ says otherwise. Exit status: 0 done, 1 a run failed, 2 bad usage or a missing to
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -43,11 +44,16 @@ def run_scenario(
     missing = missing_tools(needed)
     if missing:
         find_tool(missing[0])  # raises ToolMissing with a hint
+    load_before = os.getloadavg()[0]
     with open_harness(results_dir, pin=pin, peer_names=peer_names) as harness:
         harness.log(f"{name}: {harness.pinning.describe()}")
         report = scenario.run(harness, quick)
         context = RunContext(
-            command=command, pinning=harness.pinning.describe(), tools=needed, quick=quick
+            command=command,
+            pinning=harness.pinning.describe(),
+            tools=needed,
+            quick=quick,
+            load_before=load_before,
         )
         return report, write_report(report, context, results_dir)
 

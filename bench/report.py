@@ -73,6 +73,7 @@ class RunContext:
     pinning: str
     tools: Sequence[str]
     quick: bool
+    load_before: float  # 1-minute load average when the run started: how busy the box was
 
 
 def machine() -> dict[str, str]:
@@ -121,6 +122,9 @@ def render(report: Report, context: RunContext, now: dt.datetime | None = None) 
         "date": now.strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _git_commit(),
         **machine(),
+        "load average (1 min) before / after": (
+            f"{context.load_before:.2f} / {os.getloadavg()[0]:.2f}"
+        ),
         "CPU pinning": context.pinning,
         "rerun with": f"`{context.command}`",
     }

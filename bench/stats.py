@@ -55,3 +55,18 @@ class LatencySummary:
             p999=percentile(ordered, 99.9),
             maximum=ordered[-1],
         )
+
+    @classmethod
+    def median_of(cls, rounds: Sequence[LatencySummary]) -> LatencySummary:
+        """Each percentile's median over rounds (``count`` is the total).
+
+        On a shared machine one disturbed round can own the whole tail of the pooled
+        samples; the median over rounds reports what a typical round saw instead.
+        """
+        return cls(
+            count=sum(r.count for r in rounds),
+            p50=median([r.p50 for r in rounds]),
+            p99=median([r.p99 for r in rounds]),
+            p999=median([r.p999 for r in rounds]),
+            maximum=max(r.maximum for r in rounds),
+        )

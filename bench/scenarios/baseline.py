@@ -7,7 +7,7 @@ noisy neighbour hurts every peer alike:
 - **throughput** — ``wrk -t1 -c32`` per peer, peers in turn, several rounds; the
   median requests/s and each peer's ratio to HAProxy;
 - **latency at a fixed rate** — hey at 1,000 and 5,000 requests/s; p50, p99, p99.9
-  over all rounds' samples, and what each proxy adds over ``direct``;
+  (each the median over rounds), and what each proxy adds over ``direct``;
 - **resources** — proxy CPU seconds per 10,000 requests (CPU time used during a load
   run ÷ requests it served), at saturation and at each fixed rate, and the peak
   resident memory over the whole run.
@@ -82,7 +82,7 @@ def run(harness: Harness, quick: bool) -> Report:
             )
             time.sleep(settings.pause_seconds)
 
-    samples: dict[tuple[int, str], list[float]] = defaultdict(list)
+    per_round: dict[tuple[int, str], list[LatencySummary]] = defaultdict(list)
     achieved: dict[tuple[int, str], list[float]] = defaultdict(list)
     cpu_at_rate: dict[tuple[int, str], list[float]] = defaultdict(list)
     latency_errors: dict[tuple[int, str], int] = defaultdict(int)
@@ -94,7 +94,7 @@ def run(harness: Harness, quick: bool) -> Report:
                 after = harness.cpu_seconds(peer)
                 harness.check_alive(peer)
                 key = (rate, peer.name)
-                samples[key].extend(result.latencies)
+                per_round[key].append(LatencySummary.of(result.latencies))
                 achieved[key].append(result.achieved_rate)
                 latency_errors[key] += result.non_2xx
                 if before is not None and after is not None:
@@ -109,7 +109,7 @@ def run(harness: Harness, quick: bool) -> Report:
     names = [peer.name for peer in peers]
     throughput = {name: median(rps[name]) for name in names}
     latency = {
-        rate: {name: LatencySummary.of(samples[(rate, name)]) for name in names}
+        rate: {name: LatencySummary.median_of(per_round[(rate, name)]) for name in names}
         for rate in settings.rates
     }
 
@@ -193,7 +193,8 @@ def _latency_table(
                 str(errors[(rate, name)]),
             ])  # fmt: skip
     table.note = (
-        "Percentiles over every request of every round (nearest rank). hey prints "
+        "Each percentile (nearest rank) is taken per round, then the median over rounds "
+        "is shown. hey prints "
         "latencies with 0.1 ms resolution. An achieved rate well below the target "
         "means the peer could not keep up, and its latencies understate the queueing."
     )

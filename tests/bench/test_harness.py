@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from bench.__main__ import run_scenario
 from bench.peers import PEER_NAMES
 from bench.scenarios import load_scenario

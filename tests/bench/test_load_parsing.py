@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from bench.load import LoadFailed, parse_hey_csv, parse_wrk
 
 WRK_CLEAN = """\

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+
 from bench.peers import (
     render_backends_nginx,
     render_haproxy,

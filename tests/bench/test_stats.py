@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from bench.stats import LatencySummary, median, percentile
 
 
@@ -44,3 +45,13 @@ def test_summary_sorts_its_samples() -> None:
 def test_median() -> None:
     assert median([3.0, 1.0, 2.0]) == 2.0
     assert median([4.0, 1.0, 2.0, 3.0]) == 2.5
+
+
+def test_median_of_rounds_ignores_one_disturbed_round() -> None:
+    calm = LatencySummary.of([0.001] * 99 + [0.002])
+    disturbed = LatencySummary.of([0.001] * 90 + [0.050] * 10)
+    combined = LatencySummary.median_of([calm, calm, disturbed])
+    assert disturbed.p99 == 0.050
+    assert combined.p99 == calm.p99 == 0.001
+    assert combined.count == 300
+    assert combined.maximum == 0.050
