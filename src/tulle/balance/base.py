@@ -1,8 +1,15 @@
 """The one small interface every load-balancing algorithm implements.
 
-A balancer holds the current endpoint set (``update``) and picks one per
-request (``pick``). It sees endpoints only through `Pickable` (a weight and an
-in-flight count), so an algorithm can be written and tested without the proxy.
+A balancer holds the current endpoint set (``update``), picks one per request
+(``pick``), and hears how each request it placed went (``on_response``), which
+is all that latency-aware algorithms need. It sees endpoints only through
+`Pickable` and requests only through `RequestView`, so an algorithm is written
+and tested without the proxy.
+
+State a balancer learns about an endpoint (an EWMA, a slow-start clock) is kept
+by the balancer, keyed by the endpoint object; ``update`` keeps it for the
+endpoints that stay, because the proxy hands the same objects back across
+reloads.
 """
 
 from __future__ import annotations
@@ -12,13 +19,26 @@ from typing import Protocol, TypeVar
 
 
 class Pickable(Protocol):
-    """What a balancer may read of an endpoint."""
+    """What a balancer may read of an endpoint (identity, weight, zone, load)."""
 
     @property
     def weight(self) -> int: ...
 
     @property
+    def zone(self) -> str | None: ...
+
+    @property
     def in_flight(self) -> int: ...
+
+
+class RequestView(Protocol):
+    """What a balancer may read of a request (for hashing)."""
+
+    @property
+    def client_ip(self) -> bytes: ...
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of the lower-case header ``name``, or None."""
 
 
 E = TypeVar("E", bound=Pickable)
@@ -30,5 +50,9 @@ class Balancer(Protocol[E]):
     def update(self, endpoints: Sequence[E]) -> None:
         """Replace the endpoint set. Endpoints that stay keep their identity."""
 
-    def pick(self, request: object) -> E | None:
+    def pick(self, request: RequestView) -> E | None:
         """The endpoint for this request, or None when the set is empty."""
+
+    def on_response(self, endpoint: E, latency: float, ok: bool) -> None:
+        """A request placed on ``endpoint`` got its response head (or failed) after
+        ``latency`` seconds; ``ok`` is False for 5xx and connection failures."""

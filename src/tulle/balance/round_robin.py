@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Generic
 
-from tulle.balance.base import E
+from tulle.balance.base import E, RequestView
 
 
 class RoundRobin(Generic[E]):
@@ -22,7 +22,7 @@ class RoundRobin(Generic[E]):
         if self._next >= len(self._endpoints):
             self._next = 0
 
-    def pick(self, request: object) -> E | None:
+    def pick(self, request: RequestView) -> E | None:
         endpoints = self._endpoints
         if not endpoints:
             return None
@@ -31,3 +31,6 @@ class RoundRobin(Generic[E]):
             index = 0
         self._next = index + 1
         return endpoints[index]
+
+    def on_response(self, endpoint: E, latency: float, ok: bool) -> None:
+        pass  # round-robin ignores how endpoints do

@@ -21,6 +21,7 @@ from tulle.proxy.errors import local_response
 from tulle.proxy.exchange import Exchange
 from tulle.proxy.pool import set_nodelay
 from tulle.telemetry.metrics import ResponseStats, TcpStats
+from tulle.telemetry.tap import TapHub
 
 # Requests a client may pipeline ahead of the one being answered before we stop
 # reading from it (they are held in memory until their turn).
@@ -38,6 +39,7 @@ class ListenerContext:
     malformed: ResponseStats  # requests too broken to route
     head_timeout: float
     idle_timeout: float
+    tap: TapHub
     connections: set[ClientConnection] = field(default_factory=set)
     draining: bool = False
 

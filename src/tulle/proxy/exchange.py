@@ -21,6 +21,7 @@ left is to cut the client connection.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from tulle.http import (
@@ -36,6 +37,7 @@ from tulle.http import (
 from tulle.http.h1 import Headers
 from tulle.http.headers import append_forwarded_for
 from tulle.proxy.errors import local_response
+from tulle.telemetry.tap import TapEvent
 
 if TYPE_CHECKING:
     import asyncio
@@ -102,6 +104,15 @@ class Exchange:
         self._upstream_reusable = False
         self._status = 0
         self._error = ""
+
+    # -- what balancers may read (tulle.balance.RequestView) --
+
+    @property
+    def client_ip(self) -> bytes:
+        return self.conn.peer_ip
+
+    def header(self, name: bytes) -> bytes | None:
+        return self.head.header(name)
 
     # -- request side, fed by the client connection --
 
@@ -184,8 +195,10 @@ class Exchange:
         status = response.status
         self._status = status
         self._upstream_reusable = response.keep_alive
-        assert self.stats is not None
-        self.stats.latency.observe((conn.loop.time() - self.started_at) * 1000.0)
+        assert self.stats is not None and self.target is not None
+        elapsed = conn.loop.time() - self.started_at
+        self.stats.latency.observe(elapsed * 1000.0)
+        self.target.balancer.on_response(self.endpoint, elapsed, status < 500)
         headers = end_to_end(response.headers)
         headers.append(_VIA)
         has_body = self.head.method != b"HEAD" and status not in (204, 304)
@@ -230,7 +243,7 @@ class Exchange:
     def connect_failed(self, error: ConnectError) -> None:
         if self.finished:
             return
-        self._release_endpoint()
+        self._release_endpoint(failed=True)
         self.fail(502, error.error, error.reason)
 
     def upstream_lost(self, upstream: UpstreamConnection) -> None:
@@ -243,7 +256,7 @@ class Exchange:
             # closed: the request never reached it. Send it again on a new one.
             upstream.pool.connect(self)
             return
-        self._release_endpoint()
+        self._release_endpoint(failed=not self.response_started)
         address = self.endpoint.address if self.endpoint else "upstream"
         self.fail(502, "upstream-reset", f"{address} closed the connection before responding")
 
@@ -252,7 +265,7 @@ class Exchange:
         if self.finished:
             return
         self.upstream = None
-        self._release_endpoint()
+        self._release_endpoint(failed=not self.response_started)
         self.fail(502, error, reason)
 
     def _timed_out(self) -> None:
@@ -263,7 +276,7 @@ class Exchange:
         if upstream is not None:
             self.upstream = None
             upstream.close()
-        self._release_endpoint()
+        self._release_endpoint(failed=True)
         timeout = self.target.timeouts.request if self.target else None
         self.fail(504, "request-timeout", f"no response within the request timeout ({timeout}s)")
 
@@ -317,11 +330,16 @@ class Exchange:
 
     # -- the one way out --
 
-    def _release_endpoint(self) -> None:
+    def _release_endpoint(self, failed: bool = False) -> None:
+        """The endpoint is done with this request; a failure is reported to the balancer."""
         if self._endpoint_busy:
             self._endpoint_busy = False
-            assert self.endpoint is not None
-            self.endpoint.in_flight -= 1
+            endpoint = self.endpoint
+            assert endpoint is not None
+            endpoint.in_flight -= 1
+            if failed and self.target is not None:
+                elapsed = self.conn.loop.time() - self.started_at
+                self.target.balancer.on_response(endpoint, elapsed, False)
 
     def _finish(self) -> None:
         self.finished = True
@@ -333,4 +351,24 @@ class Exchange:
             key = (self._status, self._error)
             responses = stats.responses
             responses[key] = responses.get(key, 0) + 1
+        tap = self.conn.ctx.tap
+        if tap.active:
+            tap.publish(self._tap_event())
         self.conn.exchange_done(self)
+
+    def _tap_event(self) -> TapEvent:
+        head = self.head
+        target = self.target
+        return TapEvent(
+            direction=self.conn.ctx.direction,
+            service=target.name if target else "",
+            namespace=target.namespace if target else "",
+            endpoint=self.endpoint.address if self.endpoint else "",
+            method=head.method.decode("latin-1"),
+            authority=(head.host or b"").decode("latin-1"),
+            path=head.target.decode("latin-1"),
+            status=self._status,
+            latency_ms=(self.conn.loop.time() - self.started_at) * 1000.0,
+            error=self._error,
+            at=time.time(),
+        )

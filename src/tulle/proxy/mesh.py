@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 
+from tulle.balance import new_balancer
 from tulle.config import Config, Service
 from tulle.config import Endpoint as EndpointConfig
 from tulle.proxy.pool import EndpointPool
@@ -26,6 +27,7 @@ class DirectionState:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics, direction: str) -> None:
         self.loop = loop
+        self.zone: str | None = None
         self.metrics = metrics
         self.direction = direction
         self.targets: dict[str, ServiceTarget] = {}
@@ -67,11 +69,14 @@ class DirectionState:
         timeouts = TargetTimeouts(
             request=service.timeouts.request, connect=service.timeouts.connect or 1.0
         )
-        algorithm = service.load_balancer.algorithm
+        settings = service.load_balancer
         target = self.targets.get(key)
-        if target is None or target.algorithm != algorithm:
+        if target is None or target.load_balancer != settings:
             stats = self.metrics.responses(self.direction, service.name, service.namespace)
-            target = ServiceTarget(service.name, service.namespace, algorithm, timeouts, stats)
+            balancer = new_balancer(settings, clock=self.loop.time, local_zone=self.zone)
+            target = ServiceTarget(
+                service.name, service.namespace, settings, balancer, timeouts, stats
+            )
         else:
             target.timeouts = timeouts
         return target
@@ -115,6 +120,7 @@ class MeshState:
 
     def apply(self, config: Config) -> None:
         services = list(config.services.values())
+        self.outbound.zone = self.inbound.zone = config.mesh.zone
         self.outbound.apply(services, lambda service: service.endpoints)
         app = config.mesh.proxy.app
         if app is not None:

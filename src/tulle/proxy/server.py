@@ -25,6 +25,7 @@ from tulle.proxy.stack import Route, build_stack
 from tulle.telemetry.admin import AdminSources, serve_admin
 from tulle.telemetry.collector import registry_for
 from tulle.telemetry.metrics import Metrics
+from tulle.telemetry.tap import TapHub
 
 log = logging.getLogger("tulle.proxy")
 
@@ -66,6 +67,7 @@ class ProxyServer:
         self.metrics = metrics or Metrics()
         self.mesh = MeshState(self.loop, self.metrics)
         self.registry = registry_for(self.metrics)
+        self.tap = TapHub(clock=self.loop.time)
         self._listeners: dict[str, _Listener] = {}
         self._admin: asyncio.Server | None = None
         self._watcher: ManifestWatcher | None = None
@@ -122,6 +124,7 @@ class ProxyServer:
             malformed=unknown,
             head_timeout=self.options.head_timeout,
             idle_timeout=timeouts.idle if timeouts else 60.0,
+            tap=self.tap,
         )
         server = await self.loop.create_server(
             lambda: ClientConnection(ctx), address.host, address.port, backlog=1024

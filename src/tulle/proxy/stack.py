@@ -71,7 +71,7 @@ class Balance:
     def __call__(self, exchange: Exchange) -> None:
         target = exchange.target
         assert target is not None
-        endpoint = target.balancer.pick(exchange.head)
+        endpoint = target.balancer.pick(exchange)
         if endpoint is None:
             exchange.respond(503, "no-endpoints", f"no endpoint available for {target.key}")
             return

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tulle.balance import Balancer, new_balancer
+from tulle.balance import Balancer
+from tulle.config import LoadBalancer
 from tulle.proxy.pool import EndpointPool
 from tulle.telemetry.metrics import ResponseStats
 
@@ -53,20 +54,22 @@ class Endpoint:
 class ServiceTarget:
     """A service: its endpoints, its balancer, its timeouts and its stats."""
 
-    __slots__ = ("algorithm", "balancer", "endpoints", "name", "namespace", "stats", "timeouts")
+    __slots__ = ("balancer", "endpoints", "load_balancer", "name", "namespace", "stats",
+                 "timeouts")
 
     def __init__(
         self,
         name: str,
         namespace: str,
-        algorithm: str,
+        load_balancer: LoadBalancer,
+        balancer: Balancer,
         timeouts: TargetTimeouts,
         stats: ResponseStats,
     ) -> None:
         self.name = name
         self.namespace = namespace
-        self.algorithm = algorithm
-        self.balancer: Balancer = new_balancer(algorithm)
+        self.load_balancer = load_balancer  # the settings the balancer was made from
+        self.balancer = balancer
         self.timeouts = timeouts
         self.stats = stats  # for the answers the proxy gives itself (no endpoint)
         self.endpoints: tuple[Endpoint, ...] = ()
@@ -83,6 +86,6 @@ class ServiceTarget:
         return {
             "name": self.name,
             "namespace": self.namespace,
-            "loadBalancer": self.algorithm,
+            "loadBalancer": self.load_balancer.algorithm,
             "endpoints": [endpoint.describe() for endpoint in self.endpoints],
         }

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tulle.balance import ALGORITHMS, Balancer, RoundRobin, new_balancer
+from tulle.config import LoadBalancer
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,10 @@ def test_even_distribution(n: int) -> None:
 
 
 def test_round_robin_is_registered_by_name_and_each_balancer_is_fresh() -> None:
-    assert ALGORITHMS["round-robin"] is RoundRobin
-    first, second = new_balancer("round-robin"), new_balancer("round-robin")
+    assert "round-robin" in ALGORITHMS
+    settings = LoadBalancer(algorithm="round-robin")
+    first = new_balancer(settings, clock=lambda: 0.0, local_zone=None)
+    second = new_balancer(settings, clock=lambda: 0.0, local_zone=None)
     assert isinstance(first, RoundRobin) and first is not second
     first.update([A, B])
     second.update([A, B])
