@@ -12,12 +12,15 @@ from __future__ import annotations
 import contextlib
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from bench import load, peers
 from bench.processes import Pinning, ProcessGroup, cpu_seconds, peak_rss_kib, process_group
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -53,6 +56,16 @@ class Harness:
 
     def hey(self, peer: peers.Peer, seconds: float, rate: int) -> load.HeyResult:
         return load.run_hey(self.group, peer.url, seconds, rate, self.pinning.others)
+
+    def measured(self, peer: peers.Peer, run: Callable[[], T]) -> tuple[T, float | None]:
+        """Run ``run()`` (a load run) and return its result and the CPU seconds the
+        peer's process used meanwhile (None for ``direct``). Fails if the peer died."""
+        before = self.cpu_seconds(peer)
+        result = run()
+        after = self.cpu_seconds(peer)
+        self.check_alive(peer)
+        cpu = None if before is None or after is None else after - before
+        return result, cpu
 
     def cpu_seconds(self, peer: peers.Peer) -> float | None:
         """CPU time the peer's process has used so far; None for ``direct``."""

@@ -68,14 +68,13 @@ def run(harness: Harness, quick: bool) -> Report:
     errors: dict[str, int] = defaultdict(int)
     for round_number in range(1, settings.rounds + 1):
         for peer in peers:
-            before = harness.cpu_seconds(peer)
-            result = harness.wrk(peer, settings.throughput_seconds, CONNECTIONS)
-            after = harness.cpu_seconds(peer)
-            harness.check_alive(peer)
+            result, cpu = harness.measured(
+                peer, lambda p=peer: harness.wrk(p, settings.throughput_seconds, CONNECTIONS)
+            )
             rps[peer.name].append(result.requests_per_second)
             errors[peer.name] += result.non_2xx + result.socket_errors
-            if before is not None and after is not None and result.requests:
-                cpu_saturated[peer.name].append((after - before) / result.requests * 10_000)
+            if cpu is not None and result.requests:
+                cpu_saturated[peer.name].append(cpu / result.requests * 10_000)
             harness.log(
                 f"round {round_number}/{settings.rounds} wrk {peer.name}: "
                 f"{result.requests_per_second:,.0f} req/s"
@@ -89,16 +88,15 @@ def run(harness: Harness, quick: bool) -> Report:
     for round_number in range(1, settings.rounds + 1):
         for rate in settings.rates:
             for peer in peers:
-                before = harness.cpu_seconds(peer)
-                result = harness.hey(peer, settings.latency_seconds, rate)
-                after = harness.cpu_seconds(peer)
-                harness.check_alive(peer)
+                result, cpu = harness.measured(
+                    peer, lambda p=peer, r=rate: harness.hey(p, settings.latency_seconds, r)
+                )
                 key = (rate, peer.name)
                 per_round[key].append(LatencySummary.of(result.latencies))
                 achieved[key].append(result.achieved_rate)
                 latency_errors[key] += result.non_2xx
-                if before is not None and after is not None:
-                    cpu_at_rate[key].append((after - before) / result.requests * 10_000)
+                if cpu is not None:
+                    cpu_at_rate[key].append(cpu / result.requests * 10_000)
                 harness.log(
                     f"round {round_number}/{settings.rounds} hey {rate}/s {peer.name}: "
                     f"{result.achieved_rate:,.0f} req/s achieved"

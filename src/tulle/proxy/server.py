@@ -94,6 +94,7 @@ class ProxyServer:
         admin = options.admin or listen.admin
         sources = AdminSources(
             registry=self.registry,
+            tap=self.tap,
             ready=lambda: self.ready and not self.draining,
             config=lambda: self.mesh.config.to_dict() if self.mesh.config else {},
             endpoints=self._describe_endpoints,

@@ -27,6 +27,7 @@ from tulle.http import (
     reason_phrase,
 )
 from tulle.http.h1 import Headers
+from tulle.telemetry.tap import TapHub
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class AdminSources:
     """Where the admin pages read the proxy's state from."""
 
     registry: CollectorRegistry
+    tap: TapHub
     ready: Callable[[], bool]
     config: Callable[[], object]
     endpoints: Callable[[], object]
