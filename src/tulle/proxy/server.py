@@ -1,12 +1,12 @@
 """A running proxy: listeners, admin, reloads, and a graceful stop.
 
-`ProxyServer` wires the parts together: it loads the manifests into a
-`MeshState`, binds the outbound and inbound listeners (each with its request
-stack) and the admin listener, re-applies the manifests on SIGHUP or when the
-files change (a bad new configuration is refused, logged, and the old one
-keeps serving), sweeps connection deadlines once a second, and on SIGTERM
-stops accepting, lets requests in flight finish within a grace period, and
-returns.
+`ProxyServer` wires the parts together: it takes configurations from a
+`ConfigSource` (manifests on disk by default) into a `MeshState`, binds the
+outbound and inbound listeners (each with its request stack) and the admin
+listener, applies each new configuration the source reports (on SIGHUP or when
+the files change; a bad one is refused, logged, and the old one keeps serving),
+sweeps connection deadlines once a second, and on SIGTERM stops accepting, lets
+requests in flight finish within a grace period, and returns.
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from tulle.config import Address, Config, ConfigError, load
-from tulle.discovery import ManifestWatcher
+from tulle.config import Address, Config
+from tulle.discovery import ConfigSource, ManifestSource
 from tulle.proxy.connection import ClientConnection, ListenerContext
 from tulle.proxy.mesh import DirectionState, MeshState
 from tulle.proxy.stack import Route, build_stack
@@ -40,7 +40,7 @@ UPSTREAM_IDLE = 30.0
 class ProxyOptions:
     """What the command line may override; None means "as the manifests say"."""
 
-    manifests: Path
+    manifests: Path | None = None
     outbound: Address | None = None
     inbound: Address | None = None
     inbound_enabled: bool = True
@@ -48,7 +48,6 @@ class ProxyOptions:
     app: Address | None = None
     head_timeout: float = 10.0
     shutdown_grace: float = 10.0
-    watch: bool = True
 
 
 class _Listener:
@@ -61,16 +60,24 @@ class _Listener:
 
 
 class ProxyServer:
-    def __init__(self, options: ProxyOptions, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        options: ProxyOptions,
+        source: ConfigSource | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.options = options
         self.loop = asyncio.get_running_loop()
+        if source is None:
+            assert options.manifests is not None, "a proxy needs manifests or a source"
+            source = ManifestSource(self.loop, options.manifests)
+        self.source = source
         self.metrics = metrics or Metrics()
         self.mesh = MeshState(self.loop, self.metrics)
         self.registry = registry_for(self.metrics)
         self.tap = TapHub(clock=self.loop.time)
         self._listeners: dict[str, _Listener] = {}
         self._admin: asyncio.Server | None = None
-        self._watcher: ManifestWatcher | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
         self.ready = False
@@ -79,9 +86,9 @@ class ProxyServer:
     # -- start --
 
     async def start(self) -> None:
-        """Load the manifests (raising ConfigError) and bind every listener."""
+        """Get the first configuration (raising ConfigError) and bind every listener."""
         options = self.options
-        config = load(options.manifests)
+        config = await self.source.initial()
         if options.app is not None:
             config = _with_app(config, options.app)
         self.mesh.apply(config)
@@ -101,12 +108,8 @@ class ProxyServer:
         )
         self._admin = await serve_admin(self.loop, admin.host, admin.port, sources)
         log.info("admin on http://%s", _bound(self._admin))
-        if options.watch:
-            self._watcher = ManifestWatcher(
-                self.loop, options.manifests, lambda: self.reload("the manifests changed")
-            )
-            self._watcher.start()
-        self.loop.add_signal_handler(signal.SIGHUP, self.reload, "SIGHUP")
+        self.source.start(self.apply, self._refused)
+        self.loop.add_signal_handler(signal.SIGHUP, self.source.refresh, "SIGHUP")
         self.loop.add_signal_handler(signal.SIGTERM, self.stop)
         self.loop.add_signal_handler(signal.SIGINT, self.stop)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
@@ -142,16 +145,8 @@ class ProxyServer:
 
     # -- reload --
 
-    def reload(self, reason: str) -> None:
-        """Re-read the manifests; keep the running configuration if they are bad."""
-        if self._watcher is not None:
-            self._watcher.mark_seen()
-        try:
-            config = load(self.options.manifests)
-        except ConfigError as exc:
-            log.error("configuration refused (%s); still serving the previous one:\n%s",
-                      reason, exc)
-            return
+    def apply(self, config: Config, reason: str) -> None:
+        """Serve a new configuration from now on (requests in flight finish as they were)."""
         if self.options.app is not None:
             config = _with_app(config, self.options.app)
         self.mesh.apply(config)
@@ -160,6 +155,9 @@ class ProxyServer:
             listener.route.router = state.router
             listener.ctx.idle_timeout = config.mesh.defaults.timeouts.idle
         log.info("configuration reloaded (%s): %d services", reason, len(config.services))
+
+    def _refused(self, message: str) -> None:
+        log.error("%s", message)
 
     # -- periodic work off the request path --
 
@@ -186,8 +184,7 @@ class ProxyServer:
         """Stop accepting; let requests in flight finish within the grace period."""
         self.draining = True
         log.info("draining: %d connections", self._open_connections())
-        if self._watcher is not None:
-            self._watcher.stop()
+        self.source.stop()
         for listener in self._listeners.values():
             listener.ctx.draining = True
             listener.server.close()
