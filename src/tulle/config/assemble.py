@@ -255,8 +255,10 @@ def _valid_host(host: str, address_type: str) -> bool:
 
 def _finish(draft: _Draft, mesh: MeshSpec) -> Service:
     spec, defaults = draft.spec, mesh.defaults
-    retries: Retries | None = spec.retries
-    if retries is not None and retries.budget is None:
+    # Idempotent requests are retried unless a service says otherwise (DESIGN.md
+    # "Defaults"), and every service has a circuit breaker with the mesh defaults.
+    retries: Retries = spec.retries or Retries()
+    if retries.budget is None:
         retries = retries.model_copy(update={"budget": defaults.retries.budget})
     return Service(
         name=draft.name,
@@ -267,9 +269,10 @@ def _finish(draft: _Draft, mesh: MeshSpec) -> Service:
         load_balancer=overlay(defaults.load_balancer, spec.load_balancer),
         timeouts=overlay(defaults.timeouts, spec.timeouts),
         retries=retries,
-        circuit_breaker=spec.circuit_breaker,
+        circuit_breaker=overlay(defaults.circuit_breaker, spec.circuit_breaker),
         outlier_detection=spec.outlier_detection,
         health_check=spec.health_check,
+        limits=overlay(defaults.limits, spec.limits),
     )
 
 

@@ -9,7 +9,7 @@ the mesh defaults.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ from tulle.config.schema_gateway import HTTPRoute
 from tulle.config.schema_policy import (
     CircuitBreaker,
     HealthCheck,
+    Limits,
     LoadBalancer,
     OutlierDetection,
     Retries,
@@ -59,6 +60,7 @@ class Service:
     circuit_breaker: CircuitBreaker | None = None
     outlier_detection: OutlierDetection | None = None
     health_check: HealthCheck | None = None
+    limits: Limits = field(default_factory=Limits)
 
     @property
     def key(self) -> str:
@@ -81,6 +83,7 @@ class Service:
             "circuitBreaker": dump(self.circuit_breaker),
             "outlierDetection": dump(self.outlier_detection),
             "healthCheck": dump(self.health_check),
+            "limits": dump(self.limits),
         }
 
 

@@ -16,6 +16,7 @@ from tulle.config.schema_common import ObjectMeta, Port, Schema, ServiceMeta, St
 from tulle.config.schema_policy import (
     CircuitBreaker,
     HealthCheck,
+    Limits,
     LoadBalancer,
     OutlierDetection,
     Retries,
@@ -48,6 +49,8 @@ class MeshDefaults(Schema):
     load_balancer: LoadBalancer = Field(default_factory=LoadBalancer)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     retries: RetryDefaults = Field(default_factory=RetryDefaults)
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+    limits: Limits = Field(default_factory=Limits)
 
 
 class MeshSpec(Schema):
@@ -81,6 +84,7 @@ class MeshServiceSpec(Schema):
     circuit_breaker: CircuitBreaker | None = None
     outlier_detection: OutlierDetection | None = None
     health_check: HealthCheck | None = None
+    limits: Limits | None = None
 
 
 class MeshService(Schema):

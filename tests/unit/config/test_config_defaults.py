@@ -11,6 +11,7 @@ import pytest
 from config_testkit import MESH_SERVICE, load_text
 
 from tulle.config import LOAD_BALANCER_ALGORITHMS, Address, Endpoint
+from tulle.config.schema_policy import IDEMPOTENT_METHODS
 
 
 def test_no_service_mesh_means_all_defaults(tmp_path: Path) -> None:
@@ -34,9 +35,14 @@ def test_no_service_mesh_means_all_defaults(tmp_path: Path) -> None:
     assert web.endpoints[0].address == "127.0.0.1:9001"
     assert web.load_balancer.algorithm == "round-robin"
     assert web.timeouts == timeouts
-    assert (web.retries, web.circuit_breaker, web.outlier_detection, web.health_check) == (
-        None, None, None, None
-    )
+    # Idempotent requests are retried and every endpoint has a breaker, by default;
+    # outlier detection and health checks are opt-in.
+    assert web.retries is not None and web.retries.methods == IDEMPOTENT_METHODS
+    assert web.retries.budget == mesh.defaults.retries.budget
+    assert web.circuit_breaker == mesh.defaults.circuit_breaker
+    assert web.circuit_breaker.consecutive_failures == 7
+    assert (web.outlier_detection, web.health_check) == (None, None)
+    assert (web.limits.fail_fast_after, web.limits.pending_requests) == (1.0, 1000)
 
 
 def test_algorithm_choices_come_from_one_tuple() -> None:
@@ -67,7 +73,7 @@ def test_service_policy_overlays_mesh_defaults(tmp_path: Path) -> None:
           timeouts: {request: 2s, perTry: 500ms}
           retries: {attempts: 3, on: [gateway-error], methods: [GET]}
           circuitBreaker: {}
-          outlierDetection: {consecutive5xx: 3}
+          outlierDetection: {minimumRequests: 3}
           healthCheck: {tcp: {}, interval: 2s}
     """, zone="ignored-because-the-mesh-names-one")
     assert config.mesh.zone == "zone-a"
@@ -92,9 +98,8 @@ def test_service_policy_overlays_mesh_defaults(tmp_path: Path) -> None:
     assert (web.circuit_breaker.backoff.min, web.circuit_breaker.backoff.max) == (1.0, 60.0)
     assert web.outlier_detection is not None
     od = web.outlier_detection
-    assert (od.consecutive_5xx, od.interval, od.base_ejection_time, od.max_ejection_percent) == (
-        3, 10.0, 30.0, 10
-    )
+    assert (od.minimum_requests, od.interval, od.base_ejection_time, od.max_ejection_percent,
+            od.failure_percentage) == (3, 10.0, 30.0, 10, 85.0)
     assert web.health_check is not None
     hc = web.health_check
     assert (hc.http, hc.interval, hc.timeout, hc.unhealthy_after, hc.healthy_after) == (

@@ -38,7 +38,7 @@ def service(spec: str) -> str:
         ("protocol: udp", 'spec.protocol: expected one of http, grpc or tcp, got "udp"'),
         ("protocl: http", "spec.protocl: unknown field (expected one of: protocol, port, "
                           "endpoints, loadBalancer, timeouts, retries, circuitBreaker, "
-                          "outlierDetection, healthCheck)"),
+                          "outlierDetection, healthCheck, limits)"),
         ("endpoints: [{address: 127.0.0.1}]",
          'spec.endpoints[0].address: expected an address host:port (the port is missing), '
          'got "127.0.0.1"'),
@@ -81,8 +81,8 @@ def service(spec: str) -> str:
          "spec.circuitBreaker.consecutiveFailures: expected a number at least 1, got 0"),
         ("outlierDetection: {maxEjectionPercent: 101}",
          "spec.outlierDetection.maxEjectionPercent: expected a number at most 100, got 101"),
-        ("outlierDetection: {consecutive5xx: 0}",
-         "spec.outlierDetection.consecutive5xx: expected a number at least 1, got 0"),
+        ("outlierDetection: {minimumRequests: 0}",
+         "spec.outlierDetection.minimumRequests: expected a number at least 1, got 0"),
         ("healthCheck: {interval: 5s}",
          "spec.healthCheck: expected exactly one of http: {path: ...} or tcp: {}"),
         ("healthCheck: {http: {path: /}, tcp: {}}",

@@ -59,7 +59,7 @@ def test_service_and_v1_slices(tmp_path: Path) -> None:
     )
     assert api.timeouts == config.mesh.defaults.timeouts
     assert api.load_balancer == config.mesh.defaults.load_balancer
-    assert api.retries is None
+    assert api.retries is not None and api.retries.methods[0] == "GET"  # the default policy
 
 
 def test_v1beta1_slice_zone_comes_from_topology(tmp_path: Path) -> None:

@@ -1,0 +1,65 @@
+"""Which failed tries may be tried again, and how long to wait before doing it.
+
+A try fails with a *condition* (Envoy's and Linkerd's names):
+``connect-failure`` (the request never left: always safe to retry),
+``reset`` (the connection broke before the response head), ``gateway-error``
+(502/503/504 from the endpoint), ``5xx`` (any 5xx) and ``timeout`` (the per-try
+timeout). Anything but a connect failure may have reached the endpoint, so it
+is retried only for the methods the policy lists (the idempotent ones by
+default), and only while the request body can still be replayed.
+"""
+
+from __future__ import annotations
+
+import random
+
+from tulle.config import Retries
+
+CONNECT_FAILURE = "connect-failure"
+RESET = "reset"
+TIMEOUT = "timeout"
+GATEWAY_STATUSES = frozenset({502, 503, 504})
+
+# Backoff between tries: full jitter over an exponential range, short enough that
+# a retry hides a dead endpoint from the client, long enough to spread a herd.
+BACKOFF_BASE = 0.005
+BACKOFF_MAX = 0.1
+
+# Request bodies up to this size are kept for replay (DESIGN.md "Defaults").
+MAX_REPLAY_BODY = 64 * 1024
+
+
+class RetryPolicy:
+    """A service's retry settings, checked once and read per failed try."""
+
+    __slots__ = ("_conditions", "_methods", "_statuses", "attempts")
+
+    def __init__(self, settings: Retries) -> None:
+        self.attempts = settings.attempts
+        self._methods = frozenset(m.encode() for m in settings.methods)
+        self._conditions = frozenset(settings.on)
+        statuses: set[int] = set()
+        if "gateway-error" in self._conditions:
+            statuses |= GATEWAY_STATUSES
+        if "5xx" in self._conditions:
+            statuses |= set(range(500, 600))
+        self._statuses = frozenset(statuses)
+
+    def retries_status(self, status: int) -> bool:
+        """Whether an endpoint's answer with this status is worth another try."""
+        return status in self._statuses
+
+    def allows(self, condition: str, method: bytes) -> bool:
+        """Whether a try that failed with ``condition`` may be retried for ``method``."""
+        if condition == CONNECT_FAILURE:
+            return True  # the request never reached the endpoint
+        if method not in self._methods:
+            return False
+        if condition in (RESET, TIMEOUT):
+            return condition in self._conditions
+        return True  # a status the policy retries (checked by retries_status)
+
+
+def backoff(attempt: int, rng: random.Random) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based), with full jitter."""
+    return rng.uniform(0, min(BACKOFF_MAX, BACKOFF_BASE * (2 ** (attempt - 1))))
