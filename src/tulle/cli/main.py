@@ -18,6 +18,13 @@ COMMANDS: dict[str, str] = {
     "proxy": "tulle.cli.proxy:proxy",
     "validate": "tulle.cli.validate:validate",
     "demo": "tulle.cli.demo:demo",
+    "stat": "tulle.cli.stat:stat",
+    "top": "tulle.cli.top:top",
+    "tap": "tulle.cli.tap:tap",
+    "routes": "tulle.cli.routes:routes",
+    "edges": "tulle.cli.edges:edges",
+    "check": "tulle.cli.check:check",
+    "dashboard": "tulle.cli.dashboard:dashboard",
 }
 
 

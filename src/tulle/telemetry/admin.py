@@ -4,8 +4,10 @@
 loaded and the listeners are bound (and 503 again while draining); ``/config``
 and ``/endpoints`` are JSON views of the proxy's state; ``/metrics`` is the
 Prometheus text (OpenMetrics when the scraper asks for it), rendered here and
-only here. The server speaks HTTP/1.1 through the same sans-I/O codec as the
-proxy, one small Protocol per connection.
+only here; ``/tap`` is a live stream of requests (see `tulle.telemetry.tap_stream`),
+refused unless the proxy was started with tap allowed. The server speaks
+HTTP/1.1 through the same sans-I/O codec as the proxy, one small Protocol per
+connection.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tulle.http import (
 )
 from tulle.http.h1 import Headers
 from tulle.telemetry.tap import TapHub
+from tulle.telemetry.tap_stream import TapStream, parse_tap_query
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,9 @@ class AdminSources:
     ready: Callable[[], bool]
     config: Callable[[], object]
     endpoints: Callable[[], object]
+    # /tap shows request paths and authorities to whoever reaches the admin port,
+    # so it is off unless the operator allows it (``tulle proxy --allow-tap``).
+    tap_enabled: bool = False
 
 
 Page = tuple[int, bytes, bytes]  # status, content type, body
@@ -52,11 +58,19 @@ class AdminConnection(asyncio.Protocol):
         self._parser = RequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._head: RequestHead | None = None
+        self._stream: TapStream | None = None  # set while /tap streams
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
     def data_received(self, data: bytes) -> None:
+        if self._stream is not None:
+            return  # a tap client has nothing more to say; the stream owns the connection
         try:
             self._parser.feed(data)
         except RemoteProtocolError as exc:
@@ -72,6 +86,9 @@ class AdminConnection(asyncio.Protocol):
     def on_end(self, trailers: Headers | None) -> None:
         head = self._head
         assert head is not None
+        if head.target.split(b"?", 1)[0] == b"/tap" and head.method == b"GET":
+            self._start_tap(head)
+            return
         status, content_type, body = self._page(head)
         if head.method == b"HEAD":
             body = b""
@@ -96,7 +113,30 @@ class AdminConnection(asyncio.Protocol):
             return _json(sources.config())
         if path == b"/endpoints":
             return _json(sources.endpoints())
-        return 404, b"text/plain", b"admin pages: /live /ready /metrics /config /endpoints\n"
+        return 404, b"text/plain", b"admin pages: /live /ready /metrics /config /endpoints /tap\n"
+
+    def _start_tap(self, head: RequestHead) -> None:
+        """Answer ``GET /tap`` with a chunked stream of JSON lines, or refuse it."""
+        if not self._sources.tap_enabled:
+            self._send(403, b"text/plain",
+                       b"tap is off on this proxy; start it with --allow-tap\n", close=True)
+            return
+        _, _, query = head.target.partition(b"?")
+        try:
+            tap_filter, rate = parse_tap_query(query.decode("latin-1"))
+        except ValueError as exc:
+            self._send(400, b"text/plain", f"{exc}\n".encode(), close=not head.keep_alive)
+            return
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        headers = [
+            (b"content-type", b"application/x-ndjson"),
+            (b"transfer-encoding", b"chunked"),
+            (b"cache-control", b"no-store"),
+        ]
+        transport.write(encode_head(b"HTTP/1.1 200 OK", headers))
+        self._stream = TapStream(self._sources.tap, transport, tap_filter, rate)
 
     def _send(self, status: int, content_type: bytes, body: bytes, close: bool) -> None:
         transport = self._transport
