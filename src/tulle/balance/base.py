@@ -19,7 +19,15 @@ from typing import Protocol, TypeVar
 
 
 class Pickable(Protocol):
-    """What a balancer may read of an endpoint (identity, weight, zone, load)."""
+    """What a balancer may read of an endpoint (identity, weight, zone, load).
+
+    ``address`` (``host:port``) names the endpoint the same way in every proxy, so
+    that ring-hash puts a key on the same endpoint whichever proxy hashes it.
+    ``in_flight`` is maintained by the proxy: requests sent and not yet answered.
+    """
+
+    @property
+    def address(self) -> str: ...
 
     @property
     def weight(self) -> int: ...
