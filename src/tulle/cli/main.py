@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "proxy": "tulle.cli.proxy:proxy",
     "validate": "tulle.cli.validate:validate",
     "demo": "tulle.cli.demo:demo",
+    "control": "tulle.cli.control:control",
     "stat": "tulle.cli.stat:stat",
     "top": "tulle.cli.top:top",
     "tap": "tulle.cli.tap:tap",

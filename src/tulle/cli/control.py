@@ -1,0 +1,69 @@
+"""``tulle control``: run the control plane against a cluster (or manifests on disk)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+import uvloop
+
+from tulle.config import Address, ConfigError
+
+
+@click.command()
+@click.option("--listen", default="127.0.0.1:8086", show_default=True, metavar="HOST:PORT",
+              help="Where the destination API listens (0.0.0.0:8086 in a cluster).")
+@click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Watch the cluster this kubeconfig names [$KUBECONFIG, ~/.kube/config].")
+@click.option("--context", "context_name", help="The kubeconfig context to use [current].")
+@click.option("--in-cluster", is_flag=True,
+              help="Watch the cluster this Pod runs in, as its service account.")
+@click.option("-f", "--filename", "manifests", type=click.Path(exists=True, path_type=Path),
+              help="Serve manifests from disk instead of a cluster.")
+@click.option("--namespace", help="Watch only this namespace [all namespaces].")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_cluster: bool,
+            manifests: Path | None, namespace: str | None, log_level: str) -> None:
+    """Watch Services, EndpointSlices and Tulle's CRDs; stream them to proxies."""
+    from tulle.control import ControlPlane
+    from tulle.discovery import ManifestSource
+    from tulle.discovery.kubernetes import KubernetesSource
+    from tulle.discovery.kubernetes_access import AccessError, from_kubeconfig
+    from tulle.discovery.kubernetes_access import in_cluster as pod
+
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        address = Address.parse(listen, allow_port_zero=True)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from None
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        if manifests is not None:
+            source = ManifestSource(loop, manifests)
+        else:
+            access = pod() if in_cluster else from_kubeconfig(kubeconfig, context_name)
+            source = KubernetesSource(access, namespace=namespace)
+        plane = ControlPlane(source)
+        await plane.start(address.host, address.port)
+        stopped = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopped.set)
+        loop.add_signal_handler(signal.SIGHUP, source.refresh, "SIGHUP")
+        await stopped.wait()
+        await plane.stop()
+
+    try:
+        uvloop.run(run())
+    except (ConfigError, AccessError) as exc:
+        click.echo(f"tulle control: {exc}", err=True)
+        sys.exit(1)
+    except OSError as exc:
+        click.echo(f"tulle control: {exc}", err=True)
+        sys.exit(1)
