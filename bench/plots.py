@@ -43,6 +43,7 @@ def throughput_and_latency(
         )
     ax.set_title("throughput (wrk, median)")
     ax.set_ylabel("requests/s")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     ax.margins(y=0.2)
 
     labels = (("p50", "p50"), ("p99", "p99"), ("p99.9", "p999"))

@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -168,6 +169,12 @@ class ProcessGroup:
             try:
                 popen.wait(timeout=grace)
             except subprocess.TimeoutExpired:
+                # Worth knowing: a proxy that does not stop on SIGTERM is a finding.
+                print(
+                    f"[bench] {started.name} did not exit within {grace:g} s of SIGTERM; killed",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 with contextlib.suppress(ProcessLookupError):
                     popen.kill()
                 popen.wait()
