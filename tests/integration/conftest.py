@@ -34,7 +34,11 @@ def proxy(
     manifests = tmp_path_factory.mktemp("proxy") / "manifests"
     manifests.mkdir()
     (manifests / "web.yaml").write_text(
-        mesh_service("web", [b.address for b in backends], "  timeouts: {request: 2s}\n")
+        mesh_service(
+            "web",
+            [b.address for b in backends],
+            "  timeouts: {request: 2s}\n  loadBalancer: {algorithm: round-robin}\n",
+        )
     )
     running = RunningProxy(manifests, "--head-timeout", "1")
     yield running

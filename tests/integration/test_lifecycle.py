@@ -14,6 +14,9 @@ from tests.support.backend import Backend
 from tests.support.client import get
 from tests.support.proxy import RunningProxy, mesh_service
 
+# Reload tests read which endpoints answer: spread requests evenly.
+ROUND_ROBIN = "  loadBalancer: {algorithm: round-robin}\n"
+
 
 def _answers(proxy: RunningProxy, count: int = 6) -> set[str]:
     return {get(proxy.outbound)[2].decode() for _ in range(count)}
@@ -63,7 +66,7 @@ def test_a_changed_file_is_reloaded_without_a_signal(
 ) -> None:
     proxy = two_backend_proxy
     (manifests / "web.yaml").write_text(
-        mesh_service("web", [backends[0].address, backends[2].address])
+        mesh_service("web", [backends[0].address, backends[2].address], ROUND_ROBIN)
     )
     assert _eventually(lambda: _answers(proxy) == {"backend-0", "backend-2"})
     assert "configuration reloaded (the manifests changed)" in proxy.log()

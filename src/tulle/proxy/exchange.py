@@ -1,18 +1,23 @@
 """One request and its response, from the client's head to the response's end.
 
 An `Exchange` is made per request and carries everything that lives exactly as
-long as the request: the parsed head, the endpoint chosen, the upstream
-connection lent to it, the request's timer, and the framing chosen for each
-side. The layers of the stack (`tulle.proxy.stack`) decide where it goes; this
-object only moves bytes between the client and the upstream and answers the
-client itself when something fails.
+long as the request: the parsed head, the endpoint chosen for the current try,
+the upstream connection lent to it, the request's timers, what is kept of the
+body for a retry, and the framing chosen for each side. The layers of the stack
+(`tulle.proxy.stack`) decide where it goes; this object moves bytes between the
+client and the upstream, reports each try's result, and answers the client
+itself when something fails.
 
 Theory of operation. The client connection feeds the request's body in as it
 arrives; until an upstream connection is attached the body is held (bounded by
-pausing the client), after that it is written straight through, re-framed
-when chunked. The upstream connection feeds the response back the same way.
-Whatever happens (the endpoint refuses, resets, speaks bad HTTP, or the timer
-fires) the exchange ends exactly once, in `_finish`, which records the
+pausing the client), after that it is written straight through, re-framed when
+chunked. A copy of up to 64 KiB is kept while the request may still be retried.
+The upstream connection feeds the response back the same way. A try fails when
+the connection can't be made, breaks before the response head, the endpoint
+answers with a status the retry policy names, or the per-try timer fires;
+`_try_failed` then either sends the request again (on another endpoint, after
+a jittered pause, within the retry budget) or answers the client. Whatever
+happens, the exchange ends exactly once, in `_finish`, which records the
 response and hands the client connection its next request. Before the first
 byte of the response has gone to the client, a failure becomes a clear error
 response (502/503/504 with ``tulle-error``); after it, the only honest signal
@@ -21,6 +26,7 @@ left is to cut the client connection.
 
 from __future__ import annotations
 
+import random
 import time
 from typing import TYPE_CHECKING
 
@@ -37,10 +43,12 @@ from tulle.http import (
 from tulle.http.h1 import Headers
 from tulle.http.headers import append_forwarded_for
 from tulle.proxy.errors import local_response
+from tulle.resilience.retry import CONNECT_FAILURE, MAX_REPLAY_BODY, RESET, TIMEOUT, backoff
 from tulle.telemetry.tap import TapEvent
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
 
     from tulle.proxy.connection import ClientConnection
     from tulle.proxy.pool import ConnectError
@@ -53,10 +61,13 @@ _CHUNKED = (b"transfer-encoding", b"chunked")
 _CLOSE = (b"connection", b"close")
 _KEEP_ALIVE = (b"connection", b"keep-alive")
 _VIA = (b"via", VIA)
+_STATUS = "status"  # a try "failed" with a status the retry policy names
 
 # Body bytes held per request while no upstream connection is attached yet;
 # past this the client is paused until the connection is there.
 MAX_BUFFERED_BODY = 64 * 1024
+
+_jitter = random.Random()
 
 
 class Exchange:
@@ -65,16 +76,22 @@ class Exchange:
         "_buffered",
         "_endpoint_busy",
         "_error",
+        "_failed_endpoint",
+        "_replay",
+        "_replay_bytes",
         "_request_trailers",
         "_response_chunked",
         "_status",
         "_timer",
+        "_tries",
+        "_try_timer",
         "_upstream_reusable",
         "close_after",
         "conn",
         "endpoint",
         "finished",
         "head",
+        "redispatch",
         "request_complete",
         "response_started",
         "started_at",
@@ -91,16 +108,24 @@ class Exchange:
         self.endpoint: Endpoint | None = None
         self.stats: ResponseStats | None = None
         self.upstream: UpstreamConnection | None = None
+        # The layers below the retry layer, to run again for a retry or after
+        # waiting for an endpoint; None when this request is not retried.
+        self.redispatch: Callable[[Exchange], None] | None = None
         self.request_complete = not head.has_body
         self.response_started = False
         self.finished = False
         self.close_after = not head.keep_alive
         self._buffer: list[bytes] | None = []
         self._buffered = 0
+        self._replay: list[bytes] | None = None
+        self._replay_bytes = 0
         self._request_trailers: Headers | None = None
         self._response_chunked = False
         self._endpoint_busy = False
+        self._failed_endpoint: Endpoint | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._try_timer: asyncio.TimerHandle | None = None
+        self._tries = 0
         self._upstream_reusable = False
         self._status = 0
         self._error = ""
@@ -117,6 +142,13 @@ class Exchange:
     # -- request side, fed by the client connection --
 
     def request_body(self, data: bytes) -> None:
+        replay = self._replay
+        if replay is not None:
+            self._replay_bytes += len(data)
+            if self._replay_bytes > MAX_REPLAY_BODY:
+                self._replay = None  # too large to send twice: no more retries
+            else:
+                replay.append(data)
         upstream = self.upstream
         if upstream is not None:
             upstream.send(encode_chunk(data) if self.head.chunked else data)
@@ -130,36 +162,60 @@ class Exchange:
 
     def request_end(self, trailers: Headers | None) -> None:
         self.request_complete = True
+        self._request_trailers = trailers
         upstream = self.upstream
-        if upstream is not None:
-            if self.head.chunked:
-                upstream.send(encode_last_chunk(trailers))
-        else:
-            self._request_trailers = trailers
+        if upstream is not None and self.head.chunked:
+            upstream.send(encode_last_chunk(trailers))
 
     # -- set-up, driven by the layers of the stack --
 
     def arm_timeout(self, seconds: float) -> None:
         self._timer = self.conn.loop.call_later(seconds, self._timed_out)
 
+    def allow_retries(self, redispatch: Callable[[Exchange], None]) -> None:
+        """This request may be tried again by running ``redispatch`` (the retry layer)."""
+        self.redispatch = redispatch
+        if self.head.has_body:
+            self._replay = []
+
+    def wait_for_endpoint(self, seconds: float) -> None:
+        """No endpoint is available now: wait (parked by the caller) at most ``seconds``."""
+        self._try_timer = self.conn.loop.call_later(seconds, self._gave_up_waiting)
+
+    def stop_waiting(self) -> None:
+        if self._try_timer is not None:
+            self._try_timer.cancel()
+            self._try_timer = None
+
+    @property
+    def failed_endpoint(self) -> Endpoint | None:
+        """The endpoint the previous try failed on (a retry prefers another one)."""
+        return self._failed_endpoint
+
     def send_continue(self) -> None:
         """Answer ``Expect: 100-continue`` ourselves once we know where the body goes."""
         head = self.head
-        if head.expect_continue and head.version == "1.1" and not self.request_complete:
+        if (head.expect_continue and head.version == "1.1" and not self.request_complete
+                and self._tries == 0):
             self.conn.write(CONTINUE)
 
-    def dispatch_to(self, endpoint: Endpoint) -> None:
+    def dispatch_to(self, endpoint: Endpoint, per_try_timeout: float | None) -> None:
         """Send the request to ``endpoint`` over one of its pool's connections."""
         self.endpoint = endpoint
         self.stats = endpoint.stats
         endpoint.stats.requests += 1
         endpoint.in_flight += 1
         self._endpoint_busy = True
+        breaker = endpoint.breaker
+        if breaker is not None and breaker.state != "closed":
+            breaker.on_dispatch()
+        if per_try_timeout is not None:
+            self._try_timer = self.conn.loop.call_later(per_try_timeout, self._try_timed_out)
         endpoint.pool.acquire(self)
 
     def upstream_ready(self, upstream: UpstreamConnection) -> None:
         """The pool lends us ``upstream``: write the request head and any held body."""
-        if self.finished:
+        if self.finished or self.endpoint is None:
             upstream.pool.release(upstream)
             return
         self.upstream = upstream
@@ -180,6 +236,7 @@ class Exchange:
             parts.append(encode_last_chunk(self._request_trailers))
         was_full = self._buffered > MAX_BUFFERED_BODY
         self._buffer = None
+        self._buffered = 0
         upstream.begin(self, b"".join(parts), head.method == b"HEAD")
         if was_full:
             self.conn.resume_reading()
@@ -187,18 +244,29 @@ class Exchange:
     # -- response side, fed by the upstream connection --
 
     def response_head(self, response: ResponseHead) -> None:
+        status = response.status
+        target = self.target
+        assert target is not None
+        if status >= 500 and self.redispatch is not None and target.retry_policy is not None \
+                and target.retry_policy.retries_status(status) and self._may_retry(_STATUS):
+            upstream = self.upstream
+            if upstream is not None:
+                self.upstream = None
+                upstream.close()  # its body is not wanted; the connection can't be reused
+            self._end_try(ok=False)
+            self._retry()
+            return
+        self._cancel_try_timer()
         timer = self._timer
         if timer is not None:
             timer.cancel()
             self._timer = None
         conn = self.conn
-        status = response.status
         self._status = status
         self._upstream_reusable = response.keep_alive
-        assert self.stats is not None and self.target is not None
-        elapsed = conn.loop.time() - self.started_at
-        self.stats.latency.observe(elapsed * 1000.0)
-        self.target.balancer.on_response(self.endpoint, elapsed, status < 500)
+        assert self.stats is not None
+        self.stats.latency.observe((conn.loop.time() - self.started_at) * 1000.0)
+        self._report(status < 500)
         headers = end_to_end(response.headers)
         headers.append(_VIA)
         has_body = self.head.method != b"HEAD" and status not in (204, 304)
@@ -238,13 +306,11 @@ class Exchange:
             self.close_after = True
         self._finish()
 
-    # -- failures --
+    # -- failures of one try --
 
     def connect_failed(self, error: ConnectError) -> None:
-        if self.finished:
-            return
-        self._release_endpoint(failed=True)
-        self.fail(502, error.error, error.reason)
+        if not self.finished:
+            self._try_failed(CONNECT_FAILURE, 502, error.error, error.reason)
 
     def upstream_lost(self, upstream: UpstreamConnection) -> None:
         """The upstream closed or reset before the response ended."""
@@ -256,29 +322,99 @@ class Exchange:
             # closed: the request never reached it. Send it again on a new one.
             upstream.pool.connect(self)
             return
-        self._release_endpoint(failed=not self.response_started)
         address = self.endpoint.address if self.endpoint else "upstream"
-        self.fail(502, "upstream-reset", f"{address} closed the connection before responding")
+        self._try_failed(RESET, 502, "upstream-reset",
+                         f"{address} closed the connection before responding")
 
     def upstream_failed(self, reason: str, error: str) -> None:
         """The upstream sent bytes that are not HTTP/1.1."""
-        if self.finished:
-            return
-        self.upstream = None
-        self._release_endpoint(failed=not self.response_started)
-        self.fail(502, error, reason)
+        if not self.finished:
+            self.upstream = None
+            self._try_failed(RESET, 502, error, reason)
 
-    def _timed_out(self) -> None:
-        self._timer = None
-        if self.finished:
+    def _try_timed_out(self) -> None:
+        self._try_timer = None
+        if self.finished or self.response_started:
             return
         upstream = self.upstream
         if upstream is not None:
             self.upstream = None
             upstream.close()
-        self._release_endpoint(failed=True)
+        timeout = self.target.timeouts.per_try if self.target else None
+        self._try_failed(TIMEOUT, 504, "per-try-timeout",
+                         f"no response within the per-try timeout ({timeout}s)")
+
+    def _try_failed(self, condition: str, status: int, error: str, reason: str) -> None:
+        if self.response_started:
+            self._end_try(ok=False)
+            self.fail(status, error, reason)
+            return
+        self._end_try(ok=False)
+        if self._may_retry(condition):
+            self._retry()
+        else:
+            self.fail(status, error, reason)
+
+    def _may_retry(self, condition: str) -> bool:
+        """Whether the failed try may be sent again: policy, body, attempts, budget."""
+        target = self.target
+        if self.redispatch is None or target is None or self.response_started:
+            return False
+        policy = target.retry_policy
+        if policy is None or self._tries >= policy.attempts:
+            return False
+        if not policy.allows(condition, self.head.method):
+            return False
+        if self.head.has_body and self._replay is None:
+            return False  # the body was too large to keep
+        if not target.budget.try_withdraw():
+            target.counters.retry_budget_exhausted += 1
+            return False
+        return True
+
+    def _retry(self) -> None:
+        """Send the request again after a short jittered pause."""
+        target = self.target
+        assert target is not None
+        self._tries += 1
+        target.counters.retries += 1
+        self.upstream = None
+        self._buffer = list(self._replay) if self._replay else []
+        self._buffered = self._replay_bytes if self._replay else 0
+        self._try_timer = self.conn.loop.call_later(
+            backoff(self._tries, _jitter), self._send_again
+        )
+
+    def _send_again(self) -> None:
+        self._try_timer = None
+        if not self.finished and self.redispatch is not None:
+            self.redispatch(self)
+
+    def _gave_up_waiting(self) -> None:
+        self._try_timer = None
+        if self.finished or self.target is None:
+            return
+        self.target.forget_waiting(self)
+        self.respond(503, "fail-fast",
+                     f"no endpoint of {self.target.key} became available in time")
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self.finished:
+            return
+        self._cancel_try_timer()
+        if self.target is not None:
+            self.target.forget_waiting(self)
+        upstream = self.upstream
+        if upstream is not None:
+            self.upstream = None
+            upstream.close()
+        if self._endpoint_busy:
+            self._end_try(ok=False)
         timeout = self.target.timeouts.request if self.target else None
         self.fail(504, "request-timeout", f"no response within the request timeout ({timeout}s)")
+
+    # -- answering the client ourselves --
 
     def fail(self, status: int, error: str, reason: str) -> None:
         """Answer the client ourselves, or cut it off when the response has begun."""
@@ -319,33 +455,60 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._cancel_timers()
+        if self.target is not None:
+            self.target.forget_waiting(self)
         upstream = self.upstream
         if upstream is not None:
             self.upstream = None
             upstream.close()
         self._release_endpoint()
 
-    # -- the one way out --
+    # -- bookkeeping --
 
-    def _release_endpoint(self, failed: bool = False) -> None:
-        """The endpoint is done with this request; a failure is reported to the balancer."""
+    def _report(self, ok: bool) -> None:
+        """Tell the balancer and the endpoint's breaker how the current try went."""
+        endpoint = self.endpoint
+        if endpoint is None or self.target is None:
+            return
+        self.target.balancer.on_response(
+            endpoint, self.conn.loop.time() - self.started_at, ok
+        )
+        breaker = endpoint.breaker
+        if breaker is not None:
+            breaker.record(ok)
+
+    def _end_try(self, ok: bool) -> None:
+        """The current try is over (failed): report it and free the endpoint."""
+        self._cancel_try_timer()
+        if self._endpoint_busy:
+            self._report(ok)
+            self._release_endpoint()
+            # If no retry follows, the answer is counted on this endpoint's stats,
+            # where the try counted its request.
+            self._failed_endpoint = self.endpoint
+            self.endpoint = None
+
+    def _release_endpoint(self) -> None:
         if self._endpoint_busy:
             self._endpoint_busy = False
-            endpoint = self.endpoint
-            assert endpoint is not None
-            endpoint.in_flight -= 1
-            if failed and self.target is not None:
-                elapsed = self.conn.loop.time() - self.started_at
-                self.target.balancer.on_response(endpoint, elapsed, False)
+            assert self.endpoint is not None
+            self.endpoint.in_flight -= 1
 
-    def _finish(self) -> None:
-        self.finished = True
+    def _cancel_try_timer(self) -> None:
+        if self._try_timer is not None:
+            self._try_timer.cancel()
+            self._try_timer = None
+
+    def _cancel_timers(self) -> None:
+        self._cancel_try_timer()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+    def _finish(self) -> None:
+        self.finished = True
+        self._cancel_timers()
         stats = self.stats
         if stats is not None:
             key = (self._status, self._error)
@@ -359,11 +522,12 @@ class Exchange:
     def _tap_event(self) -> TapEvent:
         head = self.head
         target = self.target
+        endpoint = self.endpoint or self._failed_endpoint
         return TapEvent(
             direction=self.conn.ctx.direction,
             service=target.name if target else "",
             namespace=target.namespace if target else "",
-            endpoint=self.endpoint.address if self.endpoint else "",
+            endpoint=endpoint.address if endpoint else "",
             method=head.method.decode("latin-1"),
             authority=(head.host or b"").decode("latin-1"),
             path=head.target.decode("latin-1"),

@@ -16,9 +16,11 @@ from collections.abc import Callable, Iterable
 from tulle.balance import new_balancer
 from tulle.config import Config, Service
 from tulle.config import Endpoint as EndpointConfig
+from tulle.proxy.failover import HealthDriver, OutlierDriver
 from tulle.proxy.pool import EndpointPool
 from tulle.proxy.routing import Router
 from tulle.proxy.targets import Endpoint, ServiceTarget, TargetTimeouts
+from tulle.resilience import CircuitBreaker, RetryBudget, RetryPolicy
 from tulle.telemetry.metrics import Metrics
 
 
@@ -34,6 +36,7 @@ class DirectionState:
         self.pools: dict[tuple[str, int], EndpointPool] = {}
         self.router = Router(())
         self._tcp_dst = metrics.tcp(direction, "dst")
+        self._drivers: list[OutlierDriver | HealthDriver] = []
 
     def apply(
         self,
@@ -54,7 +57,13 @@ class DirectionState:
                 used_pools.add((config.host, config.port))
                 endpoints.append(self._endpoint_for(target, config, service))
             target.set_endpoints(endpoints)
+        kept = {id(e) for target in wanted.values() for e in target.endpoints}
+        for old in self.targets.values():
+            for endpoint in old.endpoints:
+                if id(endpoint) not in kept and endpoint.breaker is not None:
+                    endpoint.breaker.cancel()  # it left: no more probes
         self.targets = wanted
+        self._restart_drivers(all_services)
         for address in list(self.pools):
             if address not in used_pools:
                 self.pools.pop(address).retire()
@@ -67,18 +76,28 @@ class DirectionState:
     def _target_for(self, service: Service) -> ServiceTarget:
         key = f"{service.name}.{service.namespace}"
         timeouts = TargetTimeouts(
-            request=service.timeouts.request, connect=service.timeouts.connect or 1.0
+            request=service.timeouts.request,
+            connect=service.timeouts.connect or 1.0,
+            per_try=service.timeouts.per_try,
         )
         settings = service.load_balancer
         target = self.targets.get(key)
         if target is None or target.load_balancer != settings:
             stats = self.metrics.responses(self.direction, service.name, service.namespace)
+            counters = self.metrics.service_counters(
+                self.direction, service.name, service.namespace
+            )
             balancer = new_balancer(settings, clock=self.loop.time, local_zone=self.zone)
+            budget = _budget(service, self.loop)
             target = ServiceTarget(
-                service.name, service.namespace, settings, balancer, timeouts, stats
+                service.name, service.namespace, settings, balancer, timeouts, stats, counters,
+                budget,
             )
         else:
             target.timeouts = timeouts
+            target.budget = _budget(service, self.loop, keep=target.budget)
+        target.retry_policy = RetryPolicy(service.retries) if service.retries else None
+        target.limits = service.limits
         return target
 
     def _endpoint_for(
@@ -100,7 +119,36 @@ class DirectionState:
         stats = self.metrics.responses(
             self.direction, target.name, target.namespace, f"{config.host}:{config.port}"
         )
-        return Endpoint(pool, config.weight, config.zone, stats)
+        endpoint = Endpoint(pool, config.weight, config.zone, stats)
+        breaker = service.circuit_breaker
+        if breaker is not None:
+            endpoint.breaker = CircuitBreaker(
+                breaker.consecutive_failures,
+                breaker.backoff.min,
+                breaker.backoff.max,
+                schedule=self.loop.call_later,
+                on_change=target.refresh,
+            )
+        return endpoint
+
+    def _restart_drivers(self, services: list[Service]) -> None:
+        for driver in self._drivers:
+            driver.stop()
+        self._drivers = []
+        for service in services:
+            target = self.targets[f"{service.name}.{service.namespace}"]
+            if service.outlier_detection is not None:
+                self._drivers.append(OutlierDriver(self.loop, target, service.outlier_detection))
+            if service.health_check is not None:
+                self._drivers.append(HealthDriver(self.loop, target, service.health_check))
+        for driver in self._drivers:
+            driver.start()
+
+    def stop(self) -> None:
+        """Stop the background drivers (at shutdown)."""
+        for driver in self._drivers:
+            driver.stop()
+        self._drivers = []
 
     def close_idle_before(self, deadline: float) -> None:
         for pool in self.pools.values():
@@ -146,3 +194,18 @@ def _unknown_authority(config: Config) -> Service:
         load_balancer=defaults.load_balancer,
         timeouts=defaults.timeouts,
     )
+
+
+def _budget(
+    service: Service, loop: asyncio.AbstractEventLoop, keep: RetryBudget | None = None
+) -> RetryBudget:
+    """The service's retry budget; an unchanged one is kept with what it has counted."""
+    settings = service.retries.budget if service.retries and service.retries.budget else None
+    ratio, per_second, window = (
+        (settings.ratio, settings.min_per_second, settings.window) if settings else (0.2, 10, 10.0)
+    )
+    if keep is not None and (keep.ratio, keep.min_per_second, keep.window) == (
+        ratio, per_second, window
+    ):
+        return keep
+    return RetryBudget(ratio, per_second, window, clock=loop.time)

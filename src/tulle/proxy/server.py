@@ -24,7 +24,7 @@ from tulle.proxy.mesh import DirectionState, MeshState
 from tulle.proxy.stack import Route, build_stack
 from tulle.telemetry.admin import AdminSources, serve_admin
 from tulle.telemetry.collector import registry_for
-from tulle.telemetry.metrics import Metrics
+from tulle.telemetry.metrics import EndpointState, Metrics
 from tulle.telemetry.tap import TapHub
 
 log = logging.getLogger("tulle.proxy")
@@ -76,6 +76,7 @@ class ProxyServer:
         self.mesh = MeshState(self.loop, self.metrics)
         self.registry = registry_for(self.metrics)
         self.tap = TapHub(clock=self.loop.time)
+        self.metrics.endpoint_states = self._endpoint_states
         self._listeners: dict[str, _Listener] = {}
         self._admin: asyncio.Server | None = None
         self._sweeper: asyncio.TimerHandle | None = None
@@ -198,8 +199,9 @@ class ProxyServer:
                 conn.abort()
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for pool_owner in (self.mesh.outbound, self.mesh.inbound):
-            for pool in pool_owner.pools.values():
+        for state in (self.mesh.outbound, self.mesh.inbound):
+            state.stop()
+            for pool in state.pools.values():
                 pool.retire()
         if self._admin is not None:
             self._admin.close()
@@ -209,6 +211,24 @@ class ProxyServer:
 
     def _open_connections(self) -> int:
         return sum(len(listener.ctx.connections) for listener in self._listeners.values())
+
+    def _endpoint_states(self) -> list[EndpointState]:
+        states = []
+        for direction in (self.mesh.outbound, self.mesh.inbound):
+            for target in direction.targets.values():
+                estimate = getattr(target.balancer, "latency_estimate_ms", None)
+                for endpoint in target.endpoints:
+                    breaker = endpoint.breaker
+                    states.append(EndpointState(
+                        labels=(direction.direction, target.name, target.namespace,
+                                endpoint.address),
+                        state=endpoint.state,
+                        in_flight=endpoint.in_flight,
+                        breaker_opens=breaker.opened if breaker is not None else 0,
+                        ejections=endpoint.ejections,
+                        latency_estimate_ms=estimate(endpoint) if estimate else None,
+                    ))
+        return states
 
     def _describe_endpoints(self) -> dict[str, object]:
         return {

@@ -6,9 +6,10 @@ layer here, not by threading flags through the connection code (linkerd's
 of a request::
 
     route   → which service (404 when none)
-    timeout → the request's deadline (504 when it passes)
-    balance → which endpoint (503 when none)
-    forward → a pooled connection to that endpoint
+    timeout → the request's deadline, over all its tries (504 when it passes)
+    retry   → counts the request in the retry budget; failed tries come back here
+    balance → which endpoint (503 when none; waits a moment when all are down)
+    forward → a pooled connection to that endpoint, under the per-try timeout
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ class RequestTimeout:
         self.inner(exchange)
 
 
-class Balance:
-    """Asks the service's balancer for an endpoint."""
+class Retry:
+    """Makes the request retryable under the service's policy and budget."""
 
     __slots__ = ("inner",)
 
@@ -71,9 +72,36 @@ class Balance:
     def __call__(self, exchange: Exchange) -> None:
         target = exchange.target
         assert target is not None
-        endpoint = target.balancer.pick(exchange)
+        if target.retry_policy is not None:
+            target.budget.record_request()
+            exchange.allow_retries(self.inner)
+        self.inner(exchange)
+
+
+class Balance:
+    """Asks the service's balancer for an endpoint, or waits briefly, or sheds."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: Layer) -> None:
+        self.inner = inner
+
+    def __call__(self, exchange: Exchange) -> None:
+        target = exchange.target
+        assert target is not None
+        balancer = target.balancer
+        endpoint = balancer.pick(exchange)
+        if endpoint is not None and endpoint is exchange.failed_endpoint:
+            endpoint = balancer.pick(exchange) or endpoint  # a retry prefers another one
         if endpoint is None:
-            exchange.respond(503, "no-endpoints", f"no endpoint available for {target.key}")
+            if not target.endpoints:
+                exchange.respond(503, "no-endpoints", f"no endpoint available for {target.key}")
+            elif not target.wait_for_endpoint(exchange, self):
+                exchange.respond(503, "load-shed", f"too many requests waiting for {target.key}")
+            return
+        if endpoint.in_flight >= target.limits.requests_per_endpoint:
+            target.counters.load_shed += 1
+            exchange.respond(503, "load-shed", f"{endpoint.address} is at its request limit")
             return
         exchange.endpoint = endpoint
         self.inner(exchange)
@@ -82,11 +110,12 @@ class Balance:
 def forward(exchange: Exchange) -> None:
     """Sends the request over a pooled connection to the chosen endpoint."""
     endpoint = exchange.endpoint
-    assert endpoint is not None
+    target = exchange.target
+    assert endpoint is not None and target is not None
     exchange.send_continue()
-    exchange.dispatch_to(endpoint)
+    exchange.dispatch_to(endpoint, target.timeouts.per_try)
 
 
-def build_stack(router: Router, unknown: ResponseStats) -> Layer:
+def build_stack(router: Router, unknown: ResponseStats) -> Route:
     """The request path, outermost layer first."""
-    return Route(router, unknown, RequestTimeout(Balance(forward)))
+    return Route(router, unknown, RequestTimeout(Retry(Balance(forward))))

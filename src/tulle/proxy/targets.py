@@ -1,20 +1,31 @@
 """What a request can be sent to: services (`ServiceTarget`) and their `Endpoint`s.
 
 Both are built once per configuration and kept across reloads where they stay
-the same, so that what an endpoint has learned (in-flight count, and later the
-balancers' latency estimates) survives a reload, and in-flight requests finish
-on the objects they started with.
+the same, so that what an endpoint has learned (in-flight count, breaker state,
+the balancer's latency estimate) survives a reload, and in-flight requests
+finish on the objects they started with.
+
+An endpoint is *pickable* while its circuit breaker admits requests, outlier
+detection has not ejected it and its health checks pass. Those decisions are
+made off the request path; each change calls `ServiceTarget.refresh`, which
+hands the balancer the pickable set and lets waiting requests go.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tulle.balance import Balancer
-from tulle.config import LoadBalancer
+from tulle.config import Limits, LoadBalancer
 from tulle.proxy.pool import EndpointPool
-from tulle.telemetry.metrics import ResponseStats
+from tulle.resilience import CircuitBreaker, HealthState, RetryBudget, RetryPolicy
+from tulle.telemetry.metrics import ResponseStats, ServiceCounters
+
+if TYPE_CHECKING:
+    from tulle.proxy.exchange import Exchange
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,12 +34,14 @@ class TargetTimeouts:
 
     request: float | None
     connect: float
+    per_try: float | None = None
 
 
 class Endpoint:
     """One address of a service, as the balancer and the request path see it."""
 
-    __slots__ = ("address", "in_flight", "pool", "stats", "weight", "zone")
+    __slots__ = ("address", "breaker", "ejected", "ejections", "health", "in_flight", "pool",
+                 "stats", "weight", "zone")
 
     def __init__(
         self, pool: EndpointPool, weight: int, zone: str | None, stats: ResponseStats
@@ -39,23 +52,58 @@ class Endpoint:
         self.zone = zone
         self.stats = stats
         self.in_flight = 0
+        self.breaker: CircuitBreaker | None = None
+        self.health: HealthState | None = None
+        self.ejected = False
+        self.ejections = 0
+
+    @property
+    def pickable(self) -> bool:
+        breaker = self.breaker
+        return (
+            (breaker is None or breaker.admits)
+            and not self.ejected
+            and (self.health is None or self.health.healthy)
+        )
+
+    @property
+    def state(self) -> str:
+        """One word for the dashboard and ``/endpoints``."""
+        if self.health is not None and not self.health.healthy:
+            return "unhealthy"
+        if self.ejected:
+            return "ejected"
+        if self.breaker is not None and self.breaker.state == "open":
+            return "open-circuit"
+        if self.breaker is not None and self.breaker.state == "probing":
+            return "probing"
+        return "active"
 
     def describe(self) -> dict[str, object]:
+        breaker = self.breaker
         return {
             "address": self.address,
             "weight": self.weight,
             "zone": self.zone,
+            "state": self.state,
             "inFlight": self.in_flight,
             "idleConnections": self.pool.idle_count,
-            "state": "active",
+            "breaker": None if breaker is None else {
+                "state": breaker.state,
+                "consecutiveFailures": breaker.failures,
+                "opened": breaker.opened,
+            },
+            "ejected": self.ejected,
+            "ejections": self.ejections,
+            "healthy": None if self.health is None else self.health.healthy,
         }
 
 
 class ServiceTarget:
-    """A service: its endpoints, its balancer, its timeouts and its stats."""
+    """A service: endpoints, balancer, timeouts, failover policy and stats."""
 
-    __slots__ = ("balancer", "endpoints", "load_balancer", "name", "namespace", "stats",
-                 "timeouts")
+    __slots__ = ("_waiting", "balancer", "budget", "counters", "endpoints", "limits",
+                 "load_balancer", "name", "namespace", "retry_policy", "stats", "timeouts")
 
     def __init__(
         self,
@@ -65,6 +113,8 @@ class ServiceTarget:
         balancer: Balancer,
         timeouts: TargetTimeouts,
         stats: ResponseStats,
+        counters: ServiceCounters,
+        budget: RetryBudget,
     ) -> None:
         self.name = name
         self.namespace = namespace
@@ -72,7 +122,12 @@ class ServiceTarget:
         self.balancer = balancer
         self.timeouts = timeouts
         self.stats = stats  # for the answers the proxy gives itself (no endpoint)
+        self.counters = counters
+        self.budget = budget
+        self.retry_policy: RetryPolicy | None = None
+        self.limits = Limits()
         self.endpoints: tuple[Endpoint, ...] = ()
+        self._waiting: deque[tuple[Exchange, Callable[[Exchange], None]]] = deque()
 
     @property
     def key(self) -> str:
@@ -80,12 +135,43 @@ class ServiceTarget:
 
     def set_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
         self.endpoints = tuple(endpoints)
-        self.balancer.update(self.endpoints)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """An endpoint's availability changed: update the balancer, wake waiters."""
+        pickable = [e for e in self.endpoints if e.pickable]
+        self.balancer.update(pickable)
+        if pickable:
+            waiting = self._waiting
+            while waiting:
+                exchange, resume = waiting.popleft()
+                if not exchange.finished:
+                    exchange.stop_waiting()
+                    resume(exchange)
+
+    # -- fail fast: waiting briefly for an endpoint --
+
+    def wait_for_endpoint(self, exchange: Exchange, resume: Callable[[Exchange], None]) -> bool:
+        """Park ``exchange`` until an endpoint is pickable; False when too many wait."""
+        if len(self._waiting) >= self.limits.pending_requests:
+            self.counters.load_shed += 1
+            return False
+        self.counters.fail_fast_waits += 1
+        self._waiting.append((exchange, resume))
+        exchange.wait_for_endpoint(self.limits.fail_fast_after)
+        return True
+
+    def forget_waiting(self, exchange: Exchange) -> None:
+        for index, (parked, _) in enumerate(self._waiting):
+            if parked is exchange:
+                del self._waiting[index]
+                return
 
     def describe(self) -> dict[str, object]:
         return {
             "name": self.name,
             "namespace": self.namespace,
             "loadBalancer": self.load_balancer.algorithm,
+            "waiting": len(self._waiting),
             "endpoints": [endpoint.describe() for endpoint in self.endpoints],
         }

@@ -89,19 +89,23 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- codec callbacks --
 
+    # The exchange may let go of this connection mid-read (a retried status, a
+    # timeout): what the parser still delivers after that is dropped.
+
     def on_head(self, head: RequestHead | ResponseHead) -> None:
-        assert isinstance(head, ResponseHead) and self.exchange is not None
-        self.exchange.response_head(head)
+        assert isinstance(head, ResponseHead)
+        if self.exchange is not None:
+            self.exchange.response_head(head)
 
     def on_body(self, data: bytes) -> None:
-        assert self.exchange is not None
-        self.exchange.response_body(data)
+        if self.exchange is not None:
+            self.exchange.response_body(data)
 
     def on_end(self, trailers: list[tuple[bytes, bytes]] | None) -> None:
         exchange = self.exchange
-        assert exchange is not None
-        self.exchange = None
-        exchange.response_end(trailers, self)
+        if exchange is not None:
+            self.exchange = None
+            exchange.response_end(trailers, self)
 
     # -- used by the exchange --
 

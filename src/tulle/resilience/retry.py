@@ -50,14 +50,18 @@ class RetryPolicy:
         return status in self._statuses
 
     def allows(self, condition: str, method: bytes) -> bool:
-        """Whether a try that failed with ``condition`` may be retried for ``method``."""
+        """Whether a try that failed with ``condition`` may be retried for ``method``.
+
+        ``condition`` is a failure condition, or "status" for an answer whose
+        status `retries_status` accepted.
+        """
         if condition == CONNECT_FAILURE:
             return True  # the request never reached the endpoint
         if method not in self._methods:
             return False
         if condition in (RESET, TIMEOUT):
             return condition in self._conditions
-        return True  # a status the policy retries (checked by retries_status)
+        return True
 
 
 def backoff(attempt: int, rng: random.Random) -> float:

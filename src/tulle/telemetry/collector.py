@@ -87,6 +87,61 @@ class MeshCollector(Collector):
             read.add_metric(labels, tcp.read_bytes)
             written.add_metric(labels, tcp.write_bytes)
         yield from (opened, closed, open_now, read, written)
+        yield from self._failover_families()
+
+    def _failover_families(self) -> Iterator[Metric]:
+        service_labels = ["direction", "dst_service", "dst_namespace"]
+        retries = CounterMetricFamily(
+            "tulle_retries_total", "Tries sent again after a failure.", labels=service_labels
+        )
+        exhausted = CounterMetricFamily(
+            "tulle_retry_budget_exhausted_total",
+            "Retries refused because the retry budget was spent.", labels=service_labels,
+        )
+        shed = CounterMetricFamily(
+            "tulle_load_shed_total", "Requests answered 503 at once by a limit.",
+            labels=service_labels,
+        )
+        waits = CounterMetricFamily(
+            "tulle_fail_fast_waits_total",
+            "Requests that waited because no endpoint was available.", labels=service_labels,
+        )
+        for counters in self._metrics.all_service_counters():
+            labels = list(counters.labels)
+            retries.add_metric(labels, counters.retries)
+            exhausted.add_metric(labels, counters.retry_budget_exhausted)
+            shed.add_metric(labels, counters.load_shed)
+            waits.add_metric(labels, counters.fail_fast_waits)
+        yield from (retries, exhausted, shed, waits)
+
+        state = GaugeMetricFamily(
+            "tulle_endpoint_state", "1 for the endpoint's current state.",
+            labels=[*_ROUTE_LABELS, "state"],
+        )
+        in_flight = GaugeMetricFamily(
+            "tulle_endpoint_in_flight", "Requests in flight to the endpoint.", labels=_ROUTE_LABELS
+        )
+        opens = CounterMetricFamily(
+            "tulle_breaker_opens_total", "Times the endpoint's circuit breaker opened.",
+            labels=_ROUTE_LABELS,
+        )
+        ejections = CounterMetricFamily(
+            "tulle_outlier_ejections_total", "Times outlier detection ejected the endpoint.",
+            labels=_ROUTE_LABELS,
+        )
+        estimate = GaugeMetricFamily(
+            "tulle_balancer_latency_estimate_ms",
+            "The balancer's latency estimate for the endpoint.", labels=_ROUTE_LABELS,
+        )
+        for endpoint in self._metrics.endpoint_states():
+            labels = list(endpoint.labels)
+            state.add_metric([*labels, endpoint.state], 1)
+            in_flight.add_metric(labels, endpoint.in_flight)
+            opens.add_metric(labels, endpoint.breaker_opens)
+            ejections.add_metric(labels, endpoint.ejections)
+            if endpoint.latency_estimate_ms is not None:
+                estimate.add_metric(labels, endpoint.latency_estimate_ms)
+        yield from (state, in_flight, opens, ejections, estimate)
 
 
 def registry_for(metrics: Metrics) -> CollectorRegistry:

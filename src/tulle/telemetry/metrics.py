@@ -12,6 +12,8 @@ so queries and dashboards written for Linkerd work on Tulle.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Callable
+from dataclasses import dataclass
 
 # Linkerd's response_latency_ms buckets (DESIGN.md "Defaults"), in milliseconds.
 LATENCY_BUCKETS_MS: tuple[int, ...] = (
@@ -69,12 +71,29 @@ class TcpStats:
         self.write_bytes = 0
 
 
+class ServiceCounters:
+    """Failover events of one (direction, service): retries, budget, shedding."""
+
+    __slots__ = ("fail_fast_waits", "labels", "load_shed", "retries", "retry_budget_exhausted")
+
+    def __init__(self, labels: tuple[str, str, str]) -> None:
+        self.labels = labels  # direction, dst_service, dst_namespace
+        self.retries = 0
+        self.retry_budget_exhausted = 0
+        self.load_shed = 0
+        self.fail_fast_waits = 0
+
+
 class Metrics:
     """Every stats handle of one proxy process; a fresh one per test."""
 
     def __init__(self) -> None:
         self._responses: dict[tuple[str, str, str, str], ResponseStats] = {}
         self._tcp: dict[tuple[str, str], TcpStats] = {}
+        self._services: dict[tuple[str, str, str], ServiceCounters] = {}
+        # Set by the proxy: reads per-endpoint state (breaker, ejection, health,
+        # in flight, latency estimate) when scraped.
+        self.endpoint_states: Callable[[], list[EndpointState]] = list
 
     def responses(
         self, direction: str, service: str, namespace: str, endpoint: str = ""
@@ -85,6 +104,16 @@ class Metrics:
         if stats is None:
             stats = self._responses[key] = ResponseStats(key)
         return stats
+
+    def service_counters(self, direction: str, service: str, namespace: str) -> ServiceCounters:
+        key = (direction, service, namespace)
+        counters = self._services.get(key)
+        if counters is None:
+            counters = self._services[key] = ServiceCounters(key)
+        return counters
+
+    def all_service_counters(self) -> list[ServiceCounters]:
+        return list(self._services.values())
 
     def tcp(self, direction: str, peer: str) -> TcpStats:
         key = (direction, peer)
@@ -99,3 +128,15 @@ class Metrics:
     def all_tcp(self) -> list[TcpStats]:
         return list(self._tcp.values())
 
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointState:
+    """One endpoint's state at scrape time."""
+
+    labels: tuple[str, str, str, str]  # direction, dst_service, dst_namespace, endpoint
+    state: str  # active, probing, open-circuit, ejected, unhealthy
+    in_flight: int
+    breaker_opens: int
+    ejections: int
+    latency_estimate_ms: float | None
