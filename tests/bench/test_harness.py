@@ -19,8 +19,6 @@ from bench.peers import PEER_NAMES
 from bench.scenarios import load_scenario
 from bench.tools import missing_tools
 
-pytestmark = pytest.mark.bench
-
 
 def _require_tools(names: tuple[str, ...]) -> None:
     missing = missing_tools(list(names))
@@ -32,6 +30,7 @@ def _require_tools(names: tuple[str, ...]) -> None:
     pytest.skip(message)
 
 
+@pytest.mark.bench
 def test_baseline_quick_has_a_row_per_peer(tmp_path: Path) -> None:
     _require_tools(load_scenario("baseline").TOOLS)
     committed = Path(__file__).parents[2] / "bench" / "results" / "baseline.md"
@@ -57,3 +56,15 @@ def test_baseline_quick_has_a_row_per_peer(tmp_path: Path) -> None:
     assert (tmp_path / "baseline.png").stat().st_size > 0
     # Quick runs never overwrite the committed result.
     assert (committed.stat().st_mtime if committed.exists() else None) == committed_mtime
+
+
+def test_missing_tool_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="no-such-load-tool"):
+        _require_tools(("no-such-load-tool",))
+
+
+def test_missing_tool_skips_locally(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-such-load-tool"):
+        _require_tools(("no-such-load-tool",))
