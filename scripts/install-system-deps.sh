@@ -10,6 +10,9 @@ declare -A NEEDED=(
   [wrk]=wrk
   [hey]=hey
   [h2load]=nghttp2-client
+  [prometheus]=prometheus
+  [chromium]=chromium
+  [chromedriver]=chromium-driver
 )
 
 missing=()

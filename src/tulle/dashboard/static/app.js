@@ -25,10 +25,10 @@ function sparkline(values) {
   const points = values.filter((v) => v !== null && v !== undefined);
   if (points.length > 1) {
     const lo = Math.min(...points), hi = Math.max(...points);
-    const span = hi - lo || 1;
+    const span = hi - lo;
     const line = document.createElementNS(ns, "polyline");
     line.setAttribute("points", points.map((v, i) =>
-      `${(i / (points.length - 1)) * (w - 2) + 1},${h - 2 - ((v - lo) / span) * (h - 4)}`).join(" "));
+      `${(i / (points.length - 1)) * (w - 2) + 1},${span ? h - 2 - ((v - lo) / span) * (h - 4) : h / 2}`).join(" "));
     svg.appendChild(line);
   }
   const td = document.createElement("td");
