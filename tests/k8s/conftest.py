@@ -1,0 +1,38 @@
+"""The session's Kubernetes cluster (etcd + kube-apiserver + kube-controller-manager).
+
+Started once per session on loopback. The binaries are built by
+scripts/kube-test-binaries.sh and cached; under CI (CI=true) a missing build is
+made here (about 5-9 minutes once), so these tests run rather than skip. Locally a
+missing build skips them with the command to run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.k8s.cluster import REPO, Cluster, binaries
+from tests.k8s.kube import sync_call
+
+CRDS = REPO / "deploy" / "crds"
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+    bin_dir = binaries(build=in_ci or os.environ.get("TULLE_K8S_BUILD") == "1")
+    if bin_dir is None:
+        pytest.skip("kube-apiserver 1.20.2 is not built: run scripts/kube-test-binaries.sh "
+                    "(about 9 minutes once), or set CI=true / TULLE_K8S_BUILD=1")
+    running = Cluster(bin_dir, Path(tmp_path_factory.mktemp("k8s"))).start()
+    try:
+        for crd in sorted(CRDS.glob("*.yaml")):
+            sync_call(running, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                      yaml.safe_load(crd.read_text()))
+        yield running
+    finally:
+        running.stop()
