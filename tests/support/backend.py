@@ -11,6 +11,7 @@ requests it sees. Paths choose the behaviour:
 ``/bytes/N``        N bytes, Content-Length framed, written in 64 KiB pieces
 ``/chunked/N``      N bytes in chunks, with a trailer ``x-checksum``
 ``/eof/N``          N bytes framed by closing the connection (no length, HTTP/1.0 style)
+``/truncated/N``    announces N bytes, sends half, closes
 ``/sleep/MS``       200 after MS milliseconds
 ``/status/N``       status N, empty body
 ``/headers``        the request headers as received, one per line
@@ -108,6 +109,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (piece, b"y" * piece))
                 remaining -= piece
             self.wfile.write(b"0\r\nx-checksum: %d\r\n\r\n" % arg)
+        elif verb == "truncated":
+            self.send_response(200)
+            self.send_header("Content-Length", str(arg))
+            self.end_headers()
+            self.wfile.write(b"t" * (arg // 2))
+            self.close_connection = True
         elif verb == "eof":
             self.send_response(200)
             self.send_header("Connection", "close")
@@ -166,3 +173,21 @@ class Backend(ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
+
+
+def main() -> None:
+    """Run one backend as its own process (so a test can kill it like a crashed server)."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--name", required=True)
+    args = parser.parse_args()
+    server = Backend(args.name)
+    print(server.address, flush=True)
+    sys.stdout.close()
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
