@@ -18,6 +18,7 @@ from bench.report import Report
 # name -> module implementing it.
 SCENARIOS: dict[str, str] = {
     "baseline": "bench.scenarios.baseline",
+    "slow_endpoint": "bench.scenarios.slow_endpoint",
 }
 
 

@@ -15,7 +15,12 @@ EWMA of the observations: reading it changes nothing, so it moves only as answer
 come in, with the ``decay`` time constant — smoother, and slower to react.
 
 A new endpoint starts at ``default_rtt`` (30 ms in Linkerd): slow enough that
-endpoints known to be fast are preferred, fast enough that it gets tried.
+endpoints known to be fast are preferred, fast enough that it gets tried. Its
+first answer then *replaces* the default outright (here we differ from tower,
+which lets the default decay with time like any estimate): the default is a
+guess, not a measurement, and decaying 30 ms down to a 0.3 ms loopback answer
+would take 10 s × ln 100 ≈ 46 s, during which a 50 ms endpoint still looks
+comparable to the fast ones.
 
 Failures: an error that came back fast must not make an endpoint look attractive
 (the "black hole" a failing endpoint becomes under least-latency balancing), so a
@@ -34,7 +39,7 @@ from tulle.balance.clock import Clock
 class LatencyEstimate:
     """The latency estimate of one endpoint (seconds), read with :meth:`get`."""
 
-    __slots__ = ("_clock", "_decay", "_peak", "default_rtt", "stamp", "value")
+    __slots__ = ("_clock", "_decay", "_measured", "_peak", "default_rtt", "stamp", "value")
 
     def __init__(self, clock: Clock, decay: float, default_rtt: float, peak: bool) -> None:
         self._clock = clock
@@ -43,6 +48,7 @@ class LatencyEstimate:
         self.default_rtt = default_rtt
         self.value = default_rtt
         self.stamp = clock()
+        self._measured = False  # False until the first answer replaces the default
 
     def _blend(self, rtt: float) -> float:
         now = self._clock()
@@ -63,4 +69,8 @@ class LatencyEstimate:
         """A request answered (``ok``) or failed after ``latency`` seconds."""
         if not ok:
             latency = max(latency, 2.0 * self.value, self.default_rtt)
+        if not self._measured:
+            self._measured = True
+            self.value, self.stamp = latency, self._clock()
+            return
         self._blend(latency)

@@ -21,9 +21,17 @@ def test_new_estimate_is_the_default_rtt_and_decays_towards_zero() -> None:
     assert math.isclose(estimate.get(), 0.030 / math.e)
 
 
+def test_the_first_answer_replaces_the_default() -> None:
+    clock = FakeClock()
+    estimate = LatencyEstimate(clock, decay=10.0, default_rtt=0.030, peak=True)
+    estimate.observe(0.0003, ok=True)
+    assert estimate.get() == 0.0003
+
+
 def test_peak_replaces_the_estimate_at_once_and_time_brings_it_back() -> None:
     clock = FakeClock()
     estimate = LatencyEstimate(clock, decay=10.0, default_rtt=0.001, peak=True)
+    estimate.observe(0.001, ok=True)
     estimate.observe(0.050, ok=True)
     assert estimate.get() == 0.050
     clock.advance(1.0)
@@ -35,9 +43,12 @@ def test_peak_replaces_the_estimate_at_once_and_time_brings_it_back() -> None:
 def test_plain_ewma_is_not_moved_by_reads_and_follows_samples_over_time() -> None:
     clock = FakeClock()
     estimate = LatencyEstimate(clock, decay=10.0, default_rtt=0.030, peak=False)
+    estimate.observe(0.030, ok=True)
     clock.advance(100.0)
     assert estimate.get() == 0.030  # no decay on read
     estimate.observe(0.050, ok=True)  # 100 s since the last update: almost all new
+    assert 0.0499 < estimate.get() < 0.050
+    estimate.observe(0.010, ok=True)  # no time since the last: no weight
     assert 0.0499 < estimate.get() < 0.050
 
 
@@ -48,6 +59,10 @@ def test_a_fast_failure_does_not_make_an_endpoint_look_fast() -> None:
     assert estimate.get() == 0.060  # twice the estimate, at least the default RTT
     estimate.observe(0.0001, ok=False)
     assert estimate.get() == 0.120
+    fresh = LatencyEstimate(clock, decay=10.0, default_rtt=0.030, peak=True)
+    fresh.observe(0.001, ok=True)
+    fresh.observe(0.0001, ok=False)
+    assert fresh.get() == 0.030  # at least the default RTT
 
 
 def _peak_ewma(clock: FakeClock) -> PeakEwma[Endpoint]:
