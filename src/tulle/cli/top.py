@@ -101,8 +101,9 @@ def top(admins: list[str], names: dict[str, str], service: str | None, method: s
     """The busiest paths (of SERVICE, or all) live, with success rate and latency."""
     params = tap_params(service, method, path_prefix, status, rate)
     table = PathTable()
-    console = Console()
     live_view = sys.stdout.isatty()
+    # Without a terminal rich assumes 80 columns; the final table is for a log: widen it.
+    console = Console() if live_view else Console(width=120)
 
     async def consume() -> None:
         async for event in events_until(admins, params, duration):

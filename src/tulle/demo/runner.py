@@ -225,6 +225,9 @@ class _Demo:
         print_(f"  HTTP_PROXY=http://{options.outbound} curl http://{SERVICE_NAME}/",
                markup=False)
         print_(f"Metrics: http://{options.admin}/metrics", markup=False)
+        print_(f"Golden signals: tulle stat --admin {options.admin}", markup=False)
+        print_(f"In a browser: tulle dashboard --admin {options.admin}, "
+               "then open http://127.0.0.1:8084/", markup=False)
         print_("Ctrl-C stops everything." if options.duration is None
                else f"Stopping after {options.duration:g} s (Ctrl-C stops sooner).")
 
