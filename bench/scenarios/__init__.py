@@ -19,6 +19,7 @@ from bench.report import Report
 SCENARIOS: dict[str, str] = {
     "baseline": "bench.scenarios.baseline",
     "slow_endpoint": "bench.scenarios.slow_endpoint",
+    "degrading_endpoint": "bench.scenarios.degrading_endpoint",
 }
 
 
