@@ -9,25 +9,12 @@ broken setup.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.mesh_harness import MonitoredMesh, in_ci
+from tests.e2e.mesh_harness import MonitoredMesh, require_tool
 from tests.e2e.prometheus_harness import RunningPrometheus
-
-
-def require_tool(name: str, path: str | None = None) -> str:
-    """The tool's path; skip without it locally, fail without it in CI."""
-    found = path if path and Path(path).exists() else shutil.which(name)
-    if found is None:
-        message = f"{name} is not installed (make test installs it: scripts/install-system-deps.sh)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import require_tool
-from tests.e2e.mesh_harness import REPO, MonitoredMesh
+from tests.e2e.mesh_harness import REPO, MonitoredMesh, require_tool
 from tests.support.proxy import free_port
 from tulle.telemetry.golden import group_window, parse_scrape
 from tulle.telemetry.scrape import fetch_metrics
