@@ -83,7 +83,8 @@ class PathTable:
                        "P99", "LAST"):
             table.add_column(column, justify="left" if column in ("SERVICE", "METHOD", "PATH")
                              else "right", no_wrap=True,
-                             overflow="fold" if column == "PATH" else "ellipsis")
+                             overflow="fold" if column == "PATH" else "ellipsis",
+                             min_width=4 if column == "LAST" else None)
         for (service, method, path), stats in self.busiest():
             table.add_row(service, method, Text(path), str(stats.count),
                           f"{stats.count / elapsed:.1f}", percent(stats.successes / stats.count),
