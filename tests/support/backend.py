@@ -29,6 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The head and the body go out in separate writes: without this, Nagle's
+    # algorithm holds the body until the delayed ACK (~40 ms) of the head.
+    disable_nagle_algorithm = True
     server: Backend
 
     def log_message(self, format: str, *args: object) -> None:

@@ -94,6 +94,7 @@ class Exchange:
         "redispatch",
         "request_complete",
         "response_started",
+        "route",
         "started_at",
         "stats",
         "target",
@@ -107,6 +108,7 @@ class Exchange:
         self.target: ServiceTarget | None = None
         self.endpoint: Endpoint | None = None
         self.stats: ResponseStats | None = None
+        self.route: ResponseStats | None = None  # the HTTPRoute rule's stats, when routed
         self.upstream: UpstreamConnection | None = None
         # The layers below the retry layer, to run again for a retry or after
         # waiting for an endpoint; None when this request is not retried.
@@ -509,11 +511,15 @@ class Exchange:
     def _finish(self) -> None:
         self.finished = True
         self._cancel_timers()
+        key = (self._status, self._error)
         stats = self.stats
         if stats is not None:
-            key = (self._status, self._error)
             responses = stats.responses
             responses[key] = responses.get(key, 0) + 1
+        route = self.route
+        if route is not None:
+            route.responses[key] = route.responses.get(key, 0) + 1
+            route.latency.observe((self.conn.loop.time() - self.started_at) * 1000.0)
         tap = self.conn.ctx.tap
         if tap.active:
             tap.publish(self._tap_event())

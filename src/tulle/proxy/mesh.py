@@ -14,9 +14,10 @@ import asyncio
 from collections.abc import Callable, Iterable
 
 from tulle.balance import new_balancer
-from tulle.config import Config, Service
+from tulle.config import Config, HTTPRoute, Service
 from tulle.config import Endpoint as EndpointConfig
 from tulle.proxy.failover import HealthDriver, OutlierDriver
+from tulle.proxy.http_routes import RouteRuleTarget, RouteTable
 from tulle.proxy.pool import EndpointPool
 from tulle.proxy.routing import Router
 from tulle.proxy.targets import Endpoint, ServiceTarget, TargetTimeouts
@@ -150,6 +151,36 @@ class DirectionState:
             driver.stop()
         self._drivers = []
 
+    def attach_routes(self, routes: Iterable[HTTPRoute]) -> None:
+        """Compile each service's HTTPRoutes (GAMMA: routes whose parent is the service)."""
+        entries: dict[str, list] = {}
+        order = 0
+        for route in routes:
+            for rule_index, rule in enumerate(route.spec.rules):
+                backends, cumulative, total = [], [], 0
+                for ref in rule.backend_refs:
+                    backend = self.targets.get(f"{ref.name}.{ref.namespace or route.namespace}")
+                    if backend is None or ref.weight == 0:
+                        continue
+                    total += ref.weight
+                    backends.append(backend)
+                    cumulative.append(total)
+                for parent in route.spec.parent_refs:
+                    parent_key = f"{parent.name}.{parent.namespace or route.namespace}"
+                    if parent_key not in self.targets:
+                        continue
+                    name = route.name if len(route.spec.rules) == 1 else (
+                        rule.name or f"{route.name}/{rule_index}")
+                    stats = self.metrics.route_responses(
+                        self.direction, parent.name, parent.namespace or route.namespace, name
+                    )
+                    target = RouteRuleTarget(name, tuple(backends), tuple(cumulative), stats)
+                    for match in rule.matches:
+                        entries.setdefault(parent_key, []).append((match, order, target))
+                        order += 1
+        for key, target in self.targets.items():
+            target.routes = RouteTable(entries[key]) if key in entries else None
+
     def close_idle_before(self, deadline: float) -> None:
         for pool in self.pools.values():
             pool.close_idle_before(deadline)
@@ -170,6 +201,7 @@ class MeshState:
         services = list(config.services.values())
         self.outbound.zone = self.inbound.zone = config.mesh.zone
         self.outbound.apply(services, lambda service: service.endpoints)
+        self.outbound.attach_routes(config.routes)
         app = config.mesh.proxy.app
         if app is not None:
             app_endpoint = [EndpointConfig(host=app.host, port=app.port)]

@@ -5,7 +5,7 @@ layer here, not by threading flags through the connection code (linkerd's
 ``concrete.rs`` is the model). Read top to bottom, this file is the whole path
 of a request::
 
-    route   → which service (404 when none)
+    route   → which service, by authority then by HTTPRoute rules and splits (404 when none)
     timeout → the request's deadline, over all its tries (504 when it passes)
     retry   → counts the request in the retry budget; failed tries come back here
     balance → which endpoint (503 when none; waits a moment when all are down)
@@ -40,6 +40,21 @@ class Route:
             host = (exchange.head.host or b"").decode("latin-1")
             exchange.respond(404, "unknown-service", f"no service known for authority {host!r}")
             return
+        routes = target.routes
+        if routes is not None:
+            rule = routes.match(exchange.head)
+            if rule is None:
+                exchange.stats = target.stats
+                exchange.respond(404, "no-route", f"no route of {target.key} matches the request")
+                return
+            exchange.route = rule.stats
+            rule.stats.requests += 1
+            backend = rule.pick()
+            if backend is None:
+                exchange.stats = target.stats
+                exchange.respond(500, "no-backend", f"route {rule.name} has no backend")
+                return
+            target = backend
         exchange.target = target
         exchange.stats = target.stats
         self.inner(exchange)

@@ -26,6 +26,7 @@ from tulle.telemetry.metrics import ResponseStats, ServiceCounters
 
 if TYPE_CHECKING:
     from tulle.proxy.exchange import Exchange
+    from tulle.proxy.http_routes import RouteTable
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +104,8 @@ class ServiceTarget:
     """A service: endpoints, balancer, timeouts, failover policy and stats."""
 
     __slots__ = ("_waiting", "balancer", "budget", "counters", "endpoints", "limits",
-                 "load_balancer", "name", "namespace", "retry_policy", "stats", "timeouts")
+                 "load_balancer", "name", "namespace", "retry_policy", "routes", "stats",
+                 "timeouts")
 
     def __init__(
         self,
@@ -125,6 +127,7 @@ class ServiceTarget:
         self.counters = counters
         self.budget = budget
         self.retry_policy: RetryPolicy | None = None
+        self.routes: RouteTable | None = None  # HTTPRoutes whose parent is this service
         self.limits = Limits()
         self.endpoints: tuple[Endpoint, ...] = ()
         self._waiting: deque[tuple[Exchange, Callable[[Exchange], None]]] = deque()

@@ -17,10 +17,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from tulle.telemetry.metrics import LATENCY_BUCKETS_MS, Metrics
+from tulle.telemetry.metrics import LATENCY_BUCKETS_MS, Metrics, ResponseStats
 
-_ROUTE_LABELS = ["direction", "dst_service", "dst_namespace", "endpoint"]
+_ENDPOINT_LABELS = ["direction", "dst_service", "dst_namespace", "endpoint"]
 _TCP_LABELS = ["direction", "peer"]
+_ROUTE_ONLY_LABELS = ["direction", "dst_service", "dst_namespace", "route"]
 
 
 def classify(status: int, error: str) -> str:
@@ -35,40 +36,11 @@ class MeshCollector(Collector):
         self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        requests = CounterMetricFamily(
-            "request_total", "Requests received, by destination.", labels=_ROUTE_LABELS
+        yield from _response_families("", _ENDPOINT_LABELS, self._metrics.all_responses())
+        # Linkerd's route metrics: the same three families per HTTPRoute rule.
+        yield from _response_families(
+            "route_", _ROUTE_ONLY_LABELS, self._metrics.all_route_responses()
         )
-        responses = CounterMetricFamily(
-            "response_total",
-            "Responses sent, by status code and classification.",
-            labels=[*_ROUTE_LABELS, "status_code", "classification", "error"],
-        )
-        latency = HistogramMetricFamily(
-            "response_latency_ms",
-            "Time from a request's head to its response's head, in milliseconds.",
-            labels=_ROUTE_LABELS,
-        )
-        for stats in self._metrics.all_responses():
-            labels = list(stats.labels)
-            requests.add_metric(labels, stats.requests)
-            for (status, error), count in list(stats.responses.items()):
-                responses.add_metric(
-                    [*labels, str(status), classify(status, error), error], count
-                )
-            histogram = stats.latency
-            cumulative = 0
-            buckets = []
-            for bound, count in zip(
-                (*(str(float(b)) for b in LATENCY_BUCKETS_MS), "+Inf"),
-                list(histogram.counts),
-                strict=True,
-            ):
-                cumulative += count
-                buckets.append((bound, cumulative))
-            latency.add_metric(labels, buckets, histogram.sum_ms)
-        yield requests
-        yield responses
-        yield latency
 
         opened = CounterMetricFamily("tcp_open_total", "Connections opened.", labels=_TCP_LABELS)
         closed = CounterMetricFamily("tcp_close_total", "Connections closed.", labels=_TCP_LABELS)
@@ -116,22 +88,23 @@ class MeshCollector(Collector):
 
         state = GaugeMetricFamily(
             "tulle_endpoint_state", "1 for the endpoint's current state.",
-            labels=[*_ROUTE_LABELS, "state"],
+            labels=[*_ENDPOINT_LABELS, "state"],
         )
         in_flight = GaugeMetricFamily(
-            "tulle_endpoint_in_flight", "Requests in flight to the endpoint.", labels=_ROUTE_LABELS
+            "tulle_endpoint_in_flight", "Requests in flight to the endpoint.",
+            labels=_ENDPOINT_LABELS,
         )
         opens = CounterMetricFamily(
             "tulle_breaker_opens_total", "Times the endpoint's circuit breaker opened.",
-            labels=_ROUTE_LABELS,
+            labels=_ENDPOINT_LABELS,
         )
         ejections = CounterMetricFamily(
             "tulle_outlier_ejections_total", "Times outlier detection ejected the endpoint.",
-            labels=_ROUTE_LABELS,
+            labels=_ENDPOINT_LABELS,
         )
         estimate = GaugeMetricFamily(
             "tulle_balancer_latency_estimate_ms",
-            "The balancer's latency estimate for the endpoint.", labels=_ROUTE_LABELS,
+            "The balancer's latency estimate for the endpoint.", labels=_ENDPOINT_LABELS,
         )
         for endpoint in self._metrics.endpoint_states():
             labels = list(endpoint.labels)
@@ -142,6 +115,39 @@ class MeshCollector(Collector):
             if endpoint.latency_estimate_ms is not None:
                 estimate.add_metric(labels, endpoint.latency_estimate_ms)
         yield from (state, in_flight, opens, ejections, estimate)
+
+
+def _response_families(
+    prefix: str, label_names: list[str], all_stats: list[ResponseStats]
+) -> Iterator[Metric]:
+    requests = CounterMetricFamily(
+        f"{prefix}request_total", "Requests received, by destination.", labels=label_names
+    )
+    responses = CounterMetricFamily(
+        f"{prefix}response_total",
+        "Responses sent, by status code and classification.",
+        labels=[*label_names, "status_code", "classification", "error"],
+    )
+    latency = HistogramMetricFamily(
+        f"{prefix}response_latency_ms",
+        "Time from a request's head to its response's head, in milliseconds.",
+        labels=label_names,
+    )
+    bounds = (*(str(float(b)) for b in LATENCY_BUCKETS_MS), "+Inf")
+    for stats in all_stats:
+        labels = list(stats.labels)
+        requests.add_metric(labels, stats.requests)
+        for (status, error), count in list(stats.responses.items()):
+            responses.add_metric([*labels, str(status), classify(status, error), error], count)
+        cumulative = 0
+        buckets = []
+        for bound, count in zip(bounds, list(stats.latency.counts), strict=True):
+            cumulative += count
+            buckets.append((bound, cumulative))
+        latency.add_metric(labels, buckets, stats.latency.sum_ms)
+    yield requests
+    yield responses
+    yield latency
 
 
 def registry_for(metrics: Metrics) -> CollectorRegistry:

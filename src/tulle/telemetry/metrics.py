@@ -91,6 +91,7 @@ class Metrics:
         self._responses: dict[tuple[str, str, str, str], ResponseStats] = {}
         self._tcp: dict[tuple[str, str], TcpStats] = {}
         self._services: dict[tuple[str, str, str], ServiceCounters] = {}
+        self._routes: dict[tuple[str, str, str, str], ResponseStats] = {}
         # Set by the proxy: reads per-endpoint state (breaker, ejection, health,
         # in flight, latency estimate) when scraped.
         self.endpoint_states: Callable[[], list[EndpointState]] = list
@@ -104,6 +105,19 @@ class Metrics:
         if stats is None:
             stats = self._responses[key] = ResponseStats(key)
         return stats
+
+    def route_responses(
+        self, direction: str, service: str, namespace: str, route: str
+    ) -> ResponseStats:
+        """The handle of one HTTPRoute rule (labels: direction, service, namespace, route)."""
+        key = (direction, service, namespace, route)
+        stats = self._routes.get(key)
+        if stats is None:
+            stats = self._routes[key] = ResponseStats(key)
+        return stats
+
+    def all_route_responses(self) -> list[ResponseStats]:
+        return list(self._routes.values())
 
     def service_counters(self, direction: str, service: str, namespace: str) -> ServiceCounters:
         key = (direction, service, namespace)
