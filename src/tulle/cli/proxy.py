@@ -36,6 +36,8 @@ def _address(value: str | None, flag: str) -> Address | None:
               help="Seconds requests in flight get to finish on SIGTERM.")
 @click.option("--head-timeout", default=10.0, show_default=True, type=float,
               help="Seconds a client gets to send a request head.")
+@click.option("--allow-tap", is_flag=True,
+              help="Let the admin listener stream live requests (/tap, `tulle tap`).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def proxy(
@@ -46,6 +48,7 @@ def proxy(
     app: str | None,
     shutdown_grace: float,
     head_timeout: float,
+    allow_tap: bool,
     log_level: str,
 ) -> None:
     """Run a proxy on the manifests in PATH (reloaded on change and on SIGHUP)."""
@@ -65,6 +68,7 @@ def proxy(
         app=_address(app, "--app"),
         head_timeout=head_timeout,
         shutdown_grace=shutdown_grace,
+        allow_tap=allow_tap,
     )
 
     async def run() -> None:

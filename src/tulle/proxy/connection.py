@@ -33,6 +33,9 @@ class ListenerContext:
     """What every connection accepted by one listener shares."""
 
     loop: asyncio.AbstractEventLoop
+    # Measures request latency. Not loop.time(): uvloop's loop clock has
+    # millisecond resolution and is read once per loop iteration.
+    clock: Callable[[], float]
     direction: str  # "outbound" or "inbound"
     stack: Callable[[Exchange], None]
     tcp: TcpStats
@@ -57,6 +60,7 @@ class ClientConnection(asyncio.Protocol):
         "_pending_error",
         "_reading_paused",
         "_receiving",
+        "clock",
         "closing",
         "ctx",
         "loop",
@@ -70,6 +74,7 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, ctx: ListenerContext) -> None:
         self.ctx = ctx
         self.loop = ctx.loop
+        self.clock = ctx.clock
         self.tcp = ctx.tcp
         self.transport: asyncio.Transport | None = None
         self.parser = RequestParser(self)
@@ -135,7 +140,7 @@ class ClientConnection(asyncio.Protocol):
     def on_head(self, head: RequestHead | ResponseHead) -> None:
         assert isinstance(head, RequestHead)
         self._deadline_kind = 0  # the request's own timeout covers it from here
-        exchange = Exchange(self, head, self.loop.time())
+        exchange = Exchange(self, head, self.clock())
         self._receiving = exchange
         queue = self.queue
         queue.append(exchange)

@@ -43,7 +43,14 @@ from tulle.http import (
 from tulle.http.h1 import Headers
 from tulle.http.headers import append_forwarded_for
 from tulle.proxy.errors import local_response
-from tulle.resilience.retry import CONNECT_FAILURE, MAX_REPLAY_BODY, RESET, TIMEOUT, backoff
+from tulle.resilience.retry import (
+    CONNECT_FAILURE,
+    MAX_REPLAY_BODY,
+    RESET,
+    STATUS,
+    TIMEOUT,
+    backoff,
+)
 from tulle.telemetry.tap import TapEvent
 
 if TYPE_CHECKING:
@@ -61,7 +68,6 @@ _CHUNKED = (b"transfer-encoding", b"chunked")
 _CLOSE = (b"connection", b"close")
 _KEEP_ALIVE = (b"connection", b"keep-alive")
 _VIA = (b"via", VIA)
-_STATUS = "status"  # a try "failed" with a status the retry policy names
 
 # Body bytes held per request while no upstream connection is attached yet;
 # past this the client is paused until the connection is there.
@@ -77,6 +83,7 @@ class Exchange:
         "_endpoint_busy",
         "_error",
         "_failed_endpoint",
+        "_probe",
         "_replay",
         "_replay_bytes",
         "_request_trailers",
@@ -125,6 +132,7 @@ class Exchange:
         self._response_chunked = False
         self._endpoint_busy = False
         self._failed_endpoint: Endpoint | None = None
+        self._probe = False  # this try is its endpoint's circuit-breaker probe
         self._timer: asyncio.TimerHandle | None = None
         self._try_timer: asyncio.TimerHandle | None = None
         self._tries = 0
@@ -210,7 +218,7 @@ class Exchange:
         self._endpoint_busy = True
         breaker = endpoint.breaker
         if breaker is not None and breaker.state != "closed":
-            breaker.on_dispatch()
+            self._probe = breaker.on_dispatch()
         if per_try_timeout is not None:
             self._try_timer = self.conn.loop.call_later(per_try_timeout, self._try_timed_out)
         endpoint.pool.acquire(self)
@@ -250,7 +258,7 @@ class Exchange:
         target = self.target
         assert target is not None
         if status >= 500 and self.redispatch is not None and target.retry_policy is not None \
-                and target.retry_policy.retries_status(status) and self._may_retry(_STATUS):
+                and target.retry_policy.retries_status(status) and self._may_retry(STATUS):
             upstream = self.upstream
             if upstream is not None:
                 self.upstream = None
@@ -267,7 +275,7 @@ class Exchange:
         self._status = status
         self._upstream_reusable = response.keep_alive
         assert self.stats is not None
-        self.stats.latency.observe((conn.loop.time() - self.started_at) * 1000.0)
+        self.stats.latency.observe((conn.clock() - self.started_at) * 1000.0)
         self._report(status < 500)
         headers = end_to_end(response.headers)
         headers.append(_VIA)
@@ -444,7 +452,7 @@ class Exchange:
         if stats is not None:
             if self.endpoint is None:
                 stats.requests += 1  # never reached an endpoint, so not counted there
-            stats.latency.observe((self.conn.loop.time() - self.started_at) * 1000.0)
+            stats.latency.observe((self.conn.clock() - self.started_at) * 1000.0)
         self.response_started = True
         self._buffer = None
         self.conn.write(
@@ -474,11 +482,12 @@ class Exchange:
         if endpoint is None or self.target is None:
             return
         self.target.balancer.on_response(
-            endpoint, self.conn.loop.time() - self.started_at, ok
+            endpoint, self.conn.clock() - self.started_at, ok
         )
         breaker = endpoint.breaker
         if breaker is not None:
-            breaker.record(ok)
+            breaker.record(ok, self._probe)
+            self._probe = False
 
     def _end_try(self, ok: bool) -> None:
         """The current try is over (failed): report it and free the endpoint."""
@@ -519,7 +528,7 @@ class Exchange:
         route = self.route
         if route is not None:
             route.responses[key] = route.responses.get(key, 0) + 1
-            route.latency.observe((self.conn.loop.time() - self.started_at) * 1000.0)
+            route.latency.observe((self.conn.clock() - self.started_at) * 1000.0)
         tap = self.conn.ctx.tap
         if tap.active:
             tap.publish(self._tap_event())
@@ -538,7 +547,7 @@ class Exchange:
             authority=(head.host or b"").decode("latin-1"),
             path=head.target.decode("latin-1"),
             status=self._status,
-            latency_ms=(self.conn.loop.time() - self.started_at) * 1000.0,
+            latency_ms=(self.conn.clock() - self.started_at) * 1000.0,
             error=self._error,
             at=time.time(),
         )

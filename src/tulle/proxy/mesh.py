@@ -11,6 +11,7 @@ a reload.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 
 from tulle.balance import new_balancer
@@ -88,7 +89,7 @@ class DirectionState:
             counters = self.metrics.service_counters(
                 self.direction, service.name, service.namespace
             )
-            balancer = new_balancer(settings, clock=self.loop.time, local_zone=self.zone)
+            balancer = new_balancer(settings, clock=time.monotonic, local_zone=self.zone)
             budget = _budget(service, self.loop)
             target = ServiceTarget(
                 service.name, service.namespace, settings, balancer, timeouts, stats, counters,

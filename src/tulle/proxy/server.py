@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class ProxyOptions:
     app: Address | None = None
     head_timeout: float = 10.0
     shutdown_grace: float = 10.0
+    allow_tap: bool = False
 
 
 class _Listener:
@@ -103,6 +105,7 @@ class ProxyServer:
         sources = AdminSources(
             registry=self.registry,
             tap=self.tap,
+            tap_enabled=options.allow_tap,
             ready=lambda: self.ready and not self.draining,
             config=lambda: self.mesh.config.to_dict() if self.mesh.config else {},
             endpoints=self._describe_endpoints,
@@ -123,6 +126,7 @@ class ProxyServer:
         timeouts = self.mesh.config.mesh.defaults.timeouts if self.mesh.config else None
         ctx = ListenerContext(
             loop=self.loop,
+            clock=time.monotonic,
             direction=direction,
             stack=route,
             tcp=self.metrics.tcp(direction, "src"),

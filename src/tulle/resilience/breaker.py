@@ -73,14 +73,20 @@ class CircuitBreaker:
         """Whether the balancer may pick this endpoint now."""
         return self.state == CLOSED or (self.state == PROBING and not self.probe_in_flight)
 
-    def on_dispatch(self) -> None:
-        """A request was placed on the endpoint; while probing, it is the probe."""
+    def on_dispatch(self) -> bool:
+        """A request was placed on the endpoint; True when it is the probe."""
         if self.state == PROBING and not self.probe_in_flight:
             self.probe_in_flight = True
             self._on_change()
+            return True
+        return False
 
-    def record(self, ok: bool) -> None:
-        """The result of one request to this endpoint."""
+    def record(self, ok: bool, probe: bool = True) -> None:
+        """The result of one request to this endpoint.
+
+        While probing, only the probe's result (``probe`` True) decides; a late
+        result of a request sent before the breaker opened is ignored.
+        """
         state = self.state
         if state == CLOSED:
             if ok:
@@ -89,7 +95,7 @@ class CircuitBreaker:
                 self.failures += 1
                 if self.failures >= self.threshold:
                     self._open()
-        elif state == PROBING:
+        elif state == PROBING and probe:
             self.probe_in_flight = False
             if ok:
                 self.state = CLOSED

@@ -16,8 +16,10 @@ import random
 from tulle.config import Retries
 
 CONNECT_FAILURE = "connect-failure"
+REFUSED_STREAM = "refused-stream"
 RESET = "reset"
 TIMEOUT = "timeout"
+STATUS = "status"  # the endpoint answered with a status `retries_status` accepted
 GATEWAY_STATUSES = frozenset({502, 503, 504})
 
 # Backoff between tries: full jitter over an exponential range, short enough that
@@ -57,11 +59,11 @@ class RetryPolicy:
         """
         if condition == CONNECT_FAILURE:
             return True  # the request never reached the endpoint
+        if condition == REFUSED_STREAM:
+            return condition in self._conditions  # never processed: safe for any method
         if method not in self._methods:
             return False
-        if condition in (RESET, TIMEOUT):
-            return condition in self._conditions
-        return True
+        return condition == STATUS or condition in self._conditions
 
 
 def backoff(attempt: int, rng: random.Random) -> float:

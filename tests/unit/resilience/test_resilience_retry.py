@@ -122,19 +122,9 @@ def test_backoff_is_deterministic_for_a_seeded_rng() -> None:
     assert [backoff(n, a) for n in range(1, 8)] == [backoff(n, b) for n in range(1, 8)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="refused-stream is documented in tulle.config as 'safe for any method' but "
-    "RetryPolicy.allows has no case for it: POST is refused when not in methods",
-)
 def test_refused_stream_is_retried_for_any_method_when_listed() -> None:
     assert policy(on=("refused-stream",), methods=("GET",)).allows("refused-stream", b"POST")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RetryPolicy.allows falls through to True for any condition other than "
-    "connect-failure/reset/timeout, so refused-stream is allowed even when not in `on`",
-)
 def test_refused_stream_is_not_retried_unless_listed() -> None:
     assert not policy(on=("connect-failure",), methods=("GET",)).allows("refused-stream", b"GET")
