@@ -1,7 +1,7 @@
 """A running mesh for the monitoring tests: backends, a real proxy with tap, steady load.
 
 `MonitoredMesh` starts three backends for service ``web`` and one for ``api``,
-a real ``tulle proxy`` (with tap allowed, see `proxy_with_tap`) and a load
+a real ``tulle proxy`` (with ``--allow-tap``) and a load
 generator that sends a known mix: every ``FAIL_EVERY``-th request to ``web``
 goes to ``/status/500``. The generator counts what it got back, so tests can
 compare what the monitoring shows with what the client saw.
@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.backend import Backend
-from tests.support.proxy import free_port, mesh_service
+from tests.support.proxy import TULLE, free_port, mesh_service
 
 REPO = Path(__file__).resolve().parents[2]
 FAIL_EVERY = 4  # a quarter of web's requests fail: a share no rounding can hide
@@ -117,7 +116,7 @@ class MonitoredMesh:
         self.log_path = folder / "proxy.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.proxy_with_tap", "proxy", "-f", str(manifests),
+            [TULLE, "proxy", "-f", str(manifests), "--allow-tap",
              "--outbound", f"127.0.0.1:{self.outbound_port}",
              "--admin", f"127.0.0.1:{self.admin_port}", "--inbound", "off"],
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT,
