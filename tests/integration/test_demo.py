@@ -88,7 +88,8 @@ def test_demo_runs_shows_traffic_and_leaves_nothing_behind() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert f"curl -H 'Host: web' http://127.0.0.1:{outbound}/" in out
-    assert f"HTTP_PROXY=http://127.0.0.1:{outbound} curl http://web/" in out
+    assert f"http_proxy=http://127.0.0.1:{outbound} curl http://web/" in out
+    assert "tulle tap --admin" in out
     assert f"http://{admin_address}/metrics" in out
 
     summary = out[out.index("summary over") :]

@@ -151,6 +151,7 @@ class _Demo:
                     "proxy", "-f", tmp,
                     "--outbound", self.options.outbound,
                     "--inbound", "off",
+                    "--allow-tap",
                     "--admin", self.options.admin,
                 ],
                 log_path=Path(tmp) / "proxy.log",
@@ -222,10 +223,15 @@ class _Demo:
                f"a proxy, {options.rps:g} requests/s of traffic.")
         print_("Try it by hand:")
         print_(f"  curl -H 'Host: {SERVICE_NAME}' http://{options.outbound}/", markup=False)
-        print_(f"  HTTP_PROXY=http://{options.outbound} curl http://{SERVICE_NAME}/",
+        # curl reads only the lower-case http_proxy (upper case is ignored for
+        # http:// URLs since the "httpoxy" CGI issue); most other clients read both.
+        print_(f"  http_proxy=http://{options.outbound} curl http://{SERVICE_NAME}/",
                markup=False)
         print_(f"Metrics: http://{options.admin}/metrics", markup=False)
-        print_(f"Golden signals: tulle stat --admin {options.admin}", markup=False)
+        print_(f"Golden signals: tulle stat --admin {options.admin}   "
+               f"(-o wide per endpoint)", markup=False)
+        print_(f"Live requests: tulle tap --admin {options.admin}   "
+               f"busiest paths: tulle top --admin {options.admin}", markup=False)
         print_(f"In a browser: tulle dashboard --admin {options.admin}, "
                "then open http://127.0.0.1:8084/", markup=False)
         print_("Ctrl-C stops everything." if options.duration is None
