@@ -88,6 +88,7 @@ class Exchange:
         "_replay_bytes",
         "_request_trailers",
         "_response_chunked",
+        "_sent_at",
         "_status",
         "_timer",
         "_tries",
@@ -130,6 +131,7 @@ class Exchange:
         self._replay_bytes = 0
         self._request_trailers: Headers | None = None
         self._response_chunked = False
+        self._sent_at = now  # when the current try was written to its endpoint
         self._endpoint_busy = False
         self._failed_endpoint: Endpoint | None = None
         self._probe = False  # this try is its endpoint's circuit-breaker probe
@@ -216,6 +218,7 @@ class Exchange:
         endpoint.stats.requests += 1
         endpoint.in_flight += 1
         self._endpoint_busy = True
+        self._sent_at = self.conn.clock()
         breaker = endpoint.breaker
         if breaker is not None and breaker.state != "closed":
             self._probe = breaker.on_dispatch()
@@ -247,6 +250,7 @@ class Exchange:
         was_full = self._buffered > MAX_BUFFERED_BODY
         self._buffer = None
         self._buffered = 0
+        self._sent_at = self.conn.clock()
         upstream.begin(self, b"".join(parts), head.method == b"HEAD")
         if was_full:
             self.conn.resume_reading()
@@ -477,13 +481,16 @@ class Exchange:
     # -- bookkeeping --
 
     def _report(self, ok: bool) -> None:
-        """Tell the balancer and the endpoint's breaker how the current try went."""
+        """Tell the balancer and the endpoint's breaker how the current try went.
+
+        The balancer hears the time since the try was written to the endpoint,
+        not since the request reached the proxy: time a request spent queued in
+        the proxy says nothing about the endpoint.
+        """
         endpoint = self.endpoint
         if endpoint is None or self.target is None:
             return
-        self.target.balancer.on_response(
-            endpoint, self.conn.clock() - self.started_at, ok
-        )
+        self.target.balancer.on_response(endpoint, self.conn.clock() - self._sent_at, ok)
         breaker = endpoint.breaker
         if breaker is not None:
             breaker.record(ok, self._probe)
