@@ -13,12 +13,14 @@ VERSION=v1.20.2
 DEB_VERSION="1.20.5+really1.20.2-1.1+deb12u1"
 CACHE="${TULLE_K8S_CACHE:-$HOME/.cache/tulle/k8s-1.20.2}"
 BINARIES=(kube-apiserver kube-controller-manager)
+# Bumped when the way the binaries are built changes, so an older cache is rebuilt.
+BUILD_ID="2: reflect2 1.0.2 from Debian"
 
 cached() {
   for b in "${BINARIES[@]}"; do
     [ -x "$CACHE/$b" ] || return 1
   done
-  return 0
+  [ "$(cat "$CACHE/BUILD_ID" 2>/dev/null)" = "$BUILD_ID" ]
 }
 
 if [ "${1:-}" = "--check" ]; then
@@ -55,6 +57,15 @@ if cached; then
 fi
 
 apt_install go golang-go rsync rsync jq jq make make dpkg-source dpkg-dev
+# The vendored github.com/modern-go/reflect2 v1.0.1 crashes the API server under Go >= 1.18
+# ("unexpected signal" in mapiterinit, as soon as a custom resource is encoded); v1.0.2
+# fixes it, and Debian packages it: swap it into the vendor tree below.
+REFLECT2=/usr/share/gocode/src/github.com/modern-go/reflect2
+if [ ! -f "$REFLECT2/reflect2.go" ]; then
+  $SUDO apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    golang-github-modern-go-reflect2-dev >&2
+fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/tulle-k8s-build.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
@@ -88,6 +99,15 @@ mkdir -p "$WORK/src"
 tar -xf "$orig" -C "$WORK/src"
 tree="$(find "$WORK/src" -mindepth 1 -maxdepth 1 -type d | head -n 1)"
 
+rm -rf "$tree/vendor/github.com/modern-go/reflect2"
+mkdir -p "$tree/vendor/github.com/modern-go/reflect2"
+cp "$REFLECT2"/*.go "$REFLECT2"/go.mod "$tree/vendor/github.com/modern-go/reflect2/" 2>/dev/null \
+  || cp "$REFLECT2"/*.go "$tree/vendor/github.com/modern-go/reflect2/"
+find "$tree" -name go.mod -not -path "*/vendor/*" -print0 \
+  | xargs -0 sed -i 's|github.com/modern-go/reflect2 v1.0.1|github.com/modern-go/reflect2 v1.0.2|'
+sed -i 's|github.com/modern-go/reflect2 v1.0.1|github.com/modern-go/reflect2 v1.0.2|' \
+  "$tree/vendor/modules.txt"
+
 # GOPATH layout as the package's debian/rules makes it.
 mkdir -p "$WORK/gopath/src/k8s.io"
 ln -s "$tree" "$WORK/gopath/src/k8s.io/kubernetes"
@@ -108,5 +128,6 @@ for b in "${BINARIES[@]}"; do
   install -m 0755 "$built" "$CACHE/$b.tmp"
   mv "$CACHE/$b.tmp" "$CACHE/$b"
 done
+echo "$BUILD_ID" >"$CACHE/BUILD_ID"
 echo "built in $(( $(date +%s) - start )) s" >&2
 echo "$CACHE"

@@ -9,6 +9,7 @@ missing build skips them with the command to run.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import yaml
 
 from tests.k8s.cluster import REPO, Cluster, binaries
 from tests.k8s.kube import sync_call
+from tulle.discovery.kubernetes_api import ApiError
 
 CRDS = REPO / "deploy" / "crds"
 
@@ -33,6 +35,19 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for crd in sorted(CRDS.glob("*.yaml")):
             sync_call(running, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                       yaml.safe_load(crd.read_text()))
+        _wait_for_default_service_account(running)
         yield running
     finally:
         running.stop()
+
+
+def _wait_for_default_service_account(cluster: Cluster, timeout: float = 30.0) -> None:
+    """Pods are refused until the controller-manager has made namespace default's account."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            sync_call(cluster, "GET", "/api/v1/namespaces/default/serviceaccounts/default")
+            return
+        except ApiError:
+            time.sleep(0.2)
+    raise RuntimeError(f"no default service account: {cluster.log('kube-controller-manager')}")

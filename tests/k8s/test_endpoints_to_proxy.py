@@ -19,7 +19,7 @@ import pytest
 
 from tests.k8s.cluster import Cluster
 from tests.k8s.control_proxy import ControlProxy
-from tests.k8s.kube import SERVICES, SLICES, endpoint_slice, service, sync_call, unique
+from tests.k8s.kube import SLICES, endpoint_slice, sync_call, unique
 from tests.k8s.traffic import Load
 from tests.support.backend import Backend
 from tests.support.proxy import TULLE, free_port
@@ -102,6 +102,15 @@ def _port(backend: Backend) -> int:
     return int(backend.address.rsplit(":", 1)[1])
 
 
+def _mesh_service(cluster: Cluster, name: str) -> None:
+    """A MeshService (Tulle's CRD) balanced round-robin, so every endpoint gets traffic at
+    once (the default, peak-EWMA, rightly prefers a known-fast endpoint to a new one)."""
+    sync_call(cluster, "POST", "/apis/tulle.dev/v1alpha1/namespaces/default/meshservices", {
+        "apiVersion": "tulle.dev/v1alpha1", "kind": "MeshService", "metadata": {"name": name},
+        "spec": {"port": 80, "loadBalancer": {"algorithm": "round-robin"}},
+    })
+
+
 def _add_slice(cluster: Cluster, name: str, service_name: str, backend: Backend) -> None:
     sync_call(cluster, "POST", SLICES.format(ns="default"),
               endpoint_slice(name, service_name, _port(backend), ["127.0.0.1"]))
@@ -116,7 +125,7 @@ def test_slices_scaled_up_and_down_move_traffic_within_a_second(
     backends: list[Backend],
 ) -> None:
     name = unique("scale")
-    sync_call(cluster, "POST", SERVICES.format(ns="default"), service(name))
+    _mesh_service(cluster, name)
     slices = [f"{name}-{index}" for index in range(3)]
     _add_slice(cluster, slices[0], name, backends[0])
     with Load(proxy.outbound, f"{name}.default", limit=40) as load:
@@ -143,7 +152,7 @@ def test_control_plane_killed_under_load_then_restarted_resyncs(
     backends: list[Backend],
 ) -> None:
     name = unique("outage")
-    sync_call(cluster, "POST", SERVICES.format(ns="default"), service(name))
+    _mesh_service(cluster, name)
     _add_slice(cluster, f"{name}-0", name, backends[0])
     with Load(proxy.outbound, f"{name}.default", limit=40) as load:
         assert load.wait_for("backend-0", 0, timeout=5), proxy.log()

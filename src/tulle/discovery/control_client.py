@@ -83,6 +83,7 @@ class ControlSource:
         self.version = 0
         self.connections = 0
         self.connected = False
+        self._stopped = False
 
     # -- ConfigSource --
 
@@ -107,6 +108,9 @@ class ControlSource:
             self._response.close()
 
     def stop(self) -> None:
+        # A flag as well as cancel(): asyncio.wait_for (before 3.12) can swallow a
+        # cancellation that races with the data it was waiting for.
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
         self._disconnect()
@@ -138,11 +142,11 @@ class ControlSource:
                 await self._sleep(delay)
 
     async def _follow(self) -> None:
-        while True:
+        while not self._stopped:
             try:
                 if self._response is None:
                     await self._connect()
-                while (config := await self._next_snapshot()) is not None:
+                while (config := await self._next_snapshot()) is not None and not self._stopped:
                     self.backoff.reset()
                     if self._raw == self._delivered:
                         continue  # a resync after reconnecting that brought nothing new

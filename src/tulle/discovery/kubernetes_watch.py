@@ -74,12 +74,15 @@ class Reflector:
         self._sleep = sleep
         self._backoff = backoff or Backoff(base=0.2, cap=10.0)
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self) -> None:
+        self._stopped = False
         self._task = asyncio.get_running_loop().create_task(
             self._run(), name=f"watch {self.resource.plural}")
 
     async def stop(self) -> None:
+        self._stopped = True  # wait_for (before 3.12) can swallow a racing cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -88,10 +91,10 @@ class Reflector:
 
     async def _run(self) -> None:
         kind = self.resource.kind
-        while True:
+        while not self._stopped:
             try:
                 await self._list()
-                while True:
+                while not self._stopped:
                     await self._watch_once()
                     self._backoff.reset()
             except _Gone:
