@@ -15,8 +15,11 @@ EWMA of the observations: reading it changes nothing, so it moves only as answer
 come in, with the ``decay`` time constant — smoother, and slower to react.
 
 A new endpoint starts at ``default_rtt`` (30 ms in Linkerd): slow enough that
-endpoints known to be fast are preferred, fast enough that it gets tried. Its
-first answer then *replaces* the default outright (here we differ from tower,
+endpoints known to be fast are preferred, fast enough that it gets tried — or,
+when it joins endpoints that have already been measured, at their median
+(`initial`), so that a pod added by a scale-up gets its first requests within
+moments instead of after the default has decayed. Its first answer then
+*replaces* the starting guess outright (here we differ from tower,
 which lets the default decay with time like any estimate): the default is a
 guess, not a measurement, and decaying 30 ms down to a 0.3 ms loopback answer
 would take 10 s × ln 100 ≈ 46 s, during which a 50 ms endpoint still looks
@@ -41,12 +44,19 @@ class LatencyEstimate:
 
     __slots__ = ("_clock", "_decay", "_measured", "_peak", "default_rtt", "stamp", "value")
 
-    def __init__(self, clock: Clock, decay: float, default_rtt: float, peak: bool) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        decay: float,
+        default_rtt: float,
+        peak: bool,
+        initial: float | None = None,
+    ) -> None:
         self._clock = clock
         self._decay = decay
         self._peak = peak
         self.default_rtt = default_rtt
-        self.value = default_rtt
+        self.value = default_rtt if initial is None else initial
         self.stamp = clock()
         self._measured = False  # False until the first answer replaces the default
 
@@ -60,6 +70,11 @@ class LatencyEstimate:
             keep = math.exp(-elapsed / self._decay)
             self.value = self.value * keep + rtt * (1.0 - keep)
         return self.value
+
+    @property
+    def measured(self) -> bool:
+        """True once an answer replaced the starting guess."""
+        return self._measured
 
     def get(self) -> float:
         """The estimate now (peak: decayed towards 0 for the time since the last update)."""

@@ -52,9 +52,12 @@ class PeakEwma(Generic[E]):
 
     def update(self, endpoints: Sequence[E]) -> None:
         old = self._estimates
+        known = sorted(estimate.get() for estimate in old.values() if estimate.measured)
+        # Newcomers start at the median of what is known (never above the default).
+        start = min(known[len(known) // 2], self._default_rtt) if known else None
         self._estimates = {
             e: old.get(e) or LatencyEstimate(self._clock, self._decay, self._default_rtt,
-                                             self._peak)
+                                             self._peak, initial=start)
             for e in endpoints
         }
         self._sampler.update(endpoints)

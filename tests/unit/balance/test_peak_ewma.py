@@ -72,13 +72,23 @@ def _peak_ewma(clock: FakeClock) -> PeakEwma[Endpoint]:
 def test_new_endpoints_start_at_the_default_rtt() -> None:
     clock = FakeClock()
     balancer = _peak_ewma(clock)
+    first, second = endpoints(2)
+    balancer.update([first, second])  # nothing measured yet
+    assert balancer.cost(first) == balancer.cost(second) == 0.030
+
+
+def test_an_endpoint_joining_measured_ones_starts_at_their_median() -> None:
+    """A scale-up must get traffic soon: the newcomer is not priced at the 30 ms
+    default next to endpoints known to answer in 2 ms."""
+    clock = FakeClock()
+    balancer = _peak_ewma(clock)
     known, new = endpoints(2)
     balancer.update([known])
-    clock.advance(60.0)  # an answer below the estimate counts by the time since the last
     balancer.on_response(known, 0.002, True)
     balancer.update([known, new])
-    assert balancer.cost(new) == 0.030
-    assert balancer.cost(known) < 0.003  # kept what it learned across the update
+    assert balancer.cost(new) == balancer.cost(known) == 0.002
+    balancer.on_response(new, 0.004, True)  # its first answer replaces the guess
+    assert balancer.cost(new) == 0.004
 
 
 def test_peak_ewma_moves_traffic_off_a_slow_endpoint_and_back() -> None:
