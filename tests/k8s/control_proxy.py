@@ -1,9 +1,7 @@
-"""Run the real proxy (``ProxyServer``) on a ``ControlSource``, as ``tulle proxy --control``
-will once the CLI flag is wired; tests start it as a child process like RunningProxy."""
+"""Run the real ``tulle proxy --control URL`` as a child process, like RunningProxy."""
 
 from __future__ import annotations
 
-import logging
 import socket
 import subprocess
 import sys
@@ -11,33 +9,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+TULLE = str(Path(sys.executable).parent / "tulle")
+
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def main() -> None:
-    import uvloop
-
-    from tulle.config import Address
-    from tulle.discovery.control_client import ControlSource
-    from tulle.proxy import ProxyOptions, ProxyServer
-
-    control, outbound, admin = sys.argv[1:4]
-    logging.basicConfig(level="INFO", stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-    async def run() -> None:
-        source = ControlSource(control, proxy_id=f"test-{outbound}", admin=admin)
-        options = ProxyOptions(outbound=Address.parse(outbound), admin=Address.parse(admin),
-                               inbound_enabled=False)
-        server = ProxyServer(options, source=source)
-        await server.start()
-        await server.serve_until_stopped()
-
-    uvloop.run(run())
 
 
 class ControlProxy:
@@ -48,8 +26,9 @@ class ControlProxy:
         self.log_path = log_dir / f"proxy-{self.outbound_port}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            [sys.executable, __file__, control, f"127.0.0.1:{self.outbound_port}",
-             f"127.0.0.1:{self.admin_port}"],
+            [TULLE, "proxy", "--control", control,
+             "--outbound", f"127.0.0.1:{self.outbound_port}",
+             "--admin", f"127.0.0.1:{self.admin_port}", "--inbound", "off"],
             stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 20
@@ -82,6 +61,3 @@ class ControlProxy:
             self.process.wait(5)
         self._log.close()
 
-
-if __name__ == "__main__":
-    main()

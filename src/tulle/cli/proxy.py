@@ -22,9 +22,12 @@ def _address(value: str | None, flag: str) -> Address | None:
 
 
 @click.command()
-@click.option("-f", "--filename", "manifests", required=True,
+@click.option("-f", "--filename", "manifests",
               type=click.Path(exists=True, path_type=Path),
-              help="A manifest file or a folder of them.")
+              help="A manifest file or a folder of them (the embedded default).")
+@click.option("--control", metavar="URL",
+              help="Take the configuration from a control plane (http://host:8086) "
+                   "instead of manifests.")
 @click.option("--outbound", metavar="HOST:PORT",
               help="Outbound listener [manifest or 127.0.0.1:4140].")
 @click.option("--inbound", metavar="HOST:PORT|off",
@@ -41,7 +44,8 @@ def _address(value: str | None, flag: str) -> Address | None:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def proxy(
-    manifests: Path,
+    manifests: Path | None,
+    control: str | None,
     outbound: str | None,
     inbound: str | None,
     admin: str | None,
@@ -51,8 +55,12 @@ def proxy(
     allow_tap: bool,
     log_level: str,
 ) -> None:
-    """Run a proxy on the manifests in PATH (reloaded on change and on SIGHUP)."""
+    """Run a proxy on manifests (-f, reloaded on change and on SIGHUP) or on what a
+    control plane streams (--control)."""
     from tulle.proxy import ProxyOptions, ProxyServer
+
+    if (manifests is None) == (control is None):
+        raise click.UsageError("give either -f PATH (manifests) or --control URL")
 
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr,
@@ -72,7 +80,13 @@ def proxy(
     )
 
     async def run() -> None:
-        server = ProxyServer(options)
+        source = None
+        if control is not None:
+            from tulle.discovery.control_client import ControlSource
+
+            admin_address = options.admin or Address("127.0.0.1", 4191)
+            source = ControlSource(control, admin=str(admin_address))
+        server = ProxyServer(options, source=source)
         await server.start()
         await server.serve_until_stopped()
 
