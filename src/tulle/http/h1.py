@@ -127,6 +127,27 @@ class _Parser:
         self._trailers: Headers | None = None
         self._too_large = too_large  # the status for a head over the cap
 
+    # Per direction: how bytes llhttp rejects are described, and the status they
+    # earn (a client's: 400; an upstream's: 502).
+    _MALFORMED = "malformed message"
+    _UPGRADE = "protocol upgrades are not supported"
+    _BAD_STATUS = 400
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; raise RemoteProtocolError on bytes HTTP forbids."""
+        try:
+            self._feed(data)
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, RemoteProtocolError):
+                raise cause from None
+            raise
+        except httptools.HttpParserUpgrade:
+            raise RemoteProtocolError(self._UPGRADE, self._BAD_STATUS) from None
+        except httptools.HttpParserError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise RemoteProtocolError(f"{self._MALFORMED}: {reason}", self._BAD_STATUS) from None
+
     def _feed(self, data: bytes) -> None:
         mid_head = self._head is not None and not self._in_body
         self._began = False
@@ -185,25 +206,11 @@ class RequestParser(_Parser):
     """Parses a stream of (possibly pipelined) requests from one client."""
 
     __slots__ = ()
+    _MALFORMED = "malformed request"
 
     def __init__(self, handler: MessageHandler) -> None:
         super().__init__(handler, too_large=431)
         self._parser = httptools.HttpRequestParser(self)
-
-    def feed(self, data: bytes) -> None:
-        """Parse ``data``; raise RemoteProtocolError on bytes HTTP forbids."""
-        try:
-            self._feed(data)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, RemoteProtocolError):
-                raise cause from None
-            raise
-        except httptools.HttpParserUpgrade:
-            raise RemoteProtocolError("protocol upgrades are not supported") from None
-        except httptools.HttpParserError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise RemoteProtocolError(f"malformed request: {reason}") from None
 
     # -- httptools callbacks --
 
@@ -252,6 +259,9 @@ class ResponseParser(_Parser):
     """
 
     __slots__ = ("_no_body", "_until_close")
+    _MALFORMED = "malformed response"
+    _UPGRADE = "upstream switched protocols"
+    _BAD_STATUS = 502
 
     def __init__(self, handler: MessageHandler) -> None:
         super().__init__(handler, too_large=502)
@@ -262,20 +272,6 @@ class ResponseParser(_Parser):
     def expect_no_body(self) -> None:
         """The next response answers a HEAD request: it ends with its head."""
         self._no_body = True
-
-    def feed(self, data: bytes) -> None:
-        try:
-            self._feed(data)
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, RemoteProtocolError):
-                raise cause from None
-            raise
-        except httptools.HttpParserUpgrade:
-            raise RemoteProtocolError("upstream switched protocols", status=502) from None
-        except httptools.HttpParserError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise RemoteProtocolError(f"malformed response: {reason}", status=502) from None
 
     def feed_eof(self) -> bool:
         """The peer closed. True when that ended a read-until-close body."""
