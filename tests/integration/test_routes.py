@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import math
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,5 +99,37 @@ def test_a_request_no_rule_matches_is_a_404(backends: list[Backend], manifests: 
         status, headers, _ = get(proxy.outbound, "/apix")
         assert status == 404
         assert "no route" in headers["tulle-error"]
+    finally:
+        proxy.stop()
+
+
+def test_a_rule_has_its_own_timeout_and_can_be_marked_retryable(
+    backends: list[Backend], manifests: Path
+) -> None:
+    backend = backends[1]
+    (manifests / "web.yaml").write_text(mesh_service("web", [backend.address]))
+    (manifests / "route.yaml").write_text(
+        "apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: web}\n"
+        "spec:\n  parentRefs: [{kind: Service, name: web}]\n  rules:\n"
+        "    - matches: [{path: {type: PathPrefix, value: /sleep}}]\n"
+        "      backendRefs: [{name: web}]\n"
+        "      timeouts: {request: 300ms}\n"
+        "    - matches: [{path: {type: PathPrefix, value: /status}}]\n"
+        "      backendRefs: [{name: web}]\n"
+        "      retry: {attempts: 2, codes: [503]}\n"
+        "    - backendRefs: [{name: web}]\n"
+    )
+    proxy = RunningProxy(manifests)
+    try:
+        started = time.monotonic()
+        assert get(proxy.outbound, "/sleep/2000")[0] == 504  # the service's default is 10 s
+        assert time.monotonic() - started < 1.5
+        backend.reset_counts()
+        # POST is not idempotent, but this rule is marked retryable: 1 try + 2 retries.
+        assert get(proxy.outbound, "/status/503", method="POST", body=b"x")[0] == 503
+        assert backend.requests == 3
+        backend.reset_counts()
+        assert get(proxy.outbound, "/other", method="POST", body=b"x")[0] == 200
+        assert backend.requests == 1
     finally:
         proxy.stop()

@@ -2,8 +2,9 @@
 
 Routes are parsed and checked now (regular expressions are compiled here, so a bad
 one is a load error rather than a surprise on the first request); routing by them is
-the proxy's job. Only the parts of HTTPRoute Tulle acts on are accepted: a filter or
-timeout it would silently ignore is reported as an unknown field instead.
+the proxy's job. Only the parts of HTTPRoute Tulle acts on are accepted (matches,
+backendRefs, a rule's timeouts and retry): a filter it would silently ignore is
+reported as an unknown field instead.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from tulle.config.schema_common import DnsLabel, DnsSubdomain, ObjectMeta, Port, Schema, StrictInt
+from tulle.config.schema_common import (
+    DnsLabel,
+    DnsSubdomain,
+    ObjectMeta,
+    Port,
+    PositiveDuration,
+    Schema,
+    StrictInt,
+)
 from tulle.config.schema_policy import HttpMethod
 
 GATEWAY_API_VERSION = "gateway.networking.k8s.io/v1"
@@ -107,10 +116,27 @@ class BackendRef(Schema):
     weight: StrictInt = Field(1, ge=0, le=1_000_000)
 
 
+class RouteTimeouts(Schema):
+    """Gateway API's rule timeouts (GEP-1742): the whole request, and each try."""
+
+    request: PositiveDuration | None = None
+    backend_request: PositiveDuration | None = None
+
+
+class RouteRetry(Schema):
+    """A rule marked retryable (Gateway API's ``retry``, GEP-1731): its requests are
+    retried whatever their method, on these status codes and on broken connections."""
+
+    attempts: StrictInt = Field(2, ge=1, le=10)
+    codes: tuple[Annotated[int, Field(ge=500, le=599)], ...] = (502, 503, 504)
+
+
 class RouteRule(Schema):
     name: str | None = None
     matches: tuple[RouteMatch, ...] = (RouteMatch(),)
     backend_refs: tuple[BackendRef, ...] = ()
+    timeouts: RouteTimeouts | None = None
+    retry: RouteRetry | None = None
 
 
 def _hostname(value: str) -> str:

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from tulle.proxy.pool import ConnectError
     from tulle.proxy.targets import Endpoint, ServiceTarget
     from tulle.proxy.upstream import UpstreamConnection
+    from tulle.resilience import RetryPolicy
     from tulle.telemetry.metrics import ResponseStats
 
 VIA = b"1.1 tulle"
@@ -99,9 +100,12 @@ class Exchange:
         "endpoint",
         "finished",
         "head",
+        "per_try_timeout",
         "redispatch",
         "request_complete",
+        "request_timeout",
         "response_started",
+        "retry_policy",
         "route",
         "started_at",
         "stats",
@@ -117,6 +121,10 @@ class Exchange:
         self.endpoint: Endpoint | None = None
         self.stats: ResponseStats | None = None
         self.route: ResponseStats | None = None  # the HTTPRoute rule's stats, when routed
+        # Set by the route layer: the service's, or the matched rule's own.
+        self.request_timeout: float | None = None
+        self.per_try_timeout: float | None = None
+        self.retry_policy: RetryPolicy | None = None
         self.upstream: UpstreamConnection | None = None
         # The layers below the retry layer, to run again for a retry or after
         # waiting for an endpoint; None when this request is not retried.
@@ -261,8 +269,9 @@ class Exchange:
         status = response.status
         target = self.target
         assert target is not None
-        if status >= 500 and self.redispatch is not None and target.retry_policy is not None \
-                and target.retry_policy.retries_status(status) and self._may_retry(STATUS):
+        policy = self.retry_policy
+        if status >= 500 and self.redispatch is not None and policy is not None \
+                and policy.retries_status(status) and self._may_retry(STATUS):
             upstream = self.upstream
             if upstream is not None:
                 self.upstream = None
@@ -354,7 +363,7 @@ class Exchange:
         if upstream is not None:
             self.upstream = None
             upstream.close()
-        timeout = self.target.timeouts.per_try if self.target else None
+        timeout = self.per_try_timeout
         self._try_failed(TIMEOUT, 504, "per-try-timeout",
                          f"no response within the per-try timeout ({timeout}s)")
 
@@ -374,7 +383,7 @@ class Exchange:
         target = self.target
         if self.redispatch is None or target is None or self.response_started:
             return False
-        policy = target.retry_policy
+        policy = self.retry_policy
         if policy is None or self._tries >= policy.attempts:
             return False
         if not policy.allows(condition, self.head.method):
@@ -425,7 +434,7 @@ class Exchange:
             upstream.close()
         if self._endpoint_busy:
             self._end_try(ok=False)
-        timeout = self.target.timeouts.request if self.target else None
+        timeout = self.request_timeout
         self.fail(504, "request-timeout", f"no response within the request timeout ({timeout}s)")
 
     # -- answering the client ourselves --

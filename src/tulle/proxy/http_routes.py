@@ -24,6 +24,7 @@ from tulle.config.schema_gateway import RouteMatch
 if TYPE_CHECKING:
     from tulle.http import RequestHead
     from tulle.proxy.targets import ServiceTarget
+    from tulle.resilience import RetryPolicy
     from tulle.telemetry.metrics import ResponseStats
 
 _random = random.Random()
@@ -31,12 +32,16 @@ _random = random.Random()
 
 @dataclass(slots=True)
 class RouteRuleTarget:
-    """One rule's destination: its name for metrics and its weighted backends."""
+    """One rule's destination: its name for metrics, its weighted backends, and the
+    rule's own timeouts and retry policy (None: the backend service's apply)."""
 
     name: str
     backends: tuple[ServiceTarget, ...]
     cumulative: tuple[int, ...]  # running sum of the weights, for bisect
     stats: ResponseStats
+    request_timeout: float | None = None
+    per_try_timeout: float | None = None
+    retry_policy: RetryPolicy | None = None
 
     def pick(self) -> ServiceTarget | None:
         total = self.cumulative[-1] if self.cumulative else 0

@@ -175,7 +175,14 @@ class DirectionState:
                     stats = self.metrics.route_responses(
                         self.direction, parent.name, parent.namespace or route.namespace, name
                     )
-                    target = RouteRuleTarget(name, tuple(backends), tuple(cumulative), stats)
+                    target = RouteRuleTarget(
+                        name, tuple(backends), tuple(cumulative), stats,
+                        request_timeout=rule.timeouts.request if rule.timeouts else None,
+                        per_try_timeout=(
+                            rule.timeouts.backend_request if rule.timeouts else None),
+                        retry_policy=RetryPolicy.for_route(rule.retry.attempts, rule.retry.codes)
+                        if rule.retry else None,
+                    )
                     for match in rule.matches:
                         entries.setdefault(parent_key, []).append((match, order, target))
                         order += 1

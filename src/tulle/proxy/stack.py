@@ -54,9 +54,18 @@ class Route:
                 exchange.stats = target.stats
                 exchange.respond(500, "no-backend", f"route {rule.name} has no backend")
                 return
-            target = backend
-        exchange.target = target
-        exchange.stats = target.stats
+            exchange.target = backend
+            exchange.stats = backend.stats
+            timeouts = backend.timeouts
+            exchange.request_timeout = rule.request_timeout or timeouts.request
+            exchange.per_try_timeout = rule.per_try_timeout or timeouts.per_try
+            exchange.retry_policy = rule.retry_policy or backend.retry_policy
+        else:
+            exchange.target = target
+            exchange.stats = target.stats
+            exchange.request_timeout = target.timeouts.request
+            exchange.per_try_timeout = target.timeouts.per_try
+            exchange.retry_policy = target.retry_policy
         self.inner(exchange)
 
 
@@ -69,8 +78,7 @@ class RequestTimeout:
         self.inner = inner
 
     def __call__(self, exchange: Exchange) -> None:
-        assert exchange.target is not None
-        timeout = exchange.target.timeouts.request
+        timeout = exchange.request_timeout
         if timeout is not None:
             exchange.arm_timeout(timeout)
         self.inner(exchange)
@@ -87,7 +95,7 @@ class Retry:
     def __call__(self, exchange: Exchange) -> None:
         target = exchange.target
         assert target is not None
-        if target.retry_policy is not None:
+        if exchange.retry_policy is not None:
             target.budget.record_request()
             exchange.allow_retries(self.inner)
         self.inner(exchange)
@@ -125,10 +133,9 @@ class Balance:
 def forward(exchange: Exchange) -> None:
     """Sends the request over a pooled connection to the chosen endpoint."""
     endpoint = exchange.endpoint
-    target = exchange.target
-    assert endpoint is not None and target is not None
+    assert endpoint is not None
     exchange.send_continue()
-    exchange.dispatch_to(endpoint, target.timeouts.per_try)
+    exchange.dispatch_to(endpoint, exchange.per_try_timeout)
 
 
 def build_stack(router: Router, unknown: ResponseStats) -> Route:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 
 from tulle.config import Retries
+from tulle.config.schema_policy import HTTP_METHODS
 
 CONNECT_FAILURE = "connect-failure"
 REFUSED_STREAM = "refused-stream"
@@ -46,6 +47,19 @@ class RetryPolicy:
         if "5xx" in self._conditions:
             statuses |= set(range(500, 600))
         self._statuses = frozenset(statuses)
+
+    @classmethod
+    def for_route(cls, attempts: int, codes: tuple[int, ...]) -> RetryPolicy:
+        """A route marked retryable: any method, on these codes and broken connections."""
+        return cls(Retries(
+            attempts=attempts,
+            on=("connect-failure", "reset"),
+            methods=HTTP_METHODS,
+        )).with_statuses(codes)
+
+    def with_statuses(self, codes: tuple[int, ...]) -> RetryPolicy:
+        self._statuses = frozenset(codes)
+        return self
 
     def retries_status(self, status: int) -> bool:
         """Whether an endpoint's answer with this status is worth another try."""

@@ -103,7 +103,8 @@ rules:
          'spec.hostnames[0]: expected a host name like web.example.com or *.example.com, '
          'got "Web_Site"'),
         ("rules: [{filters: []}]",
-         "spec.rules[0].filters: unknown field (expected one of: name, matches, backendRefs)"),
+         "spec.rules[0].filters: unknown field (expected one of: name, matches, backendRefs, "
+         "timeouts, retry)"),
     ],
 )
 def test_route_errors(tmp_path: Path, spec: str, expected: str) -> None:
