@@ -20,6 +20,7 @@ SCENARIOS: dict[str, str] = {
     "baseline": "bench.scenarios.baseline",
     "slow_endpoint": "bench.scenarios.slow_endpoint",
     "degrading_endpoint": "bench.scenarios.degrading_endpoint",
+    "failover": "bench.scenarios.failover",
 }
 
 
