@@ -21,6 +21,7 @@ SCENARIOS: dict[str, str] = {
     "slow_endpoint": "bench.scenarios.slow_endpoint",
     "degrading_endpoint": "bench.scenarios.degrading_endpoint",
     "failover": "bench.scenarios.failover",
+    "control_plane": "bench.scenarios.control_plane",
 }
 
 
