@@ -372,7 +372,7 @@ class Exchange:
             self._end_try(ok=False)
             self.fail(status, error, reason)
             return
-        self._end_try(ok=False)
+        self._end_try(ok=False, refused=error == "connect-refused")
         if self._may_retry(condition):
             self._retry()
         else:
@@ -489,7 +489,7 @@ class Exchange:
 
     # -- bookkeeping --
 
-    def _report(self, ok: bool) -> None:
+    def _report(self, ok: bool, refused: bool = False) -> None:
         """Tell the balancer and the endpoint's breaker how the current try went.
 
         The balancer hears the time since the try was written to the endpoint,
@@ -502,14 +502,14 @@ class Exchange:
         self.target.balancer.on_response(endpoint, self.conn.clock() - self._sent_at, ok)
         breaker = endpoint.breaker
         if breaker is not None:
-            breaker.record(ok, self._probe)
+            breaker.record(ok, self._probe, refused)
             self._probe = False
 
-    def _end_try(self, ok: bool) -> None:
+    def _end_try(self, ok: bool, refused: bool = False) -> None:
         """The current try is over (failed): report it and free the endpoint."""
         self._cancel_try_timer()
         if self._endpoint_busy:
-            self._report(ok)
+            self._report(ok, refused)
             self._release_endpoint()
             # If no retry follows, the answer is counted on this endpoint's stats,
             # where the try counted its request.

@@ -5,7 +5,8 @@ request path reports each result with `record` — a counter reset or increment.
 After ``threshold`` consecutive failures the breaker opens and the endpoint
 leaves the balancer's set. A timer, off the request path, makes it
 *probing* after a backoff that doubles from ``backoff_min`` to ``backoff_max``
-with jitter; while probing it admits a single request. That request's
+with jitter (but not for probes whose connection was refused: those are free);
+while probing it admits a single request. That request's
 success closes the breaker (and resets the backoff); its failure opens it
 again for the next, longer backoff.
 
@@ -81,11 +82,15 @@ class CircuitBreaker:
             return True
         return False
 
-    def record(self, ok: bool, probe: bool = True) -> None:
+    def record(self, ok: bool, probe: bool = True, refused: bool = False) -> None:
         """The result of one request to this endpoint.
 
         While probing, only the probe's result (``probe`` True) decides; a late
-        result of a request sent before the breaker opened is ignored.
+        result of a request sent before the breaker opened is ignored. A probe
+        that failed because the endpoint ``refused`` the connection cost its
+        request nothing (it is retried elsewhere at once), so the backoff does
+        not grow for it: a restarted endpoint is found again within
+        ``backoff_min`` instead of after the backoff grew during its downtime.
         """
         state = self.state
         if state == CLOSED:
@@ -103,7 +108,8 @@ class CircuitBreaker:
                 self._backoff = self.backoff_min
                 self._on_change()
             else:
-                self._backoff = min(self._backoff * 2, self.backoff_max)
+                if not refused:
+                    self._backoff = min(self._backoff * 2, self.backoff_max)
                 self._open()
         # Results arriving while open come from requests sent before it opened.
 

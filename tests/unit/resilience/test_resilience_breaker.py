@@ -283,3 +283,20 @@ def test_cancel_with_nothing_pending_is_harmless() -> None:
     assert not any(t.cancelled for t in h.scheduler.timers)
     assert h.breaker.state == PROBING
 
+
+
+def test_a_refused_probe_does_not_grow_the_backoff() -> None:
+    """A dead endpoint refuses connections; probing it costs its request nothing (it
+    is retried elsewhere), so the wait between probes stays at backoff_min and the
+    endpoint is found again soon after it restarts."""
+    h = Harness(threshold=1, backoff_min=1.0, backoff_max=60.0)
+    h.breaker.record(False)
+    for _ in range(5):
+        timer = h.scheduler.fire()
+        assert 0.5 <= timer.delay <= 1.0
+        h.breaker.on_dispatch()
+        h.breaker.record(False, refused=True)
+    h.scheduler.fire()
+    h.breaker.on_dispatch()
+    h.breaker.record(False)  # a failure that reached the endpoint doubles it
+    assert 1.0 <= h.scheduler.pending[0].delay <= 2.0
