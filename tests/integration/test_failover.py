@@ -62,6 +62,33 @@ def test_killing_one_of_three_endpoints_under_load_fails_no_request(manifests: P
             backend.kill()
 
 
+def test_a_restarted_endpoint_gets_traffic_again_within_seconds(manifests: Path) -> None:
+    backends = [BackendProcess(f"b{i}") for i in range(3)]
+    (manifests / "web.yaml").write_text(mesh_service(
+        "web", [b.address for b in backends], "  loadBalancer: {algorithm: round-robin}\n"
+    ))
+    proxy = RunningProxy(manifests)
+    try:
+        backends[1].kill()
+        assert {get(proxy.outbound)[0] for _ in range(12)} == {200}  # retried elsewhere
+        _, body = proxy.admin_get("/endpoints")
+        assert b'"unreachable"' in body
+        port = int(backends[1].address.rsplit(":", 1)[1])
+        time.sleep(2.0)  # down for a while: the reconnect backoff is at its cap
+        backends[1] = BackendProcess("b1-again", port)
+        restarted = time.monotonic()
+        answers: set[bytes] = set()
+        while b"b1-again" not in answers and time.monotonic() - restarted < 5:
+            answers.add(get(proxy.outbound)[2])
+            time.sleep(0.02)
+        assert b"b1-again" in answers
+        assert time.monotonic() - restarted < 2.5
+    finally:
+        proxy.stop()
+        for backend in backends:
+            backend.kill()
+
+
 def test_a_hanging_endpoint_times_out_opens_its_breaker_and_comes_back(
     manifests: Path, backends: list[Backend]
 ) -> None:

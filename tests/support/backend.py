@@ -148,8 +148,10 @@ class Backend(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 1024
 
-    def __init__(self, name: str) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    allow_reuse_address = True
+
+    def __init__(self, name: str, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.name = name
         self.lock = threading.Lock()
         self.connections = 0
@@ -185,8 +187,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", required=True)
+    parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    server = Backend(args.name)
+    server = Backend(args.name, args.port)
     print(server.address, flush=True)
     sys.stdout.close()
     server.serve_forever()

@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 class BackendProcess:
     """`tests.support.backend` in a child process: kill -9 is a real crash."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, port: int = 0) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.backend", "--name", name],
+            [sys.executable, "-m", "tests.support.backend", "--name", name, "--port", str(port)],
             stdout=subprocess.PIPE,
             cwd=ROOT,
         )

@@ -84,6 +84,7 @@ class Exchange:
         "_endpoint_busy",
         "_error",
         "_failed_endpoint",
+        "_last_failure",
         "_probe",
         "_replay",
         "_replay_bytes",
@@ -142,6 +143,7 @@ class Exchange:
         self._sent_at = now  # when the current try was written to its endpoint
         self._endpoint_busy = False
         self._failed_endpoint: Endpoint | None = None
+        self._last_failure: tuple[int, str, str] | None = None  # of the previous try
         self._probe = False  # this try is its endpoint's circuit-breaker probe
         self._timer: asyncio.TimerHandle | None = None
         self._try_timer: asyncio.TimerHandle | None = None
@@ -206,6 +208,15 @@ class Exchange:
         if self._try_timer is not None:
             self._try_timer.cancel()
             self._try_timer = None
+
+    def retry_found_no_endpoint(self) -> bool:
+        """A retry found nothing to go to: answer with what the previous try got.
+
+        False when this is not a retry (the caller then decides)."""
+        if self._last_failure is None:
+            return False
+        self.respond(*self._last_failure)
+        return True
 
     @property
     def failed_endpoint(self) -> Endpoint | None:
@@ -374,6 +385,7 @@ class Exchange:
             return
         self._end_try(ok=False, refused=error == "connect-refused")
         if self._may_retry(condition):
+            self._last_failure = (status, error, reason)
             self._retry()
         else:
             self.fail(status, error, reason)
@@ -463,7 +475,7 @@ class Exchange:
             self.close_after = True
         stats = self.stats
         if stats is not None:
-            if self.endpoint is None:
+            if self.endpoint is None and self._failed_endpoint is None:
                 stats.requests += 1  # never reached an endpoint, so not counted there
             stats.latency.observe((self.conn.clock() - self.started_at) * 1000.0)
         self.response_started = True

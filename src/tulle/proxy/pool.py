@@ -5,13 +5,23 @@ first out, so the warmest connection is reused and the others can age out), a
 new one otherwise. Pools are keyed by address and shared by every service that
 lists that address. A retired pool (its address left the configuration) closes
 its idle connections at once and each busy one when its exchange ends.
+
+A pool also knows whether its address is *reachable*, the way linkerd2-proxy's
+endpoint stack does: when a connection cannot be made, the address leaves every
+balancer at once (its requests are retried elsewhere, since they never left),
+and the pool tries to connect again in the background — 100 ms, doubling to 1 s,
+with jitter — until the address accepts a connection, which goes straight into
+the idle list as the address rejoins the balancers. A restarted endpoint is thus
+back within about a second, and nobody's request is spent finding out.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -24,6 +34,11 @@ if TYPE_CHECKING:
 # Idle upstream connections kept per address. Enough for a burst of the
 # concurrency one proxy sees per endpoint; beyond it, extras are closed.
 MAX_IDLE_PER_ADDRESS = 256
+# Background reconnection to an unreachable address: first try, and the cap.
+RECONNECT_MIN = 0.1
+RECONNECT_MAX = 1.0
+
+_jitter = random.Random()
 
 
 class ConnectError(Exception):
@@ -38,7 +53,8 @@ class ConnectError(Exception):
 class EndpointPool:
     """Idle keep-alive connections to one address, and the way to make new ones."""
 
-    __slots__ = ("_idle", "_loop", "connect_timeout", "host", "port", "retired", "tcp")
+    __slots__ = ("_idle", "_loop", "_reconnect", "_reconnect_delay", "connect_timeout", "host",
+                 "port", "reachable", "retired", "tcp", "watchers")
 
     def __init__(
         self,
@@ -55,6 +71,11 @@ class EndpointPool:
         self.connect_timeout = connect_timeout
         self._idle: list[UpstreamConnection] = []
         self.retired = False
+        self.reachable = True
+        # Called when ``reachable`` changes (the targets whose endpoints use this pool).
+        self.watchers: set[Callable[[], None]] = set()
+        self._reconnect: asyncio.TimerHandle | None = None
+        self._reconnect_delay = RECONNECT_MIN
 
     @property
     def idle_count(self) -> int:
@@ -99,6 +120,7 @@ class EndpointPool:
             else:
                 error = ConnectError(f"connecting to {self.host}:{self.port} failed: {exc}",
                                      "connect-failed")
+            self._unreachable()
             exchange.connect_failed(error)
             return
         _, conn = task.result()
@@ -131,8 +153,55 @@ class EndpointPool:
     def retire(self) -> None:
         """The address left the configuration: close what is idle, refuse to keep more."""
         self.retired = True
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+            self._reconnect = None
         while self._idle:
             self._idle.pop().close()
+
+    # -- reachability --
+
+    def _unreachable(self) -> None:
+        if not self.reachable or self.retired:
+            return
+        self.reachable = False
+        self._reconnect_delay = RECONNECT_MIN
+        self._schedule_reconnect()
+        self._notify()
+
+    def _schedule_reconnect(self) -> None:
+        delay = self._reconnect_delay * _jitter.uniform(0.5, 1.0)
+        self._reconnect_delay = min(self._reconnect_delay * 2, RECONNECT_MAX)
+        self._reconnect = self._loop.call_later(delay, self._try_reconnect)
+
+    def _try_reconnect(self) -> None:
+        self._reconnect = None
+        if self.retired:
+            return
+        loop = self._loop
+        task = loop.create_task(
+            loop.create_connection(
+                partial(UpstreamConnection, self, self.tcp), self.host, self.port
+            )
+        )
+        timer = loop.call_later(self.connect_timeout, task.cancel)
+        task.add_done_callback(partial(self._reconnected, timer))
+
+    def _reconnected(self, timer: asyncio.TimerHandle, task: asyncio.Task) -> None:
+        timer.cancel()
+        if task.cancelled() or task.exception() is not None:
+            if not self.retired:
+                self._schedule_reconnect()
+            return
+        _, conn = task.result()
+        self.reachable = True
+        self.release(conn)
+        self._notify()
+
+    def _notify(self) -> None:
+        for watcher in list(self.watchers):
+            with contextlib.suppress(Exception):
+                watcher()
 
 
 def set_nodelay(transport: asyncio.BaseTransport) -> None:

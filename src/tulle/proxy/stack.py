@@ -117,6 +117,8 @@ class Balance:
         if endpoint is not None and endpoint is exchange.failed_endpoint:
             endpoint = balancer.pick(exchange) or endpoint  # a retry prefers another one
         if endpoint is None:
+            if exchange.retry_found_no_endpoint():
+                return
             if not target.endpoints:
                 exchange.respond(503, "no-endpoints", f"no endpoint available for {target.key}")
             elif not target.wait_for_endpoint(exchange, self):

@@ -5,8 +5,9 @@ the same, so that what an endpoint has learned (in-flight count, breaker state,
 the balancer's latency estimate) survives a reload, and in-flight requests
 finish on the objects they started with.
 
-An endpoint is *pickable* while its circuit breaker admits requests, outlier
-detection has not ejected it and its health checks pass. Those decisions are
+An endpoint is *pickable* while its address is reachable (its pool can
+connect), its circuit breaker admits requests, outlier detection has not
+ejected it and its health checks pass. Those decisions are
 made off the request path; each change calls `ServiceTarget.refresh`, which
 hands the balancer the pickable set and lets waiting requests go.
 """
@@ -62,7 +63,8 @@ class Endpoint:
     def pickable(self) -> bool:
         breaker = self.breaker
         return (
-            (breaker is None or breaker.admits)
+            self.pool.reachable
+            and (breaker is None or breaker.admits)
             and not self.ejected
             and (self.health is None or self.health.healthy)
         )
@@ -70,6 +72,8 @@ class Endpoint:
     @property
     def state(self) -> str:
         """One word for the dashboard and ``/endpoints``."""
+        if not self.pool.reachable:
+            return "unreachable"
         if self.health is not None and not self.health.healthy:
             return "unhealthy"
         if self.ejected:
@@ -137,7 +141,11 @@ class ServiceTarget:
         return f"{self.name}.{self.namespace}"
 
     def set_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
+        for endpoint in self.endpoints:
+            endpoint.pool.watchers.discard(self.refresh)
         self.endpoints = tuple(endpoints)
+        for endpoint in self.endpoints:
+            endpoint.pool.watchers.add(self.refresh)
         self.refresh()
 
     def refresh(self) -> None:
