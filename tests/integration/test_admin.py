@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.backend import Backend
 from tests.support.client import get
-from tests.support.proxy import RunningProxy
+from tests.support.proxy import RunningProxy, mesh_service
 
 
 def test_live_and_ready(proxy: RunningProxy) -> None:
@@ -76,3 +77,21 @@ def test_metrics_count_requests_responses_latency_and_connections(
     opened = sum(v for labels, v in after["tcp_open_total"]
                  if labels == {"direction": "outbound", "peer": "src"})
     assert opened >= 10
+
+
+def test_peak_ewma_publishes_its_latency_estimate_per_endpoint(
+    backends: list[Backend], manifests: Path
+) -> None:
+    (manifests / "web.yaml").write_text(mesh_service("web", [b.address for b in backends]))
+    proxy = RunningProxy(manifests)  # the default balancer: peak-ewma
+    try:
+        for _ in range(10):
+            assert get(proxy.outbound)[0] == 200
+        samples = _samples(proxy)
+        estimates = samples["tulle_balancer_latency_estimate_ms"]
+        assert {labels["endpoint"] for labels, _ in estimates} == {b.address for b in backends}
+        assert all(0 <= value < 1000 for _, value in estimates)
+        states = {labels["state"] for labels, _ in samples["tulle_endpoint_state"]}
+        assert states == {"active"}
+    finally:
+        proxy.stop()

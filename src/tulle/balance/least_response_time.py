@@ -69,6 +69,11 @@ class LeastResponseTime(Generic[E]):
                 best, best_cost = endpoint, cost
         return best
 
+    def latency_estimate_ms(self, endpoint: E) -> float | None:
+        """The estimate for ``endpoint`` in ms (for /metrics), None if it has none."""
+        estimate = self._estimates.get(endpoint)
+        return None if estimate is None else estimate.get() * 1000.0
+
     def on_response(self, endpoint: E, latency: float, ok: bool) -> None:
         estimate = self._estimates.get(endpoint)
         if estimate is not None:

@@ -73,6 +73,11 @@ class PeakEwma(Generic[E]):
         a, b = self._sampler.two()
         return b if self.cost(b) < self.cost(a) else a
 
+    def latency_estimate_ms(self, endpoint: E) -> float | None:
+        """The estimate for ``endpoint`` in ms (for /metrics), None if it has none."""
+        estimate = self._estimates.get(endpoint)
+        return None if estimate is None else estimate.get() * 1000.0
+
     def on_response(self, endpoint: E, latency: float, ok: bool) -> None:
         estimate = self._estimates.get(endpoint)
         if estimate is not None:  # None: removed by an update since it was picked

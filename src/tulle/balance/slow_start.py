@@ -86,6 +86,10 @@ class SlowStart(Generic[E]):
             endpoint = self._inner.pick(request)
         return endpoint
 
+    def latency_estimate_ms(self, endpoint: E) -> float | None:
+        estimate = getattr(self._inner, "latency_estimate_ms", None)
+        return estimate(endpoint) if estimate is not None else None
+
     def on_response(self, endpoint: E, latency: float, ok: bool) -> None:
         failures = self._failures.get(endpoint)
         if failures is not None:

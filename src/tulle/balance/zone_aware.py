@@ -95,6 +95,10 @@ class ZoneAware(Generic[E]):
             return self._all.pick(request)
         return self._local.pick(request)
 
+    def latency_estimate_ms(self, endpoint: E) -> float | None:
+        estimate = getattr(self._all, "latency_estimate_ms", None)
+        return estimate(endpoint) if estimate is not None else None
+
     def on_response(self, endpoint: E, latency: float, ok: bool) -> None:
         failures = self._failures.get(endpoint)
         if failures is not None:

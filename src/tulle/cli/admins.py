@@ -3,14 +3,19 @@
 ``stat``, ``routes``, ``edges``, ``top``, ``tap`` and ``dashboard`` all read one
 or more proxies' admin listeners (``--admin HOST:PORT``, repeatable, default
 127.0.0.1:4191), optionally named (``--name HOST:PORT=web-1``) so output says
-which proxy is which. A window is two rounds of scrapes ``--window`` apart.
+which proxy is which — or every proxy subscribed to a control plane
+(``--control URL``: the admin addresses its ``/proxies`` lists, named by proxy id).
+A window is two rounds of scrapes ``--window`` apart.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
+import json
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
@@ -23,7 +28,43 @@ DEFAULT_ADMIN = "127.0.0.1:4191"
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def proxies_of_control_plane(url: str) -> list[tuple[str, str]]:
+    """(admin address, proxy id) of every proxy subscribed to the control plane at ``url``."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 8086,
+                                      timeout=5)
+    try:
+        conn.request("GET", "/proxies")
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    if response.status != 200:
+        raise OSError(f"{url}/proxies answered {response.status}")
+    return [
+        (entry["admin"], entry.get("proxy") or entry["admin"])
+        for entry in json.loads(body)["proxies"]
+        if entry.get("admin")
+    ]
+
+
+def _remember_control(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    ctx.meta["tulle.control"] = value
+
+
 def _check_admins(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> list[str]:
+    control = ctx.meta.get("tulle.control")
+    if control and not value:
+        try:
+            found = proxies_of_control_plane(control)
+        except (OSError, ValueError, KeyError) as exc:
+            raise click.BadParameter(f"cannot list the proxies of {control}: {exc}",
+                                     ctx=ctx, param=param) from None
+        if not found:
+            raise click.BadParameter(f"no proxy with an admin address is subscribed to "
+                                     f"{control}", ctx=ctx, param=param)
+        ctx.meta["tulle.control_names"] = {admin: name for admin, name in found}
+        value = tuple(admin for admin, _ in found)
     admins = list(value) or [DEFAULT_ADMIN]
     for admin in admins:
         try:
@@ -43,7 +84,7 @@ def _check_names(
             raise click.BadParameter(f"expected HOST:PORT=NAME, got {item!r}", ctx=ctx,
                                      param=param)
         names[address] = name
-    return names
+    return {**ctx.meta.get("tulle.control_names", {}), **names}
 
 
 def admin_options(function: F) -> F:
@@ -52,9 +93,14 @@ def admin_options(function: F) -> F:
         "--name", "names", multiple=True, metavar="HOST:PORT=NAME", callback=_check_names,
         help="Call the proxy at this admin address NAME in the output (repeatable).",
     )(function)
-    return click.option(
+    function = click.option(
         "--admin", "admins", multiple=True, metavar="HOST:PORT", callback=_check_admins,
         help=f"A proxy's admin address (repeatable) [default: {DEFAULT_ADMIN}].",
+    )(function)
+    return click.option(
+        "--control", metavar="URL", is_eager=True, expose_value=False,
+        callback=_remember_control,
+        help="Read every proxy subscribed to this control plane (http://host:8086).",
     )(function)
 
 
