@@ -31,7 +31,7 @@ def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_c
             manifests: Path | None, namespace: str | None, log_level: str) -> None:
     """Watch Services, EndpointSlices and Tulle's CRDs; stream them to proxies."""
     from tulle.control import ControlPlane
-    from tulle.discovery import ManifestSource
+    from tulle.discovery import ConfigSource, DnsSource, ManifestSource
     from tulle.discovery.kubernetes import KubernetesSource
     from tulle.discovery.kubernetes_access import AccessError, from_kubeconfig
     from tulle.discovery.kubernetes_access import in_cluster as pod
@@ -45,11 +45,13 @@ def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_c
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
+        source: ConfigSource
         if manifests is not None:
             source = ManifestSource(loop, manifests)
         else:
             access = pod() if in_cluster else from_kubeconfig(kubeconfig, context_name)
             source = KubernetesSource(access, namespace=namespace)
+        source = DnsSource(source)  # services with spec.dns: endpoints from DNS
         plane = ControlPlane(source)
         await plane.start(address.host, address.port)
         stopped = asyncio.Event()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -80,12 +81,18 @@ def proxy(
     )
 
     async def run() -> None:
-        source = None
+        from tulle.discovery import ConfigSource, DnsSource, ManifestSource
+
+        source: ConfigSource
         if control is not None:
             from tulle.discovery.control_client import ControlSource
 
             admin_address = options.admin or Address("127.0.0.1", 4191)
             source = ControlSource(control, admin=str(admin_address))
+        else:
+            assert manifests is not None
+            # Services with spec.dns get their endpoints from DNS (a no-op without any).
+            source = DnsSource(ManifestSource(asyncio.get_running_loop(), manifests))
         server = ProxyServer(options, source=source)
         await server.start()
         await server.serve_until_stopped()

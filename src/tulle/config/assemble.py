@@ -163,6 +163,10 @@ def _draft(item: Checked, problems: list[Problem]) -> _Draft | None:
     if isinstance(manifest, MeshService):
         draft = _Draft(item, manifest.metadata.name, manifest.metadata.namespace,
                        manifest.spec.protocol, manifest.spec.port, None, manifest.spec)
+        if manifest.spec.dns is not None and manifest.spec.endpoints:
+            problems.append(item.problem(
+                "spec.dns", "expected either spec.endpoints or spec.dns, not both (endpoints "
+                            "are listed statically or looked up in DNS)"))
         for index, static in enumerate(manifest.spec.endpoints):
             endpoint = Endpoint(static.address.host, static.address.port, static.weight,
                                 static.zone)
@@ -214,6 +218,11 @@ def _attach_slice(
         if key not in unusable_services:
             problems.append(item.problem(label_path, _unknown_service(
                 service_name, slice_.metadata.namespace, drafts)))
+        return
+    if draft.spec.dns is not None:
+        problems.append(item.problem(label_path, (
+            f'service "{key}" takes its endpoints from DNS (spec.dns); an EndpointSlice '
+            f"cannot add to them")))
         return
     port = _slice_port(item, draft, problems)
     if port is None:
@@ -273,6 +282,7 @@ def _finish(draft: _Draft, mesh: MeshSpec) -> Service:
         outlier_detection=spec.outlier_detection,
         health_check=spec.health_check,
         limits=overlay(defaults.limits, spec.limits),
+        dns=spec.dns,
     )
 
 

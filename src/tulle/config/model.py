@@ -24,7 +24,7 @@ from tulle.config.schema_policy import (
     Retries,
     Timeouts,
 )
-from tulle.config.schema_tulle import MeshSpec
+from tulle.config.schema_tulle import DnsDiscovery, MeshSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,7 @@ class Service:
     outlier_detection: OutlierDetection | None = None
     health_check: HealthCheck | None = None
     limits: Limits = field(default_factory=Limits)
+    dns: DnsDiscovery | None = None  # endpoints come from DNS (tulle.discovery.dns_source)
 
     @property
     def key(self) -> str:
@@ -71,7 +72,7 @@ class Service:
         def dump(policy: Any) -> Any:
             return None if policy is None else policy.model_dump(by_alias=True, mode="json")
 
-        return {
+        rendered: dict[str, Any] = {
             "name": self.name,
             "namespace": self.namespace,
             "protocol": self.protocol,
@@ -85,6 +86,9 @@ class Service:
             "healthCheck": dump(self.health_check),
             "limits": dump(self.limits),
         }
+        if self.dns is not None:
+            rendered["dns"] = dump(self.dns)
+        return rendered
 
 
 @dataclass(frozen=True, slots=True)

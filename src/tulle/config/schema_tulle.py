@@ -7,12 +7,23 @@ Kubernetes; on Kubernetes, EndpointSlices can fill its endpoints instead.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal, Self
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from tulle.config.addresses import Address, ListenAddress
-from tulle.config.schema_common import ObjectMeta, Port, Schema, ServiceMeta, StrictInt
+from tulle.config.durations import format_duration
+from tulle.config.problems import describe
+from tulle.config.schema_common import (
+    ObjectMeta,
+    Port,
+    PositiveDuration,
+    Schema,
+    ServiceMeta,
+    StrictInt,
+)
 from tulle.config.schema_policy import (
     CircuitBreaker,
     HealthCheck,
@@ -74,10 +85,57 @@ class StaticEndpoint(Schema):
     zone: str | None = None
 
 
+DNS_RECORD_TYPES: tuple[str, ...] = ("A", "AAAA", "SRV")
+DnsRecordType = Literal[DNS_RECORD_TYPES]  # type: ignore[valid-type]
+# Labels of letters, digits, '-' and '_' (SRV names: _https._tcp.example.com).
+_DNS_QUERY_LABEL = re.compile(r"[A-Za-z0-9_]([-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?")
+
+
+def _dns_query_name(value: str) -> str:
+    name = value[:-1] if value.endswith(".") else value
+    if not name or len(name) > 253 or not all(
+            _DNS_QUERY_LABEL.fullmatch(label) for label in name.split(".")):
+        raise PydanticCustomError(
+            "dns_name",
+            "expected a DNS name to look up (labels of letters, digits, '-' and '_' "
+            f"separated by '.', at most 253 characters), got {describe(value)}",
+        )
+    return name
+
+
+class DnsDiscovery(Schema):
+    """Endpoints from DNS, re-resolved when the answer's TTL runs out.
+
+    ``A``/``AAAA``: every address at ``port`` (the service's ``port`` when absent).
+    ``SRV``: each record's target and port, weighted, lowest priority only.
+    ``server`` is the resolver (``host:port``; default: the first nameserver in
+    /etc/resolv.conf). The TTL is clamped to ``[minTtl, maxTtl]``.
+    """
+
+    name: Annotated[str, AfterValidator(_dns_query_name)]
+    type: DnsRecordType = "A"
+    port: Port | None = None
+    server: Address | None = None
+    min_ttl: PositiveDuration = 1.0
+    max_ttl: PositiveDuration = 300.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.type == "SRV" and self.port is not None:
+            raise PydanticCustomError(
+                "dns", "port does not apply to type SRV (the SRV records give the ports)")
+        if self.min_ttl > self.max_ttl:
+            raise PydanticCustomError(
+                "dns", f"expected minTtl <= maxTtl, got minTtl {format_duration(self.min_ttl)} "
+                       f"and maxTtl {format_duration(self.max_ttl)}")
+        return self
+
+
 class MeshServiceSpec(Schema):
     protocol: Protocol = "http"
     port: Port = 80
     endpoints: tuple[StaticEndpoint, ...] = ()
+    dns: DnsDiscovery | None = None
     load_balancer: LoadBalancer | None = None
     timeouts: Timeouts | None = None
     retries: Retries | None = None

@@ -37,7 +37,7 @@ def service(spec: str) -> str:
         ('port: "80"', 'spec.port: expected an integer, got "80"'),
         ("protocol: udp", 'spec.protocol: expected one of http, grpc or tcp, got "udp"'),
         ("protocl: http", "spec.protocl: unknown field (expected one of: protocol, port, "
-                          "endpoints, loadBalancer, timeouts, retries, circuitBreaker, "
+                          "endpoints, dns, loadBalancer, timeouts, retries, circuitBreaker, "
                           "outlierDetection, healthCheck, limits)"),
         ("endpoints: [{address: 127.0.0.1}]",
          'spec.endpoints[0].address: expected an address host:port (the port is missing), '
