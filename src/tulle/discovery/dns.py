@@ -9,9 +9,8 @@ SRV answers give ``target:port`` per record (the target is not resolved further
 here; SRV priority and weight are kept for the caller). A truncated (TC) response
 is reported as an error rather than retried over TCP.
 
-Not yet wired into a ``ConfigSource``: nothing in the proxy or the control plane
-calls this yet. The intended plug-in is a wrapper source that expands services
-whose endpoints come from DNS and re-resolves each on its TTL.
+`tulle.discovery.dns_source.DnsSource` uses it: it expands the services whose
+endpoints come from DNS (``spec.dns``) and re-resolves each on its TTL.
 """
 
 from __future__ import annotations
