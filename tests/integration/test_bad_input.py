@@ -78,3 +78,33 @@ def test_a_connection_that_never_sends_anything_is_closed(proxy: RunningProxy) -
         while sock.recv(4096):
             pass
     assert time.monotonic() - started < 5
+
+
+def test_connection_cannot_strip_content_length_to_smuggle_a_request(
+    proxy: RunningProxy,
+) -> None:
+    hidden = b"GET /status/418 HTTP/1.1\r\nHost: web\r\n\r\n"
+    response = raw_exchange(
+        proxy.outbound,
+        b"POST /echo HTTP/1.1\r\nHost: web\r\nContent-Length: %d\r\n"
+        b"Connection: content-length, close\r\n\r\n%b" % (len(hidden), hidden),
+    )
+    # One request reached the backend, with the "hidden" one as its body.
+    assert response.startswith(b"HTTP/1.1 200")
+    assert response.endswith(hidden)
+    assert b"418" not in response.split(b"\r\n\r\n", 1)[0]
+
+
+def test_a_broken_body_after_forwarding_leaves_no_request_in_flight(
+    proxy: RunningProxy,
+) -> None:
+    for _ in range(3):
+        response = raw_exchange(
+            proxy.outbound,
+            b"POST /echo HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n" + b"zz\r\n",
+        )
+        assert response.startswith(b"HTTP/1.1 400")
+    time.sleep(0.3)
+    _, body = proxy.admin_get("/endpoints")
+    assert b'"inFlight": 1' not in body and b'"inFlight": 2' not in body

@@ -210,3 +210,27 @@ def test_a_truncated_response_cuts_the_client_and_the_proxy_keeps_serving(
     assert len(data) < 1000
     conn.close()
     assert [get(proxy.outbound)[0] for _ in range(5)] == [200] * 5
+
+
+def test_requests_waiting_for_a_probing_endpoint_are_all_answered(
+    manifests: Path, backends: list[Backend]
+) -> None:
+    (manifests / "web.yaml").write_text(mesh_service(
+        "web", [backends[0].address],
+        "  circuitBreaker: {consecutiveFailures: 1, backoff: {min: 400ms, max: 1s}}\n"
+        "  limits: {failFastAfter: 3s}\n",
+    ))
+    proxy = RunningProxy(manifests)
+    try:
+        assert get(proxy.outbound, "/status/500")[0] == 500  # the breaker opens
+        statuses: list[int] = []
+        clients = [threading.Thread(target=lambda: statuses.append(get(proxy.outbound)[0]))
+                   for _ in range(4)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(timeout=10)
+        assert statuses == [200] * 4  # the probe closed the breaker; the rest followed
+        assert proxy.admin_get("/live")[0] == 200  # and the proxy is not stuck
+    finally:
+        proxy.stop()

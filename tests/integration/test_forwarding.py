@@ -185,3 +185,23 @@ def test_upstream_connections_are_kept_alive_and_reused(
     connections = sum(b.connections for b in backends)
     assert requests == 200
     assert connections <= 4 * len(backends)  # at most one per client per endpoint
+
+
+def test_hundreds_of_pipelined_requests_the_proxy_answers_itself(proxy: RunningProxy) -> None:
+    # A slow request first, then 300 the proxy answers at once (unknown service).
+    requests = b"GET /sleep/200 HTTP/1.1\r\nHost: web\r\n\r\n"
+    requests += b"GET / HTTP/1.1\r\nHost: nowhere\r\n\r\n" * 300
+    requests += b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n"
+    response = raw_exchange(proxy.outbound, requests, timeout=20)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", response)
+    assert statuses == [b"200"] + [b"404"] * 300 + [b"200"]
+
+
+def test_a_client_that_half_closes_after_its_request_is_answered(proxy: RunningProxy) -> None:
+    with socket.create_connection(proxy.outbound, timeout=5) as sock:
+        sock.sendall(b"GET /sleep/100 HTTP/1.1\r\nHost: web\r\n\r\n")
+        sock.shutdown(socket.SHUT_WR)  # like `nc -N`, Go's CloseWrite
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"slept")

@@ -168,6 +168,10 @@ class _Parser:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if self._in_body:
+            # Trailers count against the same cap as the head they extend.
+            self._head_bytes += len(name) + len(value) + 4
+            if self._head_bytes > MAX_HEAD_BYTES:
+                raise RemoteProtocolError("trailers larger than 64 KiB", self._too_large)
             if self._trailers is None:
                 self._trailers = []
             self._trailers.append((name, value))

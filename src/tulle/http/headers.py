@@ -27,7 +27,11 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
     }
 )
 
-_CONNECTION_OPTIONS = HOP_BY_HOP | {b"close", b""}
+# Tokens of a Connection header that do not name a header to drop: options, the
+# hop-by-hop names dropped anyway, and the headers a proxy must never let a peer
+# remove — Content-Length and Host — since dropping them would change the
+# message's framing or destination (request smuggling).
+_CONNECTION_OPTIONS = HOP_BY_HOP | {b"close", b"", b"content-length", b"host"}
 
 
 def end_to_end(headers: Headers) -> Headers:

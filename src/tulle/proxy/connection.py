@@ -57,6 +57,7 @@ class ClientConnection(asyncio.Protocol):
         "_corked",
         "_deadline",
         "_deadline_kind",
+        "_half_closed",
         "_pending_error",
         "_reading_paused",
         "_receiving",
@@ -87,6 +88,7 @@ class ClientConnection(asyncio.Protocol):
         self._deadline = 0.0
         self._deadline_kind = 0
         self._corked: list[bytes] | None = None
+        self._half_closed = False
 
     @property
     def draining(self) -> bool:
@@ -114,6 +116,11 @@ class ClientConnection(asyncio.Protocol):
             self.parser.feed(data)
         except RemoteProtocolError as exc:
             self._protocol_error(exc)
+
+    def eof_received(self) -> bool:
+        """The client shut its sending side: answer what it asked, then close."""
+        self._half_closed = True
+        return bool(self.queue)  # True keeps the transport open for our answers
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
@@ -172,7 +179,7 @@ class ClientConnection(asyncio.Protocol):
 
     def cork(self) -> None:
         """Hold writes until `uncork`: one send for a head and the body read with it."""
-        if self._corked is None:
+        if self._corked is None and not self.closing:
             self._corked = []
 
     def uncork(self) -> None:
@@ -213,11 +220,19 @@ class ClientConnection(asyncio.Protocol):
         if queue:
             if self._reading_paused and len(queue) <= MAX_PIPELINED:
                 self.resume_reading()
-            self.ctx.stack(queue[0])
+            # From the loop, not from here: a run of pipelined requests the proxy
+            # answers at once would otherwise recurse once per request.
+            self.loop.call_soon(self._start, queue[0])
         elif self._pending_error is not None:
             self._answer_malformed(self._pending_error)
+        elif self._half_closed:
+            self._close()  # the client sent its last request and shut its side
         else:
             self._expect(_IDLE, self.ctx.idle_timeout)
+
+    def _start(self, exchange: Exchange) -> None:
+        if not self.closing and self.queue and self.queue[0] is exchange:
+            self.ctx.stack(exchange)
 
     # -- timers and shutdown, driven by the listener's sweeper --
 

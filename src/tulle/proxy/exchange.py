@@ -70,6 +70,10 @@ _CLOSE = (b"connection", b"close")
 _KEEP_ALIVE = (b"connection", b"keep-alive")
 _VIA = (b"via", VIA)
 
+# A request sent on a reused connection that the endpoint had closed is sent again
+# on a new one only for these (RFC 9110 §9.2.2 idempotent) methods.
+_RESENDABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+
 # Body bytes held per request while no upstream connection is attached yet;
 # past this the client is paused until the connection is there.
 MAX_BUFFERED_BODY = 64 * 1024
@@ -111,6 +115,7 @@ class Exchange:
         "started_at",
         "stats",
         "target",
+        "try_id",
         "upstream",
     )
 
@@ -148,6 +153,7 @@ class Exchange:
         self._timer: asyncio.TimerHandle | None = None
         self._try_timer: asyncio.TimerHandle | None = None
         self._tries = 0
+        self.try_id = 0  # which try a connection being made belongs to
         self._upstream_reusable = False
         self._status = 0
         self._error = ""
@@ -234,6 +240,7 @@ class Exchange:
         """Send the request to ``endpoint`` over one of its pool's connections."""
         self.endpoint = endpoint
         self.stats = endpoint.stats
+        self.try_id += 1
         endpoint.stats.requests += 1
         endpoint.in_flight += 1
         self._endpoint_busy = True
@@ -247,7 +254,7 @@ class Exchange:
 
     def upstream_ready(self, upstream: UpstreamConnection) -> None:
         """The pool lends us ``upstream``: write the request head and any held body."""
-        if self.finished or self.endpoint is None:
+        if self.finished or self.endpoint is None or self.upstream is not None:
             upstream.pool.release(upstream)
             return
         self.upstream = upstream
@@ -277,6 +284,8 @@ class Exchange:
     # -- response side, fed by the upstream connection --
 
     def response_head(self, response: ResponseHead) -> None:
+        if self.finished:
+            return
         status = response.status
         target = self.target
         assert target is not None
@@ -288,6 +297,8 @@ class Exchange:
                 self.upstream = None
                 upstream.close()  # its body is not wanted; the connection can't be reused
             self._end_try(ok=False)
+            self._last_failure = (status, "upstream-status",
+                                  f"the endpoint answered {status} and no retry could save it")
             self._retry()
             return
         self._cancel_try_timer()
@@ -324,6 +335,9 @@ class Exchange:
         self.conn.write(encode_chunk(data) if self._response_chunked else data)
 
     def response_end(self, trailers: Headers | None, upstream: UpstreamConnection) -> None:
+        if self.finished:
+            upstream.close()
+            return
         if self._response_chunked:
             self.conn.write(encode_last_chunk(trailers))
         self.upstream = None
@@ -351,7 +365,8 @@ class Exchange:
         if self.finished:
             return
         self.upstream = None
-        if not self.response_started and upstream.reused and not self.head.has_body:
+        if (not self.response_started and upstream.reused and not self.head.has_body
+                and self.head.method in _RESENDABLE and not upstream.mid_response):
             # A reused keep-alive connection that the upstream had already
             # closed: the request never reached it. Send it again on a new one.
             upstream.pool.connect(self)
@@ -460,6 +475,7 @@ class Exchange:
         self._error = error
         if self.response_started:
             self.close_after = True
+            self._detach_upstream()
             self.conn.abort()
             self._finish()
             return
@@ -467,6 +483,7 @@ class Exchange:
 
     def respond(self, status: int, error: str, reason: str) -> None:
         """Send a response made by the proxy (404, 502, 503, 504 …) and end."""
+        self._detach_upstream()
         self._status = status
         self._error = error
         if not self.request_complete or status in (400, 431):
@@ -493,6 +510,10 @@ class Exchange:
         self._cancel_timers()
         if self.target is not None:
             self.target.forget_waiting(self)
+        self._detach_upstream()
+
+    def _detach_upstream(self) -> None:
+        """Let go of the current try without a verdict on the endpoint (not its fault)."""
         upstream = self.upstream
         if upstream is not None:
             self.upstream = None
@@ -520,6 +541,7 @@ class Exchange:
     def _end_try(self, ok: bool, refused: bool = False) -> None:
         """The current try is over (failed): report it and free the endpoint."""
         self._cancel_try_timer()
+        self.try_id += 1  # a connection still being made for this try is now stale
         if self._endpoint_busy:
             self._report(ok, refused)
             self._release_endpoint()
@@ -531,8 +553,13 @@ class Exchange:
     def _release_endpoint(self) -> None:
         if self._endpoint_busy:
             self._endpoint_busy = False
-            assert self.endpoint is not None
-            self.endpoint.in_flight -= 1
+            endpoint = self.endpoint
+            assert endpoint is not None
+            endpoint.in_flight -= 1
+            if self._probe:  # a probe that ended without a result
+                self._probe = False
+                if endpoint.breaker is not None:
+                    endpoint.breaker.abandon_probe()
 
     def _cancel_try_timer(self) -> None:
         if self._try_timer is not None:

@@ -54,17 +54,20 @@ class OutlierDriver:
         self._last: dict[Endpoint, tuple[int, int]] = {
             e: _totals(e) for e in target.endpoints
         }
-        self._handles: list[asyncio.TimerHandle] = []
+        self._returns: dict[Endpoint, asyncio.TimerHandle] = {}
         self._tick: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self._tick = self._loop.call_later(self._settings.interval, self._evaluate)
 
     def stop(self) -> None:
+        """Stop (on reload): ejected endpoints come back now rather than never."""
         if self._tick is not None:
             self._tick.cancel()
-        for handle in self._handles:
+        for endpoint, handle in self._returns.items():
             handle.cancel()
+            endpoint.ejected = False
+        self._returns.clear()
 
     def _evaluate(self) -> None:
         target = self._target
@@ -83,12 +86,13 @@ class OutlierDriver:
             endpoint.ejections += 1
             duration = self._settings.base_ejection_time * endpoint.ejections
             log.warning("ejecting %s from %s for %.0fs", endpoint.address, target.key, duration)
-            self._handles.append(self._loop.call_later(duration, self._return, endpoint))
+            self._returns[endpoint] = self._loop.call_later(duration, self._return, endpoint)
         if chosen:
             target.refresh()
         self._tick = self._loop.call_later(self._settings.interval, self._evaluate)
 
     def _return(self, endpoint: Endpoint) -> None:
+        self._returns.pop(endpoint, None)
         endpoint.ejected = False
         log.info("%s returns to %s after ejection", endpoint.address, self._target.key)
         self._target.refresh()

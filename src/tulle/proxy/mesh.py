@@ -60,6 +60,9 @@ class DirectionState:
                 endpoints.append(self._endpoint_for(target, config, service))
             target.set_endpoints(endpoints)
         kept = {id(e) for target in wanted.values() for e in target.endpoints}
+        for key, old in self.targets.items():
+            if wanted.get(key) is not old:
+                old.detach()
         for old in self.targets.values():
             for endpoint in old.endpoints:
                 if id(endpoint) not in kept and endpoint.breaker is not None:
@@ -139,12 +142,16 @@ class DirectionState:
         self._drivers = []
         for service in services:
             target = self.targets[f"{service.name}.{service.namespace}"]
+            for endpoint in target.endpoints:
+                endpoint.health = None  # the health driver (if any) starts it afresh
             if service.outlier_detection is not None:
                 self._drivers.append(OutlierDriver(self.loop, target, service.outlier_detection))
             if service.health_check is not None:
                 self._drivers.append(HealthDriver(self.loop, target, service.health_check))
         for driver in self._drivers:
             driver.start()
+        for target in self.targets.values():
+            target.refresh()  # health and ejections may have been reset
 
     def stop(self) -> None:
         """Stop the background drivers (at shutdown)."""

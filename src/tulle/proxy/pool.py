@@ -101,12 +101,20 @@ class EndpointPool:
             )
         )
         timer = loop.call_later(self.connect_timeout, task.cancel)
-        task.add_done_callback(partial(self._connected, exchange, timer))
+        task.add_done_callback(partial(self._connected, exchange, exchange.try_id, timer))
 
     def _connected(
-        self, exchange: Exchange, timer: asyncio.TimerHandle, task: asyncio.Task
+        self, exchange: Exchange, try_id: int, timer: asyncio.TimerHandle, task: asyncio.Task
     ) -> None:
         timer.cancel()
+        if exchange.finished or exchange.try_id != try_id or exchange.upstream is not None:
+            # The try this connection was for is over (timed out, retried elsewhere,
+            # the client left): keep a connection that worked, forget one that didn't.
+            if not task.cancelled() and task.exception() is None:
+                self.release(task.result()[1])
+            elif not task.cancelled() and isinstance(task.exception(), ConnectionRefusedError):
+                self._unreachable()
+            return
         if task.cancelled():
             exchange.connect_failed(
                 ConnectError(f"connecting to {self.host}:{self.port} timed out", "connect-timeout")
@@ -124,9 +132,6 @@ class EndpointPool:
             exchange.connect_failed(error)
             return
         _, conn = task.result()
-        if exchange.finished:
-            self.release(conn)  # the client went away meanwhile; keep the connection
-            return
         exchange.upstream_ready(conn)
 
     def release(self, conn: UpstreamConnection) -> None:

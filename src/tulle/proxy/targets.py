@@ -140,6 +140,11 @@ class ServiceTarget:
     def key(self) -> str:
         return f"{self.name}.{self.namespace}"
 
+    def detach(self) -> None:
+        """This target left the configuration: stop hearing from its endpoints' pools."""
+        for endpoint in self.endpoints:
+            endpoint.pool.watchers.discard(self.refresh)
+
     def set_endpoints(self, endpoints: Sequence[Endpoint]) -> None:
         for endpoint in self.endpoints:
             endpoint.pool.watchers.discard(self.refresh)
@@ -152,10 +157,11 @@ class ServiceTarget:
         """An endpoint's availability changed: update the balancer, wake waiters."""
         pickable = [e for e in self.endpoints if e.pickable]
         self.balancer.update(pickable)
-        if pickable:
-            waiting = self._waiting
-            while waiting:
-                exchange, resume = waiting.popleft()
+        if pickable and self._waiting:
+            # Wake from a snapshot: a woken request that finds nothing pickable
+            # (a probe slot just taken) parks again in the new queue, not in this one.
+            waiting, self._waiting = self._waiting, deque()
+            for exchange, resume in waiting:
                 if not exchange.finished:
                     exchange.stop_waiting()
                     resume(exchange)

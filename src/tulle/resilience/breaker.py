@@ -82,6 +82,12 @@ class CircuitBreaker:
             return True
         return False
 
+    def abandon_probe(self) -> None:
+        """The probe ended without a result (its client left): let another one through."""
+        if self.state == PROBING and self.probe_in_flight:
+            self.probe_in_flight = False
+            self._on_change()
+
     def record(self, ok: bool, probe: bool = True, refused: bool = False) -> None:
         """The result of one request to this endpoint.
 

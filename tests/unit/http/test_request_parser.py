@@ -326,3 +326,11 @@ def test_bytes_after_the_head_in_the_same_feed_are_not_head_bytes(shape: str) ->
         expected = MAX_HEAD_BYTES // len(GET) + 1
         data = GET * expected
     assert len(parse_requests(data).messages) == expected
+
+
+def test_trailers_count_against_the_head_size_cap() -> None:
+    head = lines("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked")
+    trailers = b"".join(b"x-trailer-%d: %s\r\n" % (i, b"v" * 100) for i in range(1000))
+    with pytest.raises(RemoteProtocolError) as caught:
+        parse_requests(head + b"1\r\nx\r\n0\r\n" + trailers + b"\r\n")
+    assert caught.value.status == 431

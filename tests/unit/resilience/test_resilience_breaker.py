@@ -300,3 +300,15 @@ def test_a_refused_probe_does_not_grow_the_backoff() -> None:
     h.breaker.on_dispatch()
     h.breaker.record(False)  # a failure that reached the endpoint doubles it
     assert 1.0 <= h.scheduler.pending[0].delay <= 2.0
+
+
+def test_an_abandoned_probe_lets_another_one_through() -> None:
+    """The probe's client went away before an answer: the endpoint must not stay
+    stuck with a probe "in flight" forever."""
+    h = Harness(threshold=1)
+    h.breaker.record(False)
+    h.scheduler.fire()
+    assert h.breaker.on_dispatch() is True
+    assert not h.breaker.admits
+    h.breaker.abandon_probe()
+    assert h.breaker.state == "probing" and h.breaker.admits
