@@ -11,7 +11,7 @@ status), **p99** of the successful requests before (0–10 s), during (10–20 s
 after (20–30 s) the outage and overall, and **how long after it was listening
 again the returned endpoint answered its first request** through the proxy.
 
-- **tulle**: default settings (peak-EWMA, retries of connect failures and gateway
+- **tulle**: default settings (peak-EWMA, retries of connection failures, resets and gateway
   errors for idempotent methods, circuit breaker after 7 consecutive failures with
   a 1 s → 60 s backoff), no active health checks;
 - **haproxy**: ``balance roundrobin``, ``http-reuse always``, active checks

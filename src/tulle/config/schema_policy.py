@@ -171,7 +171,8 @@ class Retries(Schema):
     """A service's retry policy. ``budget`` falls back to the mesh default."""
 
     attempts: StrictInt = Field(2, ge=1, le=10)
-    on: tuple[RetryCondition, ...] = ("connect-failure", "gateway-error")
+    # The issue's default: 502, 503, 504 and connection errors (refused or reset).
+    on: tuple[RetryCondition, ...] = ("connect-failure", "reset", "gateway-error")
     methods: tuple[HttpMethod, ...] = IDEMPOTENT_METHODS
     budget: RetryBudget | None = None
 

@@ -112,7 +112,7 @@ def test_retries_defaults_and_own_budget(tmp_path: Path) -> None:
     retries = config.services["web.default"].retries
     assert retries is not None
     assert retries.attempts == 2
-    assert retries.on == ("connect-failure", "gateway-error")
+    assert retries.on == ("connect-failure", "reset", "gateway-error")
     assert retries.methods == ("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE")
     assert retries.budget is not None
     assert (retries.budget.ratio, retries.budget.min_per_second) == (0.2, 1)
