@@ -143,11 +143,24 @@ def render_nginx_proxy(workdir: Path, listen_port: int, endpoints: Sequence[str]
     )
 
 
-def render_haproxy(listen_port: int, endpoints: Sequence[str]) -> str:
-    """HAProxy config: one thread, round-robin, idle server connections always reused."""
+def render_haproxy(
+    listen_port: int,
+    endpoints: Sequence[str],
+    server_options: str = "",
+    defaults_extra: Sequence[str] = (),
+) -> str:
+    """HAProxy config: one thread, round-robin, idle server connections always reused.
+
+    ``server_options`` go on every ``server`` line (e.g. health checks) and
+    ``defaults_extra`` into the ``defaults`` section (e.g. retries): the variants
+    other scenarios need, written once.
+    """
+    options = f" {server_options}" if server_options else ""
     servers = "".join(
-        f"    server s{index} {endpoint}\n" for index, endpoint in enumerate(endpoints, 1)
+        f"    server s{index} {endpoint}{options}\n"
+        for index, endpoint in enumerate(endpoints, 1)
     )
+    extra = "".join(f"    {line}\n" for line in defaults_extra)
     return f"""\
 global
     nbthread 1
@@ -159,7 +172,7 @@ defaults
     timeout client 30s
     timeout server 30s
     http-reuse always
-
+{extra}
 frontend bench
     bind 127.0.0.1:{listen_port}
     default_backend backends

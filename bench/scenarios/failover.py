@@ -254,32 +254,12 @@ def _sleep_until(deadline: float) -> None:
 
 def render_haproxy(listen_port: int, endpoints: list[str]) -> str:
     """HAProxy with active checks, layer-7 retries and redispatch (see module note)."""
-    servers = "".join(
-        f"    server s{index} {endpoint} check inter 1s fall 2 rise 1\n"
-        for index, endpoint in enumerate(endpoints, 1)
+    return peers.render_haproxy(
+        listen_port,
+        endpoints,
+        server_options="check inter 1s fall 2 rise 1",
+        defaults_extra=("retries 2", "retry-on all-retryable-errors", "option redispatch"),
     )
-    return f"""\
-global
-    nbthread 1
-    maxconn 4096
-
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-    http-reuse always
-    retries 2
-    retry-on all-retryable-errors
-    option redispatch
-
-frontend bench
-    bind 127.0.0.1:{listen_port}
-    default_backend backends
-
-backend backends
-    balance roundrobin
-{servers}"""
 
 
 def render_nginx(workdir: Path, listen_port: int, endpoints: list[str]) -> str:

@@ -10,7 +10,6 @@ missing, except in CI (``CI=true``), where it fails.
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from bench.backends_slow import Delay, Ramp
 from bench.named_backend import HEADER, NamedOk, response
 from bench.processes import free_ports
 from bench.scenarios import failover, load_scenario
-from bench.tools import missing_tools
+from tests.support.tools import require_tools
 
 CANNED = """\
 offset,latency,status,error,backend
@@ -224,21 +223,13 @@ def test_nginx_config_has_passive_failure_handling(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- end to end
 
 
-def _require_tools(names: tuple[str, ...]) -> None:
-    missing = missing_tools(list(names))
-    if not missing:
-        return
-    message = f"benchmark tools not installed: {', '.join(missing)} (make system-deps)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.mark.bench
 def test_failover_quick_kills_and_restarts_an_endpoint_per_proxy(tmp_path: Path) -> None:
     from bench.__main__ import run_scenario
 
-    _require_tools(load_scenario("failover").TOOLS)
+    require_tools(load_scenario("failover").TOOLS)
     report, written = run_scenario(
         "failover", quick=True, results_dir=tmp_path, peer_names=("haproxy", "nginx", "tulle")
     )

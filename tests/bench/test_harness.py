@@ -9,7 +9,6 @@ setup.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,12 @@ import pytest
 from bench.__main__ import run_scenario
 from bench.peers import PEER_NAMES
 from bench.scenarios import load_scenario
-from bench.tools import missing_tools
-
-
-def _require_tools(names: tuple[str, ...]) -> None:
-    missing = missing_tools(list(names))
-    if not missing:
-        return
-    message = f"benchmark tools not installed: {', '.join(missing)} (make system-deps)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+from tests.support.tools import require_tools
 
 
 @pytest.mark.bench
 def test_baseline_quick_has_a_row_per_peer(tmp_path: Path) -> None:
-    _require_tools(load_scenario("baseline").TOOLS)
+    require_tools(load_scenario("baseline").TOOLS)
     committed = Path(__file__).parents[2] / "bench" / "results" / "baseline.md"
     committed_mtime = committed.stat().st_mtime if committed.exists() else None
 
@@ -61,10 +50,10 @@ def test_baseline_quick_has_a_row_per_peer(tmp_path: Path) -> None:
 def test_missing_tool_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="no-such-load-tool"):
-        _require_tools(("no-such-load-tool",))
+        require_tools(("no-such-load-tool",))
 
 
 def test_missing_tool_skips_locally(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="no-such-load-tool"):
-        _require_tools(("no-such-load-tool",))
+        require_tools(("no-such-load-tool",))
