@@ -237,3 +237,35 @@ def test_requests_waiting_for_a_probing_endpoint_are_all_answered(
         assert proxy.admin_get("/live")[0] == 200  # and the proxy is not stuck
     finally:
         proxy.stop()
+
+
+def test_outlier_detection_ejects_an_endpoint_whose_failures_retries_hide(
+    manifests: Path, backends: list[Backend]
+) -> None:
+    """Every 503 of the bad endpoint is retried elsewhere, so clients see only 200s;
+    outlier detection must still see those failures and eject it."""
+    bad = HangingBackend()
+    bad.hanging, bad.status = False, 503
+    (manifests / "web.yaml").write_text(mesh_service(
+        "web", [backends[0].address, backends[1].address, bad.address],
+        "  loadBalancer: {algorithm: round-robin}\n"
+        "  circuitBreaker: {consecutiveFailures: 100000}\n"
+        "  outlierDetection: {interval: 500ms, minimumRequests: 3, baseEjectionTime: 30s,"
+        " maxEjectionPercent: 50}\n",
+    ))
+    proxy = RunningProxy(manifests)
+    try:
+        deadline = time.monotonic() + 5
+        ejected = False
+        while time.monotonic() < deadline and not ejected:
+            assert get(proxy.outbound)[0] == 200
+            time.sleep(0.02)
+            _, body = proxy.admin_get("/endpoints")
+            ejected = b'"ejected"' in body and b'"state": "ejected"' in body
+        assert ejected
+        served = bad.requests
+        assert [get(proxy.outbound)[0] for _ in range(10)] == [200] * 10
+        assert bad.requests == served  # out of rotation
+    finally:
+        proxy.stop()
+        bad.stop()

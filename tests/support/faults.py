@@ -31,12 +31,14 @@ class BackendProcess:
 
 
 class HangingBackend:
-    """Accepts connections and reads requests; answers only while ``hanging`` is False."""
+    """Accepts connections and reads requests; answers (with ``status``) only while
+    ``hanging`` is False."""
 
     def __init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self._listener.getsockname()[1]}"
         self.hanging = True
+        self.status = 200
         self.requests = 0
         self._stopped = False
         self._lock = threading.Lock()
@@ -68,7 +70,8 @@ class HangingBackend:
                         while conn.recv(65536):  # hold the request until the proxy gives up
                             pass
                         return
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nhealthy")
+                    conn.sendall(b"HTTP/1.1 %d Status\r\nContent-Length: 7\r\n\r\nhealthy"
+                                 % self.status)
             except OSError:
                 return
 

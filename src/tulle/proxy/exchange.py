@@ -428,6 +428,11 @@ class Exchange:
         assert target is not None
         self._tries += 1
         target.counters.retries += 1
+        failed = self._failed_endpoint
+        if failed is not None:
+            # The try's failure will not show in the final answer: count it here,
+            # so outlier detection sees endpoints whose failures retries hide.
+            failed.failed_tries += 1
         self.upstream = None
         self._buffer = list(self._replay) if self._replay else []
         self._buffered = self._replay_bytes if self._replay else 0

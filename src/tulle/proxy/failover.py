@@ -26,8 +26,8 @@ log = logging.getLogger("tulle.failover")
 
 
 def _totals(endpoint: Endpoint) -> tuple[int, int]:
-    """(responses, failures) the endpoint has answered so far."""
-    total = failures = 0
+    """(answers, failures) of the endpoint so far, tries that were retried included."""
+    total = failures = endpoint.failed_tries
     for (status, error), count in list(endpoint.stats.responses.items()):
         total += count
         if error or status >= 500:

@@ -42,8 +42,8 @@ class TargetTimeouts:
 class Endpoint:
     """One address of a service, as the balancer and the request path see it."""
 
-    __slots__ = ("address", "breaker", "ejected", "ejections", "health", "in_flight", "pool",
-                 "stats", "weight", "zone")
+    __slots__ = ("address", "breaker", "ejected", "ejections", "failed_tries", "health",
+                 "in_flight", "pool", "stats", "weight", "zone")
 
     def __init__(
         self, pool: EndpointPool, weight: int, zone: str | None, stats: ResponseStats
@@ -58,6 +58,7 @@ class Endpoint:
         self.health: HealthState | None = None
         self.ejected = False
         self.ejections = 0
+        self.failed_tries = 0  # tries that failed here and were retried elsewhere
 
     @property
     def pickable(self) -> bool:
@@ -100,6 +101,7 @@ class Endpoint:
             },
             "ejected": self.ejected,
             "ejections": self.ejections,
+            "failedTriesRetried": self.failed_tries,
             "healthy": None if self.health is None else self.health.healthy,
         }
 
