@@ -70,8 +70,7 @@ _CLOSE = (b"connection", b"close")
 _KEEP_ALIVE = (b"connection", b"keep-alive")
 _VIA = (b"via", VIA)
 
-# A request sent on a reused connection that the endpoint had closed is sent again
-# on a new one only for these (RFC 9110 §9.2.2 idempotent) methods.
+# Sent again on a new connection when a reused one turns out closed (RFC 9110 §9.2.2).
 _RESENDABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
 # Body bytes held per request while no upstream connection is attached yet;
@@ -216,9 +215,8 @@ class Exchange:
             self._try_timer = None
 
     def retry_found_no_endpoint(self) -> bool:
-        """A retry found nothing to go to: answer with what the previous try got.
-
-        False when this is not a retry (the caller then decides)."""
+        """A retry found nothing to go to: answer what the previous try got (False: not a
+        retry, the caller decides)."""
         if self._last_failure is None:
             return False
         self.respond(*self._last_failure)
@@ -287,15 +285,10 @@ class Exchange:
         if self.finished:
             return
         status = response.status
-        target = self.target
-        assert target is not None
         policy = self.retry_policy
         if status >= 500 and self.redispatch is not None and policy is not None \
                 and policy.retries_status(status) and self._may_retry(STATUS):
-            upstream = self.upstream
-            if upstream is not None:
-                self.upstream = None
-                upstream.close()  # its body is not wanted; the connection can't be reused
+            self._close_upstream()  # its body is not wanted: the connection can't be reused
             self._end_try(ok=False)
             self._last_failure = (status, "upstream-status",
                                   f"the endpoint answered {status} and no retry could save it")
@@ -385,19 +378,12 @@ class Exchange:
         self._try_timer = None
         if self.finished or self.response_started:
             return
-        upstream = self.upstream
-        if upstream is not None:
-            self.upstream = None
-            upstream.close()
+        self._close_upstream()
         timeout = self.per_try_timeout
         self._try_failed(TIMEOUT, 504, "per-try-timeout",
                          f"no response within the per-try timeout ({timeout}s)")
 
     def _try_failed(self, condition: str, status: int, error: str, reason: str) -> None:
-        if self.response_started:
-            self._end_try(ok=False)
-            self.fail(status, error, reason)
-            return
         self._end_try(ok=False, refused=error == "connect-refused")
         if self._may_retry(condition):
             self._last_failure = (status, error, reason)
@@ -460,10 +446,7 @@ class Exchange:
         self._cancel_try_timer()
         if self.target is not None:
             self.target.forget_waiting(self)
-        upstream = self.upstream
-        if upstream is not None:
-            self.upstream = None
-            upstream.close()
+        self._close_upstream()
         if self._endpoint_busy:
             self._end_try(ok=False)
         timeout = self.request_timeout
@@ -519,11 +502,15 @@ class Exchange:
 
     def _detach_upstream(self) -> None:
         """Let go of the current try without a verdict on the endpoint (not its fault)."""
+        self._close_upstream()
+        self._release_endpoint()
+
+    def _close_upstream(self) -> None:
+        """Close the current try's connection: what it still delivers is not wanted."""
         upstream = self.upstream
         if upstream is not None:
             self.upstream = None
             upstream.close()
-        self._release_endpoint()
 
     # -- bookkeeping --
 
