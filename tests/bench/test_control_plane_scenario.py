@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 import pytest
 
 from bench.harness import open_harness
 from bench.scenarios import control_plane, load_scenario
-from bench.tools import missing_tools
 from bench.watch_fleet import Fleet
+from tests.support.tools import require_tools
 from tulle.config import load
 from tulle.control import ControlPlane
 from tulle.discovery.source import ManifestSource
@@ -78,11 +77,7 @@ def test_report_has_one_row_per_n_and_a_plot(tmp_path: Path) -> None:
 
 @pytest.mark.bench
 def test_quick_run_against_a_real_control_plane(tmp_path: Path) -> None:
-    missing = missing_tools(["tulle"])
-    if missing:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"missing tools in CI: {missing}")
-        pytest.skip(f"missing tools: {missing}")
+    require_tools(["tulle"])
     with open_harness(tmp_path, pin=False) as harness:
         report = control_plane.run(harness, quick=True)
     table = report.tables[0]

@@ -55,5 +55,5 @@ def test_missing_tool_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_missing_tool_skips_locally(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CI", raising=False)
-    with pytest.raises(pytest.skip.Exception, match="no-such-load-tool"):
+    with pytest.raises(pytest.skip.Exception, match="no-such-load-tool"):  # outside CI
         require_tools(("no-such-load-tool",))

@@ -10,7 +10,6 @@ compare what the monitoring shows with what the client saw.
 from __future__ import annotations
 
 import http.client
-import os
 import shutil
 import signal
 import subprocess
@@ -18,27 +17,21 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.support.backend import Backend
 from tests.support.proxy import TULLE, free_port, mesh_service
+from tests.support.tools import skip_outside_ci
 
 REPO = Path(__file__).resolve().parents[2]
 FAIL_EVERY = 4  # a quarter of web's requests fail: a share no rounding can hide
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def require_tool(name: str, path: str | None = None) -> str:
     """The tool's path; skip without it locally, fail without it in CI (CI=true)."""
     found = path if path and Path(path).exists() else shutil.which(name)
     if found is None:
-        message = f"{name} is not installed (make test installs it: scripts/install-system-deps.sh)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        skip_outside_ci(
+            f"{name} is not installed (make test installs it: scripts/install-system-deps.sh)"
+        )
     return found
 
 

@@ -18,6 +18,7 @@ import yaml
 
 from tests.k8s.cluster import REPO, Cluster, binaries
 from tests.k8s.kube import sync_call
+from tests.support.tools import in_ci, skip_outside_ci
 from tulle.discovery.kubernetes_api import ApiError
 
 CRDS = REPO / "deploy" / "crds"
@@ -25,11 +26,10 @@ CRDS = REPO / "deploy" / "crds"
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    in_ci = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-    bin_dir = binaries(build=in_ci or os.environ.get("TULLE_K8S_BUILD") == "1")
+    bin_dir = binaries(build=in_ci() or os.environ.get("TULLE_K8S_BUILD") == "1")
     if bin_dir is None:
-        pytest.skip("kube-apiserver 1.20.2 is not built: run scripts/kube-test-binaries.sh "
-                    "(about 9 minutes once), or set CI=true / TULLE_K8S_BUILD=1")
+        skip_outside_ci("kube-apiserver 1.20.2 is not built: run scripts/kube-test-binaries.sh "
+                        "(about 9 minutes once), or set CI=true / TULLE_K8S_BUILD=1")
     running = Cluster(bin_dir, Path(tmp_path_factory.mktemp("k8s"))).start()
     try:
         for crd in sorted(CRDS.glob("*.yaml")):
