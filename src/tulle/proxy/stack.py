@@ -69,13 +69,19 @@ class Route:
         self.inner(exchange)
 
 
-class RequestTimeout:
-    """Arms the service's request timeout (until the response head arrives)."""
+class Wrapping:
+    """A layer that does its part and calls the next one, ``inner``."""
 
     __slots__ = ("inner",)
 
     def __init__(self, inner: Layer) -> None:
         self.inner = inner
+
+
+class RequestTimeout(Wrapping):
+    """Arms the service's request timeout (until the response head arrives)."""
+
+    __slots__ = ()
 
     def __call__(self, exchange: Exchange) -> None:
         timeout = exchange.request_timeout
@@ -84,13 +90,10 @@ class RequestTimeout:
         self.inner(exchange)
 
 
-class Retry:
+class Retry(Wrapping):
     """Makes the request retryable under the service's policy and budget."""
 
-    __slots__ = ("inner",)
-
-    def __init__(self, inner: Layer) -> None:
-        self.inner = inner
+    __slots__ = ()
 
     def __call__(self, exchange: Exchange) -> None:
         target = exchange.target
@@ -101,13 +104,10 @@ class Retry:
         self.inner(exchange)
 
 
-class Balance:
+class Balance(Wrapping):
     """Asks the service's balancer for an endpoint, or waits briefly, or sheds."""
 
-    __slots__ = ("inner",)
-
-    def __init__(self, inner: Layer) -> None:
-        self.inner = inner
+    __slots__ = ()
 
     def __call__(self, exchange: Exchange) -> None:
         target = exchange.target
