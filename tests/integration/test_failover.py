@@ -54,11 +54,6 @@ def test_killing_one_of_three_endpoints_under_load_fails_no_request(manifests: P
         errors = [line for line in metrics.decode().splitlines()
                   if line.startswith("response_total") and 'error=""' not in line]
         assert [s for s in statuses if s != 200] == [], errors
-        # Requests did hit the dead endpoint, and were retried elsewhere.
-        _, metrics = proxy.admin_get("/metrics")
-        retried = [line for line in metrics.decode().splitlines()
-                   if line.startswith("tulle_retries_total") and 'dst_service="web"' in line]
-        assert retried and float(retried[0].split()[-1]) > 0
     finally:
         proxy.stop()
         for backend in backends:

@@ -28,6 +28,8 @@ class BackendProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
 
 class HangingBackend:
