@@ -20,6 +20,7 @@ SCENARIOS: dict[str, str] = {
     "baseline": "bench.scenarios.baseline",
     "slow_endpoint": "bench.scenarios.slow_endpoint",
     "degrading_endpoint": "bench.scenarios.degrading_endpoint",
+    "degrading_open_loop": "bench.scenarios.degrading_open_loop",
     "failover": "bench.scenarios.failover",
     "control_plane": "bench.scenarios.control_plane",
 }

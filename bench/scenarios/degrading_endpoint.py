@@ -14,8 +14,10 @@ from __future__ import annotations
 import csv
 import http.client
 import io
+import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from bench.load import RUN_SLACK_SECONDS, LoadFailed
 from bench.report import Report, Table
 from bench.scenarios.slow_endpoint import RATE_PER_WORKER, balancers, start_slow_backends
 from bench.stats import percentile
+from bench.timeline import read_records
 from bench.tools import find_tool
 
 DESCRIPTION = "one endpoint degrades from 1 to 40 ms: p99 over time per balancer"
@@ -44,7 +47,15 @@ FULL = Settings(seconds=30.0, window=3.0)
 QUICK = Settings(seconds=3.0, window=1.0)
 
 
+Load = Callable[[Harness, peers.Peer, float], list[tuple[float, float]]]
+
+
 def run(harness: Harness, quick: bool) -> Report:
+    return measure(harness, quick, hey_offsets, "degrading_endpoint", "hey")
+
+
+def measure(harness: Harness, quick: bool, load: Load, scenario: str, load_name: str) -> Report:
+    """Each balancer in turn under ``load`` while the endpoint degrades."""
     settings = QUICK if quick else FULL
     delays = (START_MS, START_MS, f"{START_MS:g}:{END_MS:g}")
     endpoints = start_slow_backends(harness, delays, ramp_seconds=settings.seconds)
@@ -55,7 +66,7 @@ def run(harness: Harness, quick: bool) -> Report:
         peer = balancer.start(harness, endpoints)
         try:
             _reset_ramp(degrading)
-            offsets = _hey_with_offsets(harness, peer, settings.seconds)
+            offsets = load(harness, peer, settings.seconds)
             harness.check_alive(peer)
         finally:
             if peer.process is not None:
@@ -65,13 +76,14 @@ def run(harness: Harness, quick: bool) -> Report:
         harness.log(f"{balancer.name}: p99 over the run {overall[balancer.name] * 1000:.1f} ms")
         time.sleep(0.3)
     report = Report(
-        scenario="degrading_endpoint",
-        title=f"Degrading endpoint: one of three climbs from {START_MS:g} to {END_MS:g} ms",
+        scenario=scenario,
+        title=f"Degrading endpoint: one of three climbs from {START_MS:g} to {END_MS:g} ms "
+              f"({load_name} load)",
         description=(__doc__ or DESCRIPTION).split("\n\n", 1)[1].strip(),
     )
     report.tables.append(_table(series, overall, settings))
     harness.results_dir.mkdir(parents=True, exist_ok=True)
-    image = harness.results_dir / "degrading_endpoint.png"
+    image = harness.results_dir / f"{scenario}.png"
     _plot(image, report.title, series, settings)
     report.images.append(image.name)
     report.notes.append(
@@ -91,9 +103,28 @@ def _reset_ramp(endpoint: str) -> None:
         conn.close()
 
 
-def _hey_with_offsets(harness: Harness, peer: peers.Peer,
+def open_loop_offsets(harness: Harness, peer: peers.Peer,
                       seconds: float) -> list[tuple[float, float]]:
-    """(seconds since start, latency) of every successful request."""
+    """(seconds since start, latency) of every successful request, from the open-loop
+    generator (``bench/fixed_rate.py``): requests on a fixed schedule, no bursts."""
+    out = harness.workdir / f"open-loop-{peer.name}-{time.monotonic_ns()}.csv"
+    argv = [
+        sys.executable, "-m", "bench.fixed_rate", "--url", peer.url, "--rate", str(RATE),
+        "--seconds", f"{seconds:g}", "--start-at", f"{time.monotonic() + 0.5:.6f}",
+        "--host-header", peers.SERVICE_HOST, "--out", str(out),
+    ]  # fmt: skip
+    done = harness.group.run(argv, harness.pinning.others, timeout=seconds + 40.0)
+    if done.returncode != 0:
+        raise LoadFailed(f"fixed_rate exited with {done.returncode}: {done.stderr.decode()}")
+    rows = [(r.offset, r.latency) for r in read_records(out) if r.ok]
+    if not rows:
+        raise LoadFailed(f"fixed_rate got no successful response from {peer.url}")
+    return rows
+
+
+def hey_offsets(harness: Harness, peer: peers.Peer,
+                seconds: float) -> list[tuple[float, float]]:
+    """(seconds since start, latency) of every successful request, from hey."""
     argv = [
         find_tool("hey"), "-z", f"{int(seconds * 1000)}ms", "-q", str(RATE_PER_WORKER),
         "-c", str(RATE // RATE_PER_WORKER), "-host", peers.SERVICE_HOST, "-o", "csv", peer.url,
