@@ -51,11 +51,26 @@ class ParentRef(Schema):
     port: Port | None = None
 
 
-class PathMatch(Schema):
-    type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
-    value: str = "/"
+class _ValueMatch(Schema):
+    """A match on a ``value`` that may be a regular expression, compiled once at load."""
+
+    type: str
+    value: str
     _pattern: re.Pattern[str] | None = PrivateAttr(None)
 
+    def model_post_init(self, context: Any) -> None:
+        if self.type == "RegularExpression":
+            self.__pydantic_private__["_pattern"] = re.compile(self.value)
+
+    @property
+    def pattern(self) -> re.Pattern[str] | None:
+        """The compiled expression for ``RegularExpression`` matches, else None."""
+        return self._pattern
+
+
+class PathMatch(_ValueMatch):
+    type: Literal["Exact", "PathPrefix", "RegularExpression"] = "PathPrefix"
+    value: str = "/"
     @field_validator("value")
     @classmethod
     def _check_value(cls, value: str, info: ValidationInfo) -> str:
@@ -67,21 +82,11 @@ class PathMatch(Schema):
             )
         return value
 
-    def model_post_init(self, context: Any) -> None:
-        if self.type == "RegularExpression":
-            self.__pydantic_private__["_pattern"] = re.compile(self.value)
 
-    @property
-    def pattern(self) -> re.Pattern[str] | None:
-        """The compiled expression for ``RegularExpression`` matches, else None."""
-        return self._pattern
-
-
-class HeaderMatch(Schema):
+class HeaderMatch(_ValueMatch):
     type: Literal["Exact", "RegularExpression"] = "Exact"
     name: str = Field(pattern=_HEADER_NAME.pattern)
     value: str
-    _pattern: re.Pattern[str] | None = PrivateAttr(None)
 
     @field_validator("value")
     @classmethod
@@ -89,15 +94,6 @@ class HeaderMatch(Schema):
         if info.data.get("type") == "RegularExpression":
             _compile(value)
         return value
-
-    def model_post_init(self, context: Any) -> None:
-        if self.type == "RegularExpression":
-            self.__pydantic_private__["_pattern"] = re.compile(self.value)
-
-    @property
-    def pattern(self) -> re.Pattern[str] | None:
-        """The compiled expression for ``RegularExpression`` matches, else None."""
-        return self._pattern
 
 
 class RouteMatch(Schema):
