@@ -1,6 +1,7 @@
 """HTTP codecs: sans-I/O, bytes in and calls out, no sockets.
 
-``h1`` parses and writes HTTP/1.1 over httptools; ``headers`` holds the rules a
+``message`` holds the version-neutral heads; ``h1`` parses and writes HTTP/1.1
+over httptools; ``headers`` holds the rules a
 proxy applies when forwarding.
 """
 
@@ -8,11 +9,8 @@ from tulle.http.errors import LocalProtocolError, ProtocolError, RemoteProtocolE
 from tulle.http.h1 import (
     CONTINUE,
     MAX_HEAD_BYTES,
-    Headers,
     MessageHandler,
-    RequestHead,
     RequestParser,
-    ResponseHead,
     ResponseParser,
     encode_chunk,
     encode_head,
@@ -20,6 +18,7 @@ from tulle.http.h1 import (
     reason_phrase,
 )
 from tulle.http.headers import HOP_BY_HOP, append_forwarded_for, end_to_end
+from tulle.http.message import Headers, RequestHead, ResponseHead
 
 __all__ = [
     "CONTINUE",

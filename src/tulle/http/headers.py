@@ -7,7 +7,7 @@ them and sets its own framing: the fixed list below plus every header the
 
 from __future__ import annotations
 
-from tulle.http.h1 import Headers
+from tulle.http.message import Headers
 
 # RFC 9110 §7.6.1 names Connection, Proxy-Connection, Keep-Alive, TE,
 # Transfer-Encoding and Upgrade; Proxy-Authenticate/-Authorization are for the

@@ -1,4 +1,4 @@
-"""Sans-I/O HTTP/1.1 codec over httptools (llhttp).
+"""Sans-I/O HTTP/1.1 parser over httptools (llhttp).
 
 Bytes go in through ``feed``; the parsed message comes out as calls on a handler
 object (``on_head``, ``on_body``, ``on_end``), the push-style equivalent of
@@ -21,68 +21,12 @@ from typing import Protocol
 import httptools
 
 from tulle.http.errors import RemoteProtocolError
-
-Headers = list[tuple[bytes, bytes]]
+from tulle.http.message import Headers, RequestHead, ResponseHead
 
 # Same order of magnitude as nginx's large_client_header_buffers (4 x 8k) and
 # Envoy's max_request_headers_kb (60 KiB): generous for real clients, small
 # enough that a slow or hostile one cannot make us hold much.
 MAX_HEAD_BYTES = 64 * 1024
-
-
-class RequestHead:
-    """A parsed request line and headers, as received."""
-
-    __slots__ = (
-        "chunked",
-        "content_length",
-        "expect_continue",
-        "headers",
-        "host",
-        "keep_alive",
-        "method",
-        "target",
-        "version",
-    )
-
-    def __init__(self) -> None:
-        self.method: bytes = b""
-        self.target: bytes = b""
-        self.version: str = "1.1"
-        self.headers: Headers = []
-        self.host: bytes | None = None
-        self.content_length: int | None = None
-        self.chunked: bool = False
-        self.keep_alive: bool = True
-        self.expect_continue: bool = False
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or bool(self.content_length)
-
-    def header(self, name: bytes) -> bytes | None:
-        """The first value of header ``name`` (lower-case), or None."""
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
-
-
-class ResponseHead:
-    """A parsed status line and headers, as received."""
-
-    __slots__ = (
-        "chunked", "content_length", "headers", "keep_alive", "reason", "status", "version",
-    )
-
-    def __init__(self) -> None:
-        self.status: int = 0
-        self.reason: bytes = b""
-        self.version: str = "1.1"
-        self.headers: Headers = []
-        self.content_length: int | None = None
-        self.chunked: bool = False
-        self.keep_alive: bool = True
 
 
 class MessageHandler(Protocol):
@@ -329,50 +273,3 @@ class ResponseParser(_Parser):
         if self._head is None:
             return  # end of an interim (1xx) response
         super().on_message_complete()
-
-
-# -- serialisation ---------------------------------------------------------
-
-_REASONS: dict[int, bytes] = {
-    100: b"Continue",
-    200: b"OK",
-    400: b"Bad Request",
-    404: b"Not Found",
-    405: b"Method Not Allowed",
-    408: b"Request Timeout",
-    431: b"Request Header Fields Too Large",
-    500: b"Internal Server Error",
-    502: b"Bad Gateway",
-    503: b"Service Unavailable",
-    504: b"Gateway Timeout",
-}
-
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-LAST_CHUNK = b"0\r\n\r\n"
-
-
-def reason_phrase(status: int) -> bytes:
-    return _REASONS.get(status, b"")
-
-
-def encode_head(start_line: bytes, headers: Headers) -> bytes:
-    """A message head: the start line, the headers, and the blank line."""
-    parts = [start_line]
-    for name, value in headers:
-        parts.append(name + b": " + value)
-    parts.append(b"\r\n")
-    return b"\r\n".join(parts)
-
-
-def encode_chunk(data: bytes) -> bytes:
-    """One chunk of a chunked body; nothing for no data (an empty chunk would end the body)."""
-    if not data:
-        return b""
-    return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-def encode_last_chunk(trailers: Headers | None) -> bytes:
-    """The last chunk of a chunked body, with its trailers if any."""
-    if not trailers:
-        return LAST_CHUNK
-    return b"0\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in trailers) + b"\r\n"
