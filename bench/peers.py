@@ -9,6 +9,9 @@ connections to them, so a difference in the table is a difference in the proxy:
 - **nginx** — one worker, ``upstream`` with ``keepalive`` (which needs
   ``proxy_http_version 1.1`` and an empty ``Connection`` header; nginx docs,
   ngx_http_upstream_module "keepalive").
+- **floor** — ``bench/floor.py``: the least a Python forwarder can do (uvloop,
+  httptools, Protocol callbacks, pooled keep-alive, round-robin, raw bytes through),
+  so Tulle's cost reads against the language's in the same run.
 - **tulle** — one ``tulle proxy`` process reading a ``MeshService`` manifest.
 - **direct** — no proxy: the client talks to one backend. The ceiling.
 
@@ -22,6 +25,7 @@ and start the process through the run's :class:`~bench.processes.ProcessGroup`.
 from __future__ import annotations
 
 import http.client
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +34,7 @@ from bench.processes import ProcessGroup, Started, free_ports, wait_until
 from bench.tools import find_tool
 
 # Order the peers run in (and appear in tables): the reference first, the ceiling last.
-PEER_NAMES: tuple[str, ...] = ("haproxy", "nginx", "tulle", "direct")
+PEER_NAMES: tuple[str, ...] = ("haproxy", "nginx", "floor", "tulle", "direct")
 
 # Every client sends this Host header: Tulle routes by it to the MeshService below.
 SERVICE_HOST = "bench"
@@ -44,6 +48,8 @@ KEEPALIVE_REQUESTS = 1_000_000
 UPSTREAM_KEEPALIVE = 64
 
 READY_TIMEOUT_SECONDS = 15.0
+
+FLOOR = Path(__file__).resolve().parent / "floor.py"
 
 
 class PeerFailed(RuntimeError):
@@ -223,6 +229,7 @@ def start_peer(
     starters = {
         "haproxy": _start_haproxy,
         "nginx": _start_nginx_proxy,
+        "floor": _start_floor,
         "tulle": _start_tulle,
         "direct": _direct,
     }
@@ -263,6 +270,16 @@ def _start_nginx_proxy(
     process = _start_nginx(group, "nginx", workdir, conf, cpus)
     _wait_serving("nginx", process, "127.0.0.1", port)
     return Peer("nginx", "127.0.0.1", port, process)
+
+
+def _start_floor(
+    group: ProcessGroup, workdir: Path, backends: Backends, cpus: frozenset[int] | None
+) -> Peer:
+    (port,) = free_ports(1)
+    argv = [sys.executable, str(FLOOR), str(port), *backends.endpoints]
+    process = group.start("floor", argv, cpus)
+    _wait_serving("floor", process, "127.0.0.1", port)
+    return Peer("floor", "127.0.0.1", port, process)
 
 
 def _start_tulle(

@@ -231,9 +231,30 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+@dataclass(frozen=True)
+class CpuTimes:
+    """CPU seconds spent in user space and in the kernel on a process's behalf."""
+
+    user: float
+    system: float
+
+    @property
+    def total(self) -> float:
+        return self.user + self.system
+
+    def __sub__(self, other: CpuTimes) -> CpuTimes:
+        return CpuTimes(self.user - other.user, self.system - other.system)
+
+
+def cpu_times(pid: int) -> CpuTimes:
+    """User and system CPU time of ``pid`` and its live descendants."""
+    times = [_own_cpu_times(p) for p in _tree(pid)]
+    return CpuTimes(sum(t.user for t in times), sum(t.system for t in times))
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of ``pid`` and its live descendants, in seconds."""
-    return sum(_own_cpu_seconds(p) for p in _tree(pid))
+    return cpu_times(pid).total
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -251,15 +272,15 @@ def peak_rss_kib(pid: int) -> int:
     return total
 
 
-def _own_cpu_seconds(pid: int) -> float:
+def _own_cpu_times(pid: int) -> CpuTimes:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
+        return CpuTimes(0.0, 0.0)
     # The command name (field 2) may contain spaces; fields after it are plain.
     fields = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of proc(5)
-    return (utime + stime) / _CLOCK_TICKS
+    return CpuTimes(utime / _CLOCK_TICKS, stime / _CLOCK_TICKS)
 
 
 def _tree(root: int) -> list[int]:
