@@ -17,7 +17,12 @@ from tulle.http.h1 import (
     encode_last_chunk,
     reason_phrase,
 )
-from tulle.http.headers import HOP_BY_HOP, append_forwarded_for, end_to_end
+from tulle.http.headers import (
+    HOP_BY_HOP,
+    append_forwarded_for,
+    end_to_end,
+    permitted_in_trailers,
+)
 from tulle.http.message import Headers, RequestHead, ResponseHead
 
 __all__ = [
@@ -38,5 +43,6 @@ __all__ = [
     "encode_head",
     "encode_last_chunk",
     "end_to_end",
+    "permitted_in_trailers",
     "reason_phrase",
 ]

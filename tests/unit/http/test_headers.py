@@ -1,10 +1,11 @@
-"""end_to_end and append_forwarded_for: the header rules of a forwarding proxy."""
+"""end_to_end, append_forwarded_for and permitted_in_trailers: the header rules of a
+forwarding proxy."""
 
 from __future__ import annotations
 
 import pytest
 
-from tulle.http import HOP_BY_HOP, append_forwarded_for, end_to_end
+from tulle.http import HOP_BY_HOP, append_forwarded_for, end_to_end, permitted_in_trailers
 
 
 def test_hop_by_hop_list_is_rfc_9110_plus_proxy_auth_and_expect() -> None:
@@ -91,3 +92,56 @@ def test_forwarded_for_over_several_lines_gets_the_address_last() -> None:
     append_forwarded_for(headers, b"10.0.0.7")
     chain = b", ".join(v for n, v in headers if n.lower() == b"x-forwarded-for")
     assert chain == b"203.0.113.9, 10.0.0.1, 10.0.0.7"
+
+
+# -- trailers (RFC 9110 §6.5.1): one test per class of field it names ----------
+
+
+def assert_refused(*names: bytes) -> None:
+    for name in names:
+        for spelling in (name, name.upper(), name.title()):
+            assert not permitted_in_trailers(spelling.lower()), spelling
+
+
+def test_trailers_may_not_carry_message_framing() -> None:
+    assert_refused(b"transfer-encoding", b"content-length", b"trailer")
+
+
+def test_trailers_may_not_carry_connection_options() -> None:
+    assert_refused(*HOP_BY_HOP)
+
+
+def test_trailers_may_not_carry_routing() -> None:
+    assert_refused(b"host", b"forwarded", b"x-forwarded-for", b"x-forwarded-host",
+                   b"x-forwarded-proto", b"via", b"max-forwards")
+
+
+def test_trailers_may_not_carry_request_modifiers() -> None:
+    # Controls (RFC 9110 §10.1) and conditionals (§13).
+    assert_refused(b"cache-control", b"expect", b"pragma", b"range", b"te", b"if-match",
+                   b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"if-range")
+
+
+def test_trailers_may_not_carry_authentication_or_state() -> None:
+    assert_refused(b"authorization", b"proxy-authorization", b"www-authenticate",
+                   b"proxy-authenticate", b"cookie", b"set-cookie")
+
+
+def test_trailers_may_not_carry_response_control_data() -> None:
+    # Response context (RFC 9110 §10.2) and caching (RFC 9111 §5).
+    assert_refused(b"age", b"expires", b"date", b"location", b"retry-after", b"vary",
+                   b"allow", b"accept-ranges")
+
+
+def test_trailers_may_not_say_how_to_process_the_content() -> None:
+    assert_refused(b"content-type", b"content-encoding", b"content-range",
+                   b"content-language", b"content-location", b"content-disposition",
+                   b"content-md5")
+
+
+@pytest.mark.parametrize(
+    "name", [b"x-checksum", b"grpc-status", b"grpc-message", b"server-timing", b"digest",
+             b"authentication-info", b"x-content-length-hint"]
+)
+def test_other_fields_are_permitted_in_trailers(name: bytes) -> None:
+    assert permitted_in_trailers(name)

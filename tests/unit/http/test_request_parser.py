@@ -8,11 +8,11 @@ head over MAX_HEAD_BYTES.
 from __future__ import annotations
 
 import pytest
-from h1_testkit import lines, parse_requests, split_at
+from h1_testkit import Recorder, lines, parse_requests, split_at
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tulle.http import MAX_HEAD_BYTES, RemoteProtocolError, RequestHead
+from tulle.http import MAX_HEAD_BYTES, RemoteProtocolError, RequestHead, RequestParser
 
 GET = lines("GET /index.html?q=1 HTTP/1.1", "Host: example.test", "Accept: */*")
 POST_CL = (
@@ -213,7 +213,6 @@ REJECTED = {
     "lower-case method": lines("get / HTTP/1.1", "Host: a"),
     "garbage": b"\x00\x01\x02garbage\r\n\r\n",
     "TLS hello on a plain port": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-    "unknown HTTP version": lines("GET / HTTP/3.7", "Host: a"),
     "space before colon": lines("GET / HTTP/1.1", "Host : a"),
     "obs-fold continuation line": lines("GET / HTTP/1.1", "Host: a", "X: a", " b"),
     "bad chunk size": lines(
@@ -334,3 +333,163 @@ def test_trailers_count_against_the_head_size_cap() -> None:
     with pytest.raises(RemoteProtocolError) as caught:
         parse_requests(head + b"1\r\nx\r\n0\r\n" + trailers + b"\r\n")
     assert caught.value.status == 431
+
+
+# -- decided before the head is handed on (issue 15, #7 #8 #9) -----------------
+#
+# A refusal of the head must come before ``on_head``: the proxy forwards a head
+# as soon as it has it, so a refusal after it reaches the backend too late.
+
+
+def refused_before_head(*pieces: bytes) -> RemoteProtocolError:
+    recorder = Recorder()
+    parser = RequestParser(recorder)
+    with pytest.raises(RemoteProtocolError) as caught:
+        for piece in pieces:
+            parser.feed(piece)
+    assert recorder.events == [], "the head reached the handler before the refusal"
+    return caught.value
+
+
+def post_with_te(*values: str, version: str = "1.1") -> bytes:
+    te = [f"Transfer-Encoding: {value}" for value in values]
+    return lines(f"POST / HTTP/{version}", "Host: a", *te) + b"3\r\nabc\r\n0\r\n\r\n"
+
+
+# RFC 9112 §6.3 ¶4: chunked not the final coding of a request → 400, the
+# length of the body cannot be determined.
+CHUNKED_NOT_FINAL = {
+    "xchunked": post_with_te("xchunked"),
+    "chunkedx": post_with_te("chunkedx"),
+    "gzip": post_with_te("gzip"),
+    "identity": post_with_te("identity"),
+    "chunked with a parameter": post_with_te("chunked;q=1"),
+    "chunked then gzip": post_with_te("chunked, gzip"),
+    "chunked then gzip on two lines": post_with_te("chunked", "gzip"),
+    "chunked twice": post_with_te("chunked, chunked"),
+}
+
+
+@pytest.mark.parametrize("data", CHUNKED_NOT_FINAL.values(), ids=CHUNKED_NOT_FINAL.keys())
+def test_transfer_encoding_without_a_final_chunked_is_400_before_the_head(data: bytes) -> None:
+    error = refused_before_head(data)
+    assert error.status == 400
+    assert "Transfer-Encoding" in error.reason
+
+
+@pytest.mark.parametrize("data", CHUNKED_NOT_FINAL.values(), ids=CHUNKED_NOT_FINAL.keys())
+def test_transfer_encoding_refusal_byte_by_byte_is_also_before_the_head(data: bytes) -> None:
+    assert refused_before_head(*[data[i:i + 1] for i in range(len(data))]).status == 400
+
+
+# RFC 9112 §6.1: a coding the server does not implement → 501 (nginx's answer
+# too). Tulle would have to forward the coding as it came, and its writer knows
+# only chunked; decoding chunked and dropping the rest would change the body.
+OTHER_CODING_THEN_CHUNKED = {
+    "gzip, chunked": post_with_te("gzip, chunked"),
+    "identity, chunked": post_with_te("identity, chunked"),
+    "deflate,chunked": post_with_te("deflate,chunked"),
+    "gzip and chunked on two lines": post_with_te("gzip", "chunked"),
+    "unknown coding, chunked": post_with_te("x-custom, chunked"),
+}
+
+
+@pytest.mark.parametrize(
+    "data", OTHER_CODING_THEN_CHUNKED.values(), ids=OTHER_CODING_THEN_CHUNKED.keys()
+)
+def test_a_coding_before_the_final_chunked_is_501_not_silently_dropped(data: bytes) -> None:
+    error = refused_before_head(data)
+    assert error.status == 501
+    assert "Transfer-Encoding" in error.reason
+
+
+def test_transfer_encoding_on_http_1_0_is_400() -> None:
+    # RFC 9112 §6.1: HTTP/1.0 has no Transfer-Encoding; the framing is faulty.
+    assert refused_before_head(post_with_te("chunked", version="1.0")).status == 400
+
+
+@pytest.mark.parametrize(
+    "value", ["chunked", "CHUNKED", "Chunked", "chunked  ", ",chunked", " , chunked"]
+)
+def test_a_lone_chunked_in_any_case_is_chunked(value: str) -> None:
+    [message] = parse_requests(post_with_te(value)).messages
+    assert message.head.chunked
+    assert message.body == b"abc"
+
+
+# RFC 9110 §15.6.6: 505 for a version of HTTP we do not speak. llhttp refuses
+# most version numbers itself ("Invalid HTTP version"), and that becomes 505
+# too; a version that is not even shaped like one (HTTP/1.a) stays 400.
+UNSUPPORTED_VERSIONS = {
+    "HTTP/0.9 (no version)": b"GET /\r\n\r\n",
+    "HTTP/0.9 with a Host": b"GET /\r\nHost: a\r\n\r\n",
+    "HTTP/0.9 spelled out": lines("GET / HTTP/0.9", "Host: a"),
+    "HTTP/2.0": lines("GET / HTTP/2.0", "Host: a"),
+    "HTTP/3.7": lines("GET / HTTP/3.7", "Host: a"),
+    "HTTP/1.2": lines("GET / HTTP/1.2", "Host: a"),
+    "HTTP/4.0": lines("GET / HTTP/4.0", "Host: a"),
+}
+
+
+@pytest.mark.parametrize("data", UNSUPPORTED_VERSIONS.values(), ids=UNSUPPORTED_VERSIONS.keys())
+def test_unsupported_http_versions_are_505_before_the_head(data: bytes) -> None:
+    error = refused_before_head(data)
+    assert error.status == 505
+    assert "version" in error.reason
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.a", "HTTP/2", "HTTP/11", "HTTP/1.1x"])
+def test_malformed_versions_are_400(version: str) -> None:
+    assert refused_before_head(lines(f"GET / {version}", "Host: a")).status == 400
+
+
+def test_http_1_0_without_host_reaches_the_handler() -> None:
+    # The proxy adds a Host when it forwards it as HTTP/1.1 (its writer's job).
+    head = only_head(lines("GET /x HTTP/1.0", "Accept: */*"))
+    assert (head.version, head.host, head.target) == ("1.0", None, b"/x")
+
+
+# RFC 9110 §4.2.4: a sender must not put userinfo in an http(s) URI, and a
+# recipient should treat it as an error: it is how a link disguises its host.
+USERINFO = {
+    "absolute-form target": lines("GET http://web:x@evil/p HTTP/1.1", "Host: web"),
+    "absolute-form, user only": lines("GET http://user@web/ HTTP/1.1", "Host: web"),
+    "absolute-form, no path": lines("GET http://web@evil HTTP/1.1", "Host: web"),
+    "Host header": lines("GET / HTTP/1.1", "Host: web:80@evil.com"),
+    "Host header, HTTP/1.0": lines("GET / HTTP/1.0", "Host: web@evil"),
+}
+
+
+@pytest.mark.parametrize("data", USERINFO.values(), ids=USERINFO.keys())
+def test_userinfo_in_the_authority_is_400_before_the_head(data: bytes) -> None:
+    error = refused_before_head(data)
+    assert error.status == 400
+    assert "userinfo" in error.reason
+
+
+@pytest.mark.parametrize(
+    "target", [b"/a@b", b"/p?mail=a@b", b"http://web/a@b", b"http://web?x=a@b", b"*"]
+)
+def test_an_at_sign_outside_the_authority_is_fine(target: bytes) -> None:
+    method = b"OPTIONS" if target == b"*" else b"GET"
+    assert only_head(lines(method + b" " + target + b" HTTP/1.1", "Host: web")).target == target
+
+
+# -- trailers a proxy must not forward (issue 15, #11) --------------------------
+
+
+def test_trailers_rfc_9110_forbids_are_dropped_and_the_rest_kept() -> None:
+    data = lines("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked")
+    data += b"3\r\nabc\r\n0\r\n"
+    data += b"X-Checksum: 1\r\nHost: evil\r\nAuthorization: Bearer x\r\n"
+    data += b"Content-Type: text/evil\r\nX-Forwarded-For: 6.6.6.6\r\nCookie: s=1\r\n"
+    data += b"If-Match: *\r\nGrpc-Status: 0\r\n\r\n"
+    [message] = parse_requests(data).messages
+    assert message.trailers == [(b"X-Checksum", b"1"), (b"Grpc-Status", b"0")]
+
+
+def test_trailers_that_are_all_forbidden_end_with_none() -> None:
+    data = lines("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked")
+    data += b"0\r\nHost: evil\r\n\r\n"
+    [message] = parse_requests(data).messages
+    assert (message.trailers, message.ended) == (None, True)

@@ -196,11 +196,66 @@ def test_feed_eof_in_a_content_length_body_does_not_end_it() -> None:
     assert parser.mid_message
 
 
-def test_transfer_encoding_without_chunked_is_read_until_close() -> None:
+# -- Transfer-Encoding the proxy cannot forward as it came (issue 15, #7) ------
+#
+# The proxy decodes chunked and re-frames the body for its client; any other
+# coding would reach the client with its Transfer-Encoding dropped (it is
+# hop-by-hop) and the body still coded. So a response carries exactly
+# ``chunked`` or no Transfer-Encoding at all; anything else is refused before
+# the head is handed on, as a 502 whose reason names the header.
+
+UNFORWARDABLE_CODINGS = {
+    "gzip (read until close)": ("1.1", ["gzip"]),
+    "xchunked": ("1.1", ["xchunked"]),
+    "gzip, chunked": ("1.1", ["gzip, chunked"]),
+    "identity, chunked": ("1.1", ["identity, chunked"]),
+    "chunked, gzip": ("1.1", ["chunked, gzip"]),
+    "gzip and chunked on two lines": ("1.1", ["gzip", "chunked"]),
+    "chunked on HTTP/1.0": ("1.0", ["chunked"]),
+}
+
+
+@pytest.mark.parametrize(
+    ("version", "codings"), UNFORWARDABLE_CODINGS.values(), ids=UNFORWARDABLE_CODINGS.keys()
+)
+def test_transfer_codings_other_than_chunked_are_502_before_the_head(
+    version: str, codings: list[str]
+) -> None:
     parser, recorder = parser_and_recorder()
-    parser.feed(lines("HTTP/1.1 200 OK", "Transfer-Encoding: gzip") + b"\x1f\x8b...")
-    assert parser.feed_eof() is True
-    assert recorder.messages[0].ended
+    te = [f"Transfer-Encoding: {coding}" for coding in codings]
+    with pytest.raises(RemoteProtocolError) as caught:
+        parser.feed(lines(f"HTTP/{version} 200 OK", *te) + b"3\r\nabc\r\n0\r\n\r\n")
+        parser.feed_eof()
+    assert caught.value.status == 502
+    assert "Transfer-Encoding" in caught.value.reason
+    assert recorder.events == []
+
+
+@pytest.mark.parametrize("value", ["chunked", "Chunked", "chunked ", ",chunked"])
+def test_a_lone_chunked_response_is_chunked(value: str) -> None:
+    [message] = parse_responses(
+        lines("HTTP/1.1 200 OK", f"Transfer-Encoding: {value}") + b"3\r\nabc\r\n0\r\n\r\n"
+    ).messages
+    assert (message.head.chunked, message.body, message.ended) == (True, b"abc", True)
+
+
+@pytest.mark.parametrize("version", ["0.9", "2.0"])
+def test_a_response_in_a_version_other_than_1_x_is_502(version: str) -> None:
+    parser, recorder = parser_and_recorder()
+    with pytest.raises(RemoteProtocolError) as caught:
+        parser.feed(lines(f"HTTP/{version} 200 OK", "Content-Length: 0"))
+    assert caught.value.status == 502
+    assert "version" in caught.value.reason
+    assert recorder.events == []
+
+
+def test_response_trailers_rfc_9110_forbids_are_dropped() -> None:
+    [message] = parse_responses(
+        lines("HTTP/1.1 200 OK", "Transfer-Encoding: chunked")
+        + b"0\r\nGrpc-Status: 0\r\nSet-Cookie: s=1\r\nLocation: /evil\r\n"
+        + b"Content-Encoding: gzip\r\nServer-Timing: db;dur=1\r\n\r\n"
+    ).messages
+    assert message.trailers == [(b"Grpc-Status", b"0"), (b"Server-Timing", b"db;dur=1")]
 
 
 # -- mid_message --------------------------------------------------------------

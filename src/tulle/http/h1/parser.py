@@ -6,12 +6,25 @@ h11's events that costs no allocation per event. Nothing here touches a socket
 or an event loop, so the codec is tested and fuzzed without a network.
 
 Theory of operation: llhttp already refuses the request-smuggling shapes
-(Content-Length together with Transfer-Encoding, two Content-Length headers, a
-Transfer-Encoding that does not end in ``chunked``), bare LF line ends and
-invalid tokens. This module adds what llhttp leaves to its embedder: a cap on
-the size of a message head (431), a missing Host on HTTP/1.1 (400), trailers told
-apart from headers, the "no body" rule for responses to HEAD, and the end of a
-read-until-close response body at EOF.
+(Content-Length together with Transfer-Encoding, two Content-Length headers),
+bare LF line ends and invalid tokens. This module adds what llhttp leaves to its
+embedder: a cap on the size of a message head (431), a missing Host on HTTP/1.1
+(400), trailers told apart from headers (and stripped of the fields RFC 9110
+§6.5.1 keeps out of trailers), the "no body" rule for responses to HEAD, and the
+end of a read-until-close response body at EOF.
+
+Everything that decides whether a head may be forwarded at all is decided in
+``on_headers_complete``, before the handler's ``on_head``: the proxy forwards a
+head as soon as it has one, so a refusal that llhttp raises later (it checks
+Transfer-Encoding only after that callback returns) would come after the head
+had reached the backend. Those decisions are:
+
+- the version: HTTP/1.0 and 1.1 only; a request in any other (HTTP/0.9's bare
+  ``GET /``, ``HTTP/2.0``) is 505 (RFC 9110 §15.6.6), a response 502;
+- Transfer-Encoding, one rule from RFC 9112 §6.1 and §6.3 — see `_request_codings`
+  and `_response_codings`: the only coding Tulle forwards is a lone ``chunked``;
+- userinfo in the authority (``http://user@host/``, ``Host: a@b``): 400
+  (RFC 9110 §4.2.4).
 """
 
 from __future__ import annotations
@@ -21,12 +34,90 @@ from typing import Protocol
 import httptools
 
 from tulle.http.errors import RemoteProtocolError
+from tulle.http.headers import permitted_in_trailers
 from tulle.http.message import Headers, RequestHead, ResponseHead
 
 # Same order of magnitude as nginx's large_client_header_buffers (4 x 8k) and
 # Envoy's max_request_headers_kb (60 KiB): generous for real clients, small
 # enough that a slow or hostile one cannot make us hold much.
 MAX_HEAD_BYTES = 64 * 1024
+
+# The versions this codec speaks; llhttp also parses 0.9 and 2.0 request lines.
+_VERSIONS = ("1.1", "1.0")
+# What llhttp says of a version number it does not know (HTTP/1.2, HTTP/3.0);
+# httptools gives no error code, and test_request_parser pins this wording.
+_LLHTTP_UNKNOWN_VERSION = "Invalid HTTP version"
+
+
+def _codings(field: bytes) -> list[bytes]:
+    """The transfer codings of a Transfer-Encoding value, in order, lower-case.
+
+    Several header lines were joined with commas (RFC 9110 §5.3); empty list
+    elements are allowed and skipped (RFC 9110 §5.6.1).
+    """
+    return [c for c in (part.strip(b" \t").lower() for part in field.split(b",")) if c]
+
+
+def _quoted(field: bytes) -> str:
+    return field.decode("latin-1")[:80]
+
+
+def _request_codings(field: bytes, version: str) -> None:
+    """Refuse a request whose Transfer-Encoding Tulle cannot forward faithfully.
+
+    - on HTTP/1.0 the framing is faulty (RFC 9112 §6.1): 400;
+    - chunked not the final coding, or there twice (``gzip``, ``xchunked``,
+      ``chunked, gzip``): the body's length cannot be known, 400 (RFC 9112 §6.3
+      ¶4 says MUST);
+    - another coding before a final chunked (``gzip, chunked``): 501, RFC 9112
+      §6.1's answer to a coding the server does not implement, and nginx's. Tulle
+      decodes chunked and re-frames the body; passing the other coding on would
+      need a writer that keeps it, and dropping it would change the content.
+    HAProxy 2.6 answers 422 to these; 422 says the content was understood but
+    not processable, which is not the case here.
+    """
+    if version == "1.0":
+        raise RemoteProtocolError("Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1)")
+    codings = _codings(field)
+    if not codings or codings[-1] != b"chunked" or codings.count(b"chunked") > 1:
+        raise RemoteProtocolError(
+            f"Transfer-Encoding {_quoted(field)!r} does not end in a single chunked: "
+            "the body's length cannot be known (RFC 9112 §6.3)"
+        )
+    if len(codings) > 1:
+        raise RemoteProtocolError(
+            f"Transfer-Encoding {_quoted(field)!r} is not implemented: chunked is the only "
+            "transfer coding Tulle forwards", 501,
+        )
+
+
+def _response_codings(field: bytes, version: str) -> None:
+    """Refuse a response whose Transfer-Encoding Tulle cannot forward faithfully (502).
+
+    The same rule as requests, for the same reason: Transfer-Encoding is
+    hop-by-hop, Tulle re-frames the body for its client, and a coding other than
+    chunked would reach that client undeclared. A response without a final
+    chunked would be read until the connection closes (RFC 9112 §6.3); that
+    too is refused, since the client would get the coded bytes as the content.
+    """
+    if version == "1.0" or _codings(field) != [b"chunked"]:
+        raise RemoteProtocolError(
+            f"the endpoint sent Transfer-Encoding {_quoted(field)!r} in HTTP/{version}, "
+            "which Tulle cannot forward as it came (only a lone chunked)", 502,
+        )
+
+
+def _userinfo_in_target(target: bytes) -> bool:
+    """True when an absolute-form target's authority has userinfo (``user@``)."""
+    scheme_end = target.find(b"://")
+    if scheme_end < 0:
+        return False
+    authority = target[scheme_end + 3:]
+    for stop in (b"/", b"?", b"#"):
+        cut = authority.find(stop)
+        if cut >= 0:
+            authority = authority[:cut]
+    return b"@" in authority
 
 
 class MessageHandler(Protocol):
@@ -51,6 +142,7 @@ class _Parser:
 
     __slots__ = (
         "_began",
+        "_codings",
         "_handler",
         "_head",
         "_head_bytes",
@@ -69,6 +161,7 @@ class _Parser:
         self._began = False
         self._in_body = False
         self._trailers: Headers | None = None
+        self._codings: bytes | None = None  # the head's Transfer-Encoding lines, joined
         self._too_large = too_large  # the status for a head over the cap
 
     # Per direction: how bytes llhttp rejects are described, and the status they
@@ -76,6 +169,7 @@ class _Parser:
     _MALFORMED = "malformed message"
     _UPGRADE = "protocol upgrades are not supported"
     _BAD_STATUS = 400
+    _BAD_VERSION_STATUS = 505
 
     def feed(self, data: bytes) -> None:
         """Parse ``data``; raise RemoteProtocolError on bytes HTTP forbids."""
@@ -90,6 +184,10 @@ class _Parser:
             raise RemoteProtocolError(self._UPGRADE, self._BAD_STATUS) from None
         except httptools.HttpParserError as exc:
             reason = str(exc) or type(exc).__name__
+            if reason == _LLHTTP_UNKNOWN_VERSION:
+                raise RemoteProtocolError(
+                    "unsupported HTTP version (1.0 and 1.1 are)", self._BAD_VERSION_STATUS
+                ) from None
             raise RemoteProtocolError(f"{self._MALFORMED}: {reason}", self._BAD_STATUS) from None
 
     def _feed(self, data: bytes) -> None:
@@ -108,6 +206,7 @@ class _Parser:
         self._head = head
         self._head_bytes = 0
         self._raw_head_bytes = 0
+        self._codings = None
         self._began = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -116,6 +215,8 @@ class _Parser:
             self._head_bytes += len(name) + len(value) + 4
             if self._head_bytes > MAX_HEAD_BYTES:
                 raise RemoteProtocolError("trailers larger than 64 KiB", self._too_large)
+            if not permitted_in_trailers(name.lower()):
+                return  # RFC 9110 §6.5.1: not a field a trailer may carry
             if self._trailers is None:
                 self._trailers = []
             self._trailers.append((name, value))
@@ -130,10 +231,9 @@ class _Parser:
         if lname == b"content-length":
             head.content_length = int(value)
         elif lname == b"transfer-encoding":
-            # Chunked only when it is the final coding (RFC 9112 §6.3); llhttp
-            # refuses anything else in a request, and in a response any other
-            # final coding means the body runs until the connection closes.
-            head.chunked = value.rstrip(b" \t").lower().endswith(b"chunked")
+            # Judged whole in on_headers_complete (see _request_codings).
+            codings = self._codings
+            self._codings = value if codings is None else codings + b"," + value
 
     def on_body(self, body: bytes) -> None:
         if self._head is None:
@@ -178,7 +278,11 @@ class RequestParser(_Parser):
         assert isinstance(head, RequestHead)
         parser = self._parser
         head.method = parser.get_method()
-        head.version = parser.get_http_version()
+        head.version = version = parser.get_http_version()
+        if version not in _VERSIONS:
+            raise RemoteProtocolError(
+                f"HTTP version {version} is not supported (1.0 and 1.1 are)", 505
+            )
         head.keep_alive = parser.should_keep_alive()
         if parser.should_upgrade():
             raise RemoteProtocolError("protocol upgrades (WebSocket, h2c) are not supported")
@@ -190,10 +294,22 @@ class RequestParser(_Parser):
                 if head.host is not None:
                     raise RemoteProtocolError("more than one Host header")
                 head.host = value.strip(b" \t")  # llhttp keeps trailing white space
+                if b"@" in value:
+                    raise RemoteProtocolError(
+                        "userinfo (user@) in the Host header (RFC 9110 §4.2.4)"
+                    )
             elif lname == b"expect" and value.strip(b" \t").lower() == b"100-continue":
                 head.expect_continue = True
-        if head.host is None and head.version == "1.1":
+        if head.host is None and version == "1.1":
             raise RemoteProtocolError("HTTP/1.1 request without a Host header")
+        target = head.target
+        if target[:1] != b"/" and b"@" in target and _userinfo_in_target(target):
+            raise RemoteProtocolError(
+                "userinfo (user@) in the request target's authority (RFC 9110 §4.2.4)"
+            )
+        if self._codings is not None:
+            _request_codings(self._codings, version)
+            head.chunked = True
         self._in_body = True
         self._handler.on_head(head)
 
@@ -210,6 +326,7 @@ class ResponseParser(_Parser):
     _MALFORMED = "malformed response"
     _UPGRADE = "upstream switched protocols"
     _BAD_STATUS = 502
+    _BAD_VERSION_STATUS = 502
 
     def __init__(self, handler: MessageHandler) -> None:
         super().__init__(handler, too_large=502)
@@ -249,8 +366,13 @@ class ResponseParser(_Parser):
         assert isinstance(head, ResponseHead)
         parser = self._parser
         head.status = parser.get_status_code()
-        head.version = parser.get_http_version()
+        head.version = version = parser.get_http_version()
+        if version not in _VERSIONS:
+            raise RemoteProtocolError(f"the endpoint answered in HTTP version {version}", 502)
         head.keep_alive = parser.should_keep_alive()
+        if self._codings is not None:
+            _response_codings(self._codings, version)
+            head.chunked = True
         if head.status < 200:
             # Interim response (100 Continue, 103 Early Hints): llhttp parses it
             # as a message of its own; we drop it and wait for the final one.
