@@ -22,6 +22,7 @@ requests it sees. Paths choose the behaviour:
 from __future__ import annotations
 
 import socket
+import socketserver
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -150,8 +151,8 @@ class Backend(ThreadingHTTPServer):
 
     allow_reuse_address = True
 
-    def __init__(self, name: str, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Handler)
+    def __init__(self, name: str, port: int = 0, host: str = "127.0.0.1") -> None:
+        super().__init__((host, port), _Handler)
         self.name = name
         self.lock = threading.Lock()
         self.connections = 0
@@ -159,6 +160,12 @@ class Backend(ThreadingHTTPServer):
         self.last_headers: list[tuple[str, str]] = []
         self.methods: list[str] = []
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    def server_bind(self) -> None:
+        # Not HTTPServer's: it asks DNS for the host's name (socket.getfqdn), which in a
+        # network namespace with no resolver waits for a timeout.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
 
     def reset_counts(self) -> None:
         with self.lock:
@@ -188,8 +195,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--name", required=True)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
-    server = Backend(args.name, args.port)
+    server = Backend(args.name, args.port, args.host)
     print(server.address, flush=True)
     sys.stdout.close()
     server.serve_forever()

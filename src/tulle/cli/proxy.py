@@ -42,6 +42,9 @@ def _address(value: str | None, flag: str) -> Address | None:
               help="Seconds a client gets to send a request head.")
 @click.option("--allow-tap", is_flag=True,
               help="Let the admin listener stream live requests (/tap, `tulle tap`).")
+@click.option("--transparent", is_flag=True,
+              help="Take traffic redirected by iptables (tulle init): route each connection "
+                   "by its original destination (SO_ORIGINAL_DST).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def proxy(
@@ -54,6 +57,7 @@ def proxy(
     shutdown_grace: float,
     head_timeout: float,
     allow_tap: bool,
+    transparent: bool,
     log_level: str,
 ) -> None:
     """Run a proxy on manifests (-f, reloaded on change and on SIGHUP) or on what a
@@ -78,6 +82,7 @@ def proxy(
         head_timeout=head_timeout,
         shutdown_grace=shutdown_grace,
         allow_tap=allow_tap,
+        transparent=transparent,
     )
 
     async def run() -> None:

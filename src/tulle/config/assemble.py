@@ -28,6 +28,7 @@ from tulle.config.schema_kubernetes import (
     EndpointSlice,
     EndpointSliceV1Beta1,
     KubernetesService,
+    cluster_ip_of,
 )
 from tulle.config.schema_policy import Retries
 from tulle.config.schema_tulle import MeshService, MeshServiceSpec, MeshSpec, ServiceMesh
@@ -83,6 +84,7 @@ class _Draft:
     port: int
     port_name: str | None
     spec: MeshServiceSpec
+    cluster_ip: str | None = None
     endpoints: dict[tuple[str, int], Endpoint] = field(default_factory=dict)
 
 
@@ -162,7 +164,8 @@ def _draft(item: Checked, problems: list[Problem]) -> _Draft | None:
     manifest = item.manifest
     if isinstance(manifest, MeshService):
         draft = _Draft(item, manifest.metadata.name, manifest.metadata.namespace,
-                       manifest.spec.protocol, manifest.spec.port, None, manifest.spec)
+                       manifest.spec.protocol, manifest.spec.port, None, manifest.spec,
+                       cluster_ip_of(manifest.spec.cluster_ip))
         if manifest.spec.dns is not None and manifest.spec.endpoints:
             problems.append(item.problem(
                 "spec.dns", "expected either spec.endpoints or spec.dns, not both (endpoints "
@@ -184,7 +187,8 @@ def _draft(item: Checked, problems: list[Problem]) -> _Draft | None:
             ))
         protocol = _APP_PROTOCOLS.get(port.app_protocol or "http", "http")
         return _Draft(item, manifest.metadata.name, manifest.metadata.namespace,
-                      protocol, port.port, port.name, MeshServiceSpec())
+                      protocol, port.port, port.name, MeshServiceSpec(),
+                      cluster_ip_of(manifest.spec.cluster_ip))
     return None
 
 
@@ -283,6 +287,7 @@ def _finish(draft: _Draft, mesh: MeshSpec) -> Service:
         health_check=spec.health_check,
         limits=overlay(defaults.limits, spec.limits),
         dns=spec.dns,
+        cluster_ip=draft.cluster_ip,
     )
 
 

@@ -68,6 +68,9 @@ def config_from_objects(
         elif kind == "EndpointSlice":
             owner = services.get((_namespace(obj), _labels(obj).get(SERVICE_NAME_LABEL, "")))
             content = _trim_slice(obj, usable, owner)
+        elif kind == "MeshService":
+            content = _with_cluster_ip({**obj, "metadata": _trim_metadata(obj)},
+                                       services.get(key))
         else:
             content = {**obj, "metadata": _trim_metadata(obj)}
         document = Document(Path(f"{key[0]}/{key[1]}"), 1, content)
@@ -106,8 +109,21 @@ def _trim_service(obj: Mapping[str, Any]) -> dict[str, Any] | None:
     keep = ("name", "protocol", "appProtocol", "port", "targetPort")
     # The first TCP port is the service's port (Tulle serves one port per service).
     trimmed = [{key: port[key] for key in keep if key in port} for port in tcp]
+    kept: dict[str, Any] = {"ports": trimmed}
+    if isinstance(spec.get("clusterIP"), str):
+        kept["clusterIP"] = spec["clusterIP"]
     return {"apiVersion": obj.get("apiVersion"), "kind": "Service",
-            "metadata": _trim_metadata(obj), "spec": {"ports": trimmed}}
+            "metadata": _trim_metadata(obj), "spec": kept}
+
+
+def _with_cluster_ip(mesh_service: dict[str, Any],
+                     service: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A MeshService takes the clusterIP of the Service it stands for, unless it has one."""
+    spec = mesh_service.get("spec")
+    cluster_ip = ((service or {}).get("spec") or {}).get("clusterIP")
+    if not isinstance(spec, dict) or "clusterIP" in spec or not isinstance(cluster_ip, str):
+        return mesh_service
+    return {**mesh_service, "spec": {**spec, "clusterIP": cluster_ip}}
 
 
 def _usable_endpoints(slices: list[Mapping[str, Any]]) -> set[tuple[str, str, str]]:

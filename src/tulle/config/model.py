@@ -62,6 +62,9 @@ class Service:
     health_check: HealthCheck | None = None
     limits: Limits = field(default_factory=Limits)
     dns: DnsDiscovery | None = None  # endpoints come from DNS (tulle.discovery.dns_source)
+    # The virtual IP clients dial (a Kubernetes Service's spec.clusterIP); a proxy whose
+    # traffic is captured by iptables maps connections to (cluster_ip, port) to this service.
+    cluster_ip: str | None = None
 
     @property
     def key(self) -> str:
@@ -88,6 +91,8 @@ class Service:
         }
         if self.dns is not None:
             rendered["dns"] = dump(self.dns)
+        if self.cluster_ip is not None:
+            rendered["clusterIP"] = self.cluster_ip
         return rendered
 
 

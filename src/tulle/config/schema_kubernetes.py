@@ -10,14 +10,42 @@ defaults (see ``tulle.config.assemble``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import ipaddress
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
+from pydantic_core import PydanticCustomError
 
+from tulle.config.problems import describe
 from tulle.config.schema_common import DnsLabel, ObjectMeta, Port, Schema, ServiceMeta, StrictInt
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 ZONE_TOPOLOGY_KEY = "topology.kubernetes.io/zone"
+
+
+HEADLESS = "None"
+
+
+def _cluster_ip(value: str) -> str:
+    """An IPv4 or IPv6 address in its canonical form, or "None" (a headless Service)."""
+    if value in (HEADLESS, ""):
+        return value
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise PydanticCustomError(
+            "cluster_ip", f'expected an IP address (or "None" for a headless service), '
+                          f"got {describe(value)}") from None
+
+
+# The virtual address clients dial. In a cluster the API server assigns it; in manifests
+# on disk it may be written, so that iptables capture works the same off Kubernetes.
+ClusterIP = Annotated[str, AfterValidator(_cluster_ip)]
+
+
+def cluster_ip_of(value: str | None) -> str | None:
+    """The address a service is dialled at, or None (none assigned, or headless)."""
+    return value if value not in (None, "", HEADLESS) else None
 
 
 class ServicePort(Schema):
@@ -31,10 +59,11 @@ class ServicePort(Schema):
 
 class ServiceSpec(Schema):
     ports: tuple[ServicePort, ...] = Field(min_length=1)
-    # Everything below belongs to the cluster's own plumbing; accepted and ignored.
+    # Everything below belongs to the cluster's own plumbing; accepted and ignored,
+    # except clusterIP: a captured connection to it is a connection to this service.
     selector: dict[str, str] | None = None
     type: Literal["ClusterIP", "NodePort", "LoadBalancer", "ExternalName"] = "ClusterIP"
-    cluster_ip: str | None = Field(None, alias="clusterIP")
+    cluster_ip: ClusterIP | None = Field(None, alias="clusterIP")
     cluster_ips: list[str] | None = Field(None, alias="clusterIPs")
     external_ips: list[str] | None = Field(None, alias="externalIPs")
     external_name: str | None = None

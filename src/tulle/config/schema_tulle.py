@@ -24,6 +24,7 @@ from tulle.config.schema_common import (
     ServiceMeta,
     StrictInt,
 )
+from tulle.config.schema_kubernetes import ClusterIP
 from tulle.config.schema_policy import (
     CircuitBreaker,
     HealthCheck,
@@ -134,6 +135,7 @@ class DnsDiscovery(Schema):
 class MeshServiceSpec(Schema):
     protocol: Protocol = "http"
     port: Port = 80
+    cluster_ip: ClusterIP | None = Field(None, alias="clusterIP")
     endpoints: tuple[StaticEndpoint, ...] = ()
     dns: DnsDiscovery | None = None
     load_balancer: LoadBalancer | None = None

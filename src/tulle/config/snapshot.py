@@ -9,6 +9,7 @@ control plane fails loudly (``SnapshotError``) instead of half-applying.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -103,7 +104,14 @@ def _service(data: dict[str, Any]) -> Service:
         circuit_breaker=optional(CircuitBreaker, "circuitBreaker"),
         outlier_detection=optional(OutlierDetection, "outlierDetection"),
         health_check=optional(HealthCheck, "healthCheck"),
+        cluster_ip=_cluster_ip(data.get("clusterIP")),
     )
+
+
+def _cluster_ip(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(ipaddress.ip_address(value))
 
 
 def _route(data: dict[str, Any]) -> HTTPRoute:

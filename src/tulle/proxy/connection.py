@@ -22,6 +22,7 @@ from tulle.proxy.exchange import Exchange
 from tulle.proxy.pool import set_nodelay
 from tulle.telemetry.metrics import ResponseStats, TcpStats
 from tulle.telemetry.tap import TapHub
+from tulle.transport.original_dst import redirected_destination
 
 # Requests a client may pipeline ahead of the one being answered before we stop
 # reading from it (they are held in memory until their turn).
@@ -45,6 +46,9 @@ class ListenerContext:
     tap: TapHub
     connections: set[ClientConnection] = field(default_factory=set)
     draining: bool = False
+    # Connections arrive redirected by iptables (tulle init): read each one's original
+    # destination once, for the route layer.
+    transparent: bool = False
 
 
 # What a connection's deadline, when set, is waiting for.
@@ -65,6 +69,7 @@ class ClientConnection(asyncio.Protocol):
         "closing",
         "ctx",
         "loop",
+        "original_dst",
         "parser",
         "peer_ip",
         "queue",
@@ -81,6 +86,7 @@ class ClientConnection(asyncio.Protocol):
         self.parser = RequestParser(self)
         self.queue: deque[Exchange] = deque()
         self.peer_ip = b"unknown"
+        self.original_dst: tuple[str, int] | None = None  # (ip, port) before iptables' REDIRECT
         self.closing = False
         self._reading_paused = False
         self._pending_error: RemoteProtocolError | None = None
@@ -102,6 +108,8 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip = str(peer[0]).encode("ascii")
+        if self.ctx.transparent:
+            self.original_dst = redirected_destination(transport.get_extra_info("socket"))
         self.tcp.opened += 1
         self.ctx.connections.add(self)
         self._expect(_WAITING_HEAD, self.ctx.head_timeout)

@@ -6,6 +6,14 @@ in it (so learned state and warm connections survive), makes the new ones,
 and retires what left: a retired pool closes its idle connections now and its
 busy ones when their requests end, so in-flight requests are never failed by
 a reload.
+
+With iptables capture (``tulle proxy --transparent``) each direction also routes by
+original destination: a service's ``clusterIP:port`` is that service, and any other
+address gets a *direct* target of its own, made on first use, with the mesh
+defaults and one endpoint: outbound the address itself (a pod IP, forwarded as it
+is), inbound the app on localhost at the port the client dialled. Direct targets
+are dropped at each reload (and the oldest beyond ``MAX_DIRECT_TARGETS``) and made
+again when next used.
 """
 
 from __future__ import annotations
@@ -13,9 +21,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from tulle.balance import new_balancer
-from tulle.config import Config, HTTPRoute, Service
+from tulle.config import Config, HTTPRoute, MeshSpec, Service
 from tulle.config import Endpoint as EndpointConfig
 from tulle.proxy.failover import HealthDriver, OutlierDriver
 from tulle.proxy.http_routes import RouteRuleTarget, RouteTable
@@ -24,6 +33,10 @@ from tulle.proxy.routing import Router
 from tulle.proxy.targets import Endpoint, ServiceTarget, TargetTimeouts
 from tulle.resilience import CircuitBreaker, RetryBudget, RetryPolicy
 from tulle.telemetry.metrics import Metrics
+
+# Direct targets kept per direction: one per distinct address the app dials outside
+# any service. Bounded, so an app that dials many addresses cannot grow the proxy.
+MAX_DIRECT_TARGETS = 1024
 
 
 class DirectionState:
@@ -36,17 +49,25 @@ class DirectionState:
         self.direction = direction
         self.targets: dict[str, ServiceTarget] = {}
         self.pools: dict[tuple[str, int], EndpointPool] = {}
-        self.router = Router(())
+        self.router = Router((), direct=self.direct_target)
         self._tcp_dst = metrics.tcp(direction, "dst")
         self._drivers: list[OutlierDriver | HealthDriver] = []
+        self._direct: dict[tuple[str, int], ServiceTarget] = {}
+        self._direct_defaults = _unknown_authority(Config((), MeshSpec(), {}, ()))
 
     def apply(
         self,
         services: Iterable[Service],
         endpoints_of: Callable[[Service], Iterable[EndpointConfig]],
         default: Service | None = None,
+        direct_defaults: Service | None = None,
     ) -> None:
         """Make the targets match ``services``; ``endpoints_of(service)`` lists their endpoints."""
+        for target in self._direct.values():
+            target.detach()
+        self._direct = {}
+        if direct_defaults is not None:
+            self._direct_defaults = direct_defaults
         wanted: dict[str, ServiceTarget] = {}
         used_pools: set[tuple[str, int]] = set()
         services = list(services)
@@ -76,7 +97,39 @@ class DirectionState:
         self.router = Router(
             [t for key, t in wanted.items() if default_target is None or t is not default_target],
             default=default_target,
+            destinations={(service.cluster_ip, service.port): wanted[service.key]
+                          for service in services if service.cluster_ip is not None},
+            direct=self.direct_target,
         )
+
+    def direct_target(self, destination: tuple[str, int]) -> ServiceTarget:
+        """The target for an address outside every service: it forwards there as it is
+        (inbound: to the app on localhost, at the port the client dialled)."""
+        target = self._direct.get(destination)
+        if target is not None:
+            return target
+        if len(self._direct) >= MAX_DIRECT_TARGETS:
+            self._forget_direct(next(iter(self._direct)))
+        host, port = destination
+        if self.direction == "inbound":
+            host = "::1" if ":" in host else "127.0.0.1"
+        endpoint = EndpointConfig(host=host, port=port)
+        name = f"[{destination[0]}]:{port}" if ":" in destination[0] else f"{destination[0]}:{port}"
+        service = replace(self._direct_defaults, name=name, port=port, endpoints=(endpoint,))
+        target = self._target_for(service)
+        target.set_endpoints([self._endpoint_for(target, endpoint, service)])
+        self._direct[destination] = target
+        return target
+
+    def _forget_direct(self, destination: tuple[str, int]) -> None:
+        target = self._direct.pop(destination)
+        target.detach()
+        in_use = {id(e.pool) for t in (*self.targets.values(), *self._direct.values())
+                  for e in t.endpoints}
+        for endpoint in target.endpoints:
+            if id(endpoint.pool) not in in_use:
+                self.pools.pop((endpoint.pool.host, endpoint.pool.port), None)
+                endpoint.pool.retire()
 
     def _target_for(self, service: Service) -> ServiceTarget:
         key = f"{service.name}.{service.namespace}"
@@ -214,8 +267,9 @@ class MeshState:
 
     def apply(self, config: Config) -> None:
         services = list(config.services.values())
+        direct = _unknown_authority(config)
         self.outbound.zone = self.inbound.zone = config.mesh.zone
-        self.outbound.apply(services, lambda service: service.endpoints)
+        self.outbound.apply(services, lambda service: service.endpoints, direct_defaults=direct)
         self.outbound.attach_routes(config.routes)
         app = config.mesh.proxy.app
         if app is not None:
@@ -224,8 +278,11 @@ class MeshState:
             self.inbound.apply(
                 services,
                 lambda service: app_endpoint,
-                default=_unknown_authority(config),
+                default=direct,
+                direct_defaults=direct,
             )
+        else:  # captured inbound traffic still goes to the app, by original port
+            self.inbound.apply((), lambda service: (), direct_defaults=direct)
         self.config = config
 
 

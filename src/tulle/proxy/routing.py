@@ -5,11 +5,16 @@ absolute-form target (what a client sends through ``HTTP_PROXY``). A service
 ``web`` in namespace ``default`` answers to ``web``, ``web.default``,
 ``web.default.svc`` and ``web.default.svc.cluster.local``, with or without a
 port, as Kubernetes DNS names it. Inbound, everything goes to the local app.
+
+When iptables captured the connection (``tulle proxy --transparent``), its original
+destination decides first: a service's ``clusterIP`` and port is that service; any
+other address (a pod IP, or inbound the app's own port) gets a target of its own
+that forwards to it as it is (``direct``, made by ``tulle.proxy.mesh``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 from tulle.http import RequestHead
 from tulle.proxy.targets import ServiceTarget
@@ -56,13 +61,20 @@ def take_absolute_form(head: RequestHead) -> None:
     head.headers.append((b"host", authority))
 
 
-class Router:
-    """Maps authorities to service targets; built once per configuration."""
+Destination = tuple[str, int]  # (ip, port), as SO_ORIGINAL_DST gives it
 
-    __slots__ = ("_by_name", "default")
+
+class Router:
+    """Maps authorities and original destinations to targets; built once per configuration."""
+
+    __slots__ = ("_by_destination", "_by_name", "_direct", "default")
 
     def __init__(
-        self, targets: Iterable[ServiceTarget], default: ServiceTarget | None = None
+        self,
+        targets: Iterable[ServiceTarget],
+        default: ServiceTarget | None = None,
+        destinations: Mapping[Destination, ServiceTarget] | None = None,
+        direct: Callable[[Destination], ServiceTarget] | None = None,
     ) -> None:
         by_name: dict[bytes, ServiceTarget] = {}
         short: dict[str, ServiceTarget] = {}
@@ -77,6 +89,8 @@ class Router:
             by_name.setdefault(name.encode(), target)
         self._by_name = by_name
         self.default = default
+        self._by_destination = dict(destinations or {})
+        self._direct = direct
 
     def resolve(self, head: RequestHead) -> ServiceTarget | None:
         if head.target[:1] != b"/":
@@ -88,4 +102,12 @@ class Router:
         target = by_name.get(authority)
         if target is None:
             target = by_name.get(authority_host(authority), self.default)
+        return target
+
+    def resolve_destination(self, destination: Destination) -> ServiceTarget | None:
+        """The target for a captured connection's original destination: the service
+        whose clusterIP and port it is, else one that forwards to it as it is."""
+        target = self._by_destination.get(destination)
+        if target is None and self._direct is not None:
+            target = self._direct(destination)
         return target

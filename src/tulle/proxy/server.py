@@ -50,6 +50,10 @@ class ProxyOptions:
     head_timeout: float = 10.0
     shutdown_grace: float = 10.0
     allow_tap: bool = False
+    # Connections arrive redirected by iptables (tulle init): route each by its original
+    # destination, and take inbound traffic even without an app address (it goes to the
+    # port the client dialled).
+    transparent: bool = False
 
 
 class _Listener:
@@ -97,7 +101,8 @@ class ProxyServer:
         self.mesh.apply(config)
         listen = config.mesh.proxy
         await self._bind("outbound", options.outbound or listen.outbound, self.mesh.outbound)
-        if options.inbound_enabled and config.mesh.proxy.app is not None:
+        if options.inbound_enabled and (config.mesh.proxy.app is not None
+                                        or options.transparent):
             await self._bind("inbound", options.inbound or listen.inbound, self.mesh.inbound)
         elif options.inbound_enabled:
             log.info("inbound listener off: no application address (spec.proxy.app or --app)")
@@ -134,6 +139,7 @@ class ProxyServer:
             head_timeout=self.options.head_timeout,
             idle_timeout=timeouts.idle if timeouts else 60.0,
             tap=self.tap,
+            transparent=self.options.transparent,
         )
         server = await self.loop.create_server(
             lambda: ClientConnection(ctx), address.host, address.port, backlog=1024

@@ -5,7 +5,8 @@ layer here, not by threading flags through the connection code (linkerd's
 ``concrete.rs`` is the model). Read top to bottom, this file is the whole path
 of a request::
 
-    route   → which service, by authority then by HTTPRoute rules and splits (404 when none)
+    route   → which service: by the connection's original destination when iptables
+              captured it, else by authority; then by HTTPRoute rules and splits (404 when none)
     timeout → the request's deadline, over all its tries (504 when it passes)
     retry   → counts the request in the retry budget; failed tries come back here
     balance → which endpoint (503 when none; waits a moment when all are down)
@@ -34,7 +35,10 @@ class Route:
         self.inner = inner
 
     def __call__(self, exchange: Exchange) -> None:
-        target = self.router.resolve(exchange.head)
+        destination = exchange.conn.original_dst
+        target = None if destination is None else self.router.resolve_destination(destination)
+        if target is None:
+            target = self.router.resolve(exchange.head)
         if target is None:
             exchange.stats = self.unknown
             host = (exchange.head.host or b"").decode("latin-1")

@@ -37,8 +37,8 @@ def service(spec: str) -> str:
         ('port: "80"', 'spec.port: expected an integer, got "80"'),
         ("protocol: udp", 'spec.protocol: expected one of http, grpc or tcp, got "udp"'),
         ("protocl: http", "spec.protocl: unknown field (expected one of: protocol, port, "
-                          "endpoints, dns, loadBalancer, timeouts, retries, circuitBreaker, "
-                          "outlierDetection, healthCheck, limits)"),
+                          "clusterIP, endpoints, dns, loadBalancer, timeouts, retries, "
+                          "circuitBreaker, outlierDetection, healthCheck, limits)"),
         ("endpoints: [{address: 127.0.0.1}]",
          'spec.endpoints[0].address: expected an address host:port (the port is missing), '
          'got "127.0.0.1"'),

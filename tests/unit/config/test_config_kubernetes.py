@@ -199,3 +199,28 @@ spec: {ports: [{port: 80}], selectr: {}}
         "allocateLoadBalancerNodePorts, publishNotReadyAddresses, sessionAffinity, "
         "sessionAffinityConfig, trafficDistribution)",
     ]
+
+
+def test_cluster_ip_is_read_from_services_and_mesh_services(tmp_path: Path) -> None:
+    config = load_text(tmp_path, SERVICE + """
+---
+apiVersion: tulle.dev/v1alpha1
+kind: MeshService
+metadata: {name: web}
+spec: {clusterIP: "fd00::0:50", endpoints: [{address: "127.0.0.1:9001"}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless}
+spec: {clusterIP: None, ports: [{port: 80}]}
+""")
+    assert config.services["api.shop"].cluster_ip == "10.0.0.10"
+    assert config.services["web.default"].cluster_ip == "fd00::50"  # canonical form
+    assert config.services["headless.default"].cluster_ip is None
+
+
+def test_a_malformed_cluster_ip_names_its_field(tmp_path: Path) -> None:
+    text = SERVICE.replace("clusterIP: 10.0.0.10", "clusterIP: 10.0.0.300")
+    assert problems(tmp_path, text) == [
+        'document 1 (Service "api"): spec.clusterIP: expected an IP address (or "None" for a '
+        'headless service), got "10.0.0.300"']

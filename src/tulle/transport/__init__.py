@@ -1,0 +1,4 @@
+"""Sockets below HTTP: how connections arrive and what the kernel says about them.
+
+``original_dst`` reads where an iptables-redirected connection was going.
+"""

@@ -1,0 +1,123 @@
+"""Traffic captured by iptables reaches the proxy, which routes by original destination.
+
+A real network namespace (tests.support.netns) stands in for a pod: the app (curl,
+run as UID 1000) dials a ClusterIP, a pod IP, or is dialled by a client in another
+namespace, and NAT rules send each connection to ``tulle proxy --transparent``. The
+proxy reads ``SO_ORIGINAL_DST`` and routes: the ClusterIP to its service, balanced
+per request; a pod IP as it is; inbound, to the app on the port the client dialled.
+The proxy's own connections (UID 0 here) are not redirected, so they are not looped.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.netns import NetworkNamespace, require_namespaces
+from tests.support.proxy import TULLE
+
+APP_UID = 1000
+CLUSTER_IP = "10.96.0.50"
+POD_IP = "10.244.0.5"
+ENDPOINTS = ["10.244.1.1", "10.244.1.2", "10.244.1.3"]
+
+MANIFEST = f"""\
+apiVersion: tulle.dev/v1alpha1
+kind: MeshService
+metadata: {{name: web}}
+spec:
+  clusterIP: {CLUSTER_IP}
+  port: 80
+  loadBalancer: {{algorithm: round-robin}}
+  endpoints:
+{"".join(f'    - {{address: "{ip}:8080"}}{chr(10)}' for ip in ENDPOINTS)}"""
+
+
+def _proxy(pod: NetworkNamespace, manifests: Path, *args: str) -> None:
+    process = pod.spawn("proxy", TULLE, "proxy", "-f", str(manifests), "--transparent",
+                        "--admin", "127.0.0.1:4191", *args)
+    pod.wait_for_port("127.0.0.1", 4191, process)
+
+
+@pytest.fixture
+def pod(tmp_path: Path) -> Iterator[NetworkNamespace]:
+    """A pod whose app's outbound TCP (UID 1000) is redirected to the proxy's port 4140;
+    the other pods' addresses live on the same loopback, as KUBERNETES-TESTING.md shows."""
+    require_namespaces()
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "web.yaml").write_text(MANIFEST)
+    with NetworkNamespace("pod", tmp_path) as pod:
+        for ip in [POD_IP, *ENDPOINTS]:
+            pod.run("ip", "addr", "add", f"{ip}/32", "dev", "lo")
+        pod.run("ip", "route", "add", "default", "dev", "lo", "src", POD_IP)
+        pod.run("sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1",
+                "net.ipv4.conf.lo.route_localnet=1")
+        pod.run("iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-m", "owner",
+                "--uid-owner", str(APP_UID), "-j", "REDIRECT", "--to-ports", "4140")
+        for index, ip in enumerate(ENDPOINTS):
+            pod.backend(f"web-{index}", ip, 8080)
+        _proxy(pod, manifests, "--outbound", "127.0.0.1:4140", "--inbound", "off")
+        yield pod
+
+
+def _curl(pod: NetworkNamespace, *args: str) -> list[str]:
+    """Answers, one per URL, from one curl run as the app (one keep-alive connection)."""
+    result = pod.run("curl", "-sS", "--max-time", "10", "-w", "\\n", *args, uid=APP_UID)
+    return result.stdout.splitlines()
+
+
+def test_cluster_ip_is_balanced_per_request_over_one_connection(pod: NetworkNamespace) -> None:
+    answers = _curl(pod, *[f"http://{CLUSTER_IP}/"] * 9)
+    assert Counter(answers) == {"web-0": 3, "web-1": 3, "web-2": 3}, pod.logs()
+    metrics = pod.run("curl", "-s", "http://127.0.0.1:4191/metrics").stdout
+    # One captured connection from curl; the proxy's own three were not captured again.
+    assert 'tcp_open_total{direction="outbound",peer="src"} 1.0' in metrics
+    assert 'tcp_open_total{direction="outbound",peer="dst"} 3.0' in metrics
+
+
+def test_service_name_resolved_to_the_cluster_ip(pod: NetworkNamespace) -> None:
+    name = "web.default.svc.cluster.local"
+    answers = _curl(pod, "--resolve", f"{name}:80:{CLUSTER_IP}", *[f"http://{name}/"] * 3)
+    assert sorted(answers) == ["web-0", "web-1", "web-2"], pod.logs()
+
+
+def test_a_pod_ip_is_forwarded_as_it_is(pod: NetworkNamespace) -> None:
+    assert _curl(pod, *[f"http://{ENDPOINTS[1]}:8080/"] * 3) == ["web-1"] * 3, pod.logs()
+    metrics = pod.run("curl", "-s", "http://127.0.0.1:4191/metrics").stdout
+    assert f'service="{ENDPOINTS[1]}:8080"' in metrics
+
+
+def test_uncaptured_connections_route_by_host_header(pod: NetworkNamespace) -> None:
+    # UID 0 is not redirected: this dials the proxy's port itself, as HTTP_PROXY would.
+    answer = pod.run("curl", "-sS", "-H", "Host: web", "http://127.0.0.1:4140/").stdout
+    assert answer.startswith("web-"), pod.logs()
+
+
+def test_inbound_goes_to_the_app_on_its_original_port(tmp_path: Path) -> None:
+    """A client in another namespace dials the pod's IP; PREROUTING sends it to the
+    inbound port; the proxy forwards to the app, which listens on localhost only."""
+    require_namespaces()
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "mesh.yaml").write_text(
+        "apiVersion: tulle.dev/v1alpha1\nkind: ServiceMesh\nmetadata: {name: default}\n")
+    with NetworkNamespace("client", tmp_path) as client, \
+            NetworkNamespace("pod", tmp_path) as pod:
+        client.run("ip", "link", "add", "vc", "type", "veth", "peer", "name", "vp",
+                   "netns", pod.name)
+        client.run("ip", "addr", "add", "10.250.0.1/24", "dev", "vc")
+        client.run("ip", "link", "set", "vc", "up")
+        pod.run("ip", "addr", "add", "10.250.0.2/24", "dev", "vp")
+        pod.run("ip", "link", "set", "vp", "up")
+        pod.run("iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "!", "--dport",
+                "4191", "-j", "REDIRECT", "--to-ports", "4143")
+        pod.backend("app", "127.0.0.1", 8080)
+        _proxy(pod, manifests, "--outbound", "127.0.0.1:4140", "--inbound", "0.0.0.0:4143")
+        answer = client.run("curl", "-sS", "--max-time", "10", "http://10.250.0.2:8080/")
+        assert answer.stdout == "app", pod.logs()
+        metrics = pod.run("curl", "-s", "http://127.0.0.1:4191/metrics").stdout
+        assert 'response_total{' in metrics and 'direction="inbound"' in metrics
