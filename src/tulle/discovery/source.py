@@ -64,7 +64,9 @@ class ManifestSource:
             self._watcher.mark_seen()
         try:
             config = load(self._path)
-        except ConfigError as exc:
+        except (ConfigError, OSError) as exc:
+            # OSError: the folder could not be walked (a directory deleted under
+            # us); the watcher tries again on the next change.
             if self._on_error is not None:
                 self._on_error(f"configuration refused ({reason}); "
                                f"still serving the previous one:\n{exc}")
