@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import time
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -10,6 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.backend import Backend
 from tests.support.client import get
 from tests.support.proxy import RunningProxy, mesh_service
+from tulle.telemetry import Metrics, registry_for
+from tulle.telemetry.admin import AdminLimits, AdminSources, serve_admin
+from tulle.telemetry.tap import TapHub
 
 
 def test_live_and_ready(proxy: RunningProxy) -> None:
@@ -95,3 +101,49 @@ def test_peak_ewma_publishes_its_latency_estimate_per_endpoint(
         assert states == {"active"}
     finally:
         proxy.stop()
+
+
+# -- the admin listener's limits (issue 15, #13) ---------------------------------
+
+
+def test_the_admin_listener_caps_its_connections(proxy: RunningProxy) -> None:
+    idle = [socket.create_connection(("127.0.0.1", proxy.admin_port)) for _ in range(
+        AdminLimits().max_connections)]
+    try:
+        time.sleep(0.2)  # let the proxy accept them all
+        status, body = proxy.admin_get("/live")
+        assert (status, body) == (503, b"admin connection limit reached\n")
+    finally:
+        for sock in idle:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while proxy.admin_get("/live")[0] != 200:
+        assert time.monotonic() < deadline, "the slots were not given back"
+        time.sleep(0.05)
+    samples = _samples(proxy)
+    assert samples["tulle_admin_connections_refused_total"][0][1] >= 1
+
+
+async def test_admin_head_and_idle_timeouts_on_real_sockets() -> None:
+    loop = asyncio.get_running_loop()
+    sources = AdminSources(registry=registry_for(Metrics()), tap=TapHub(clock=loop.time),
+                           ready=lambda: True, config=dict, endpoints=dict)
+    limits = AdminLimits(head_timeout=0.3, idle_timeout=0.6, max_connections=8)
+    server = await serve_admin(loop, "127.0.0.1", 0, sources, limits)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        silent = await asyncio.open_connection("127.0.0.1", port)
+        idle = await asyncio.open_connection("127.0.0.1", port)
+        idle[1].write(b"GET /live HTTP/1.1\r\nHost: admin\r\n\r\n")
+        started = loop.time()
+        answer = await asyncio.wait_for(silent[0].read(), 5)  # read until closed
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert 0.25 < loop.time() - started < 2
+        answer = await asyncio.wait_for(idle[0].read(), 5)
+        assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"live\n")
+        assert 0.55 < loop.time() - started < 2
+        for _, writer in (silent, idle):
+            writer.close()
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -8,17 +8,25 @@ only here; ``/tap`` is a live stream of requests (see `tulle.telemetry.tap_strea
 refused unless the proxy was started with tap allowed. The server speaks
 HTTP/1.1 through the same sans-I/O codec as the proxy, one small Protocol per
 connection.
+
+The listener has the proxy's limits (`AdminLimits`): a client gets
+``head_timeout`` to send a request head (then 408 and the connection closed), a
+kept-alive connection with no request is closed after ``idle_timeout``, and past
+``max_connections`` open at once a new connection is answered 503 and closed.
+A /tap stream is long-lived by design and escapes both timeouts. The counts show
+on /metrics as ``tulle_admin_*`` (see `AdminListener`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from tulle.http import (
     RemoteProtocolError,
@@ -50,20 +58,91 @@ class AdminSources:
 Page = tuple[int, bytes, bytes]  # status, content type, body
 
 
-class AdminConnection(asyncio.Protocol):
-    """One admin client; answers each request as soon as its head is parsed."""
+@dataclass(frozen=True, slots=True)
+class AdminLimits:
+    """How long an admin client may take, and how many may be connected at once."""
 
-    def __init__(self, sources: AdminSources) -> None:
-        self._sources = sources
+    # The proxy listeners' defaults: --head-timeout 10 s, timeouts.idle 60 s.
+    head_timeout: float = 10.0
+    idle_timeout: float = 60.0
+    # A few scrapers, a dashboard, some `tulle tap`s and probes need tens; 128
+    # bounds what idle sockets can pin (fds, buffers) far below the process limit.
+    max_connections: int = 128
+
+
+class AdminListener:
+    """One bound admin listener: its limits, its open connections and their counters.
+
+    The counters are published in the sources' registry when the listener is made:
+    ``tulle_admin_open_connections``, ``tulle_admin_connections_refused_total`` and
+    ``tulle_admin_timeouts_total{timeout="head"|"idle"}``.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sources: AdminSources, limits: AdminLimits
+    ) -> None:
+        self.loop = loop
+        self.sources = sources
+        self.limits = limits
+        self.connections: set[AdminConnection] = set()
+        self.refused = 0
+        self.head_timeouts = 0
+        self.idle_timeouts = 0
+        sources.registry.register(_AdminCollector(self))
+
+
+class _AdminCollector(Collector):
+    def __init__(self, listener: AdminListener) -> None:
+        self._listener = listener
+
+    def collect(self) -> Iterator[Metric]:
+        listener = self._listener
+        yield GaugeMetricFamily("tulle_admin_open_connections",
+                                "Admin connections open now.", value=len(listener.connections))
+        yield CounterMetricFamily(
+            "tulle_admin_connections_refused",
+            "Admin connections answered 503 and closed: over the connection cap.",
+            value=listener.refused,
+        )
+        timeouts = CounterMetricFamily(
+            "tulle_admin_timeouts", "Admin connections closed by a timeout.", labels=["timeout"]
+        )
+        timeouts.add_metric(["head"], listener.head_timeouts)
+        timeouts.add_metric(["idle"], listener.idle_timeouts)
+        yield timeouts
+
+
+class AdminConnection(asyncio.Protocol):
+    """One admin client; answers each request as soon as its head is parsed.
+
+    One timer at a time: the head timeout from the connection's start and from
+    the first byte after an answer, the idle timeout after an answer; none while
+    a /tap stream owns the connection.
+    """
+
+    def __init__(self, listener: AdminListener) -> None:
+        self._listener = listener
+        self._sources = listener.sources
         self._parser = RequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._head: RequestHead | None = None
         self._stream: TapStream | None = None  # set while /tap streams
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiting_head = False  # the timer is the head timeout
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
+        listener = self._listener
+        if len(listener.connections) >= listener.limits.max_connections:
+            listener.refused += 1
+            self._send(503, b"text/plain", b"admin connection limit reached\n", close=True)
+            return
+        listener.connections.add(self)
+        self._expect_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._listener.connections.discard(self)
+        self._stop_timer()
         if self._stream is not None:
             self._stream.close()
             self._stream = None
@@ -71,10 +150,48 @@ class AdminConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._stream is not None:
             return  # a tap client has nothing more to say; the stream owns the connection
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        if not self._waiting_head:
+            self._expect_head()  # the first byte of the next request
         try:
             self._parser.feed(data)
         except RemoteProtocolError as exc:
             self._send(exc.status, b"text/plain", exc.reason.encode() + b"\n", close=True)
+
+    # -- timeouts --
+
+    def _expect_head(self) -> None:
+        self._stop_timer()
+        self._waiting_head = True
+        self._timer = self._listener.loop.call_later(
+            self._listener.limits.head_timeout, self._head_timed_out
+        )
+
+    def _expect_idle(self) -> None:
+        self._stop_timer()
+        self._timer = self._listener.loop.call_later(
+            self._listener.limits.idle_timeout, self._idle_timed_out
+        )
+
+    def _stop_timer(self) -> None:
+        self._waiting_head = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _head_timed_out(self) -> None:
+        self._timer = None
+        self._listener.head_timeouts += 1
+        self._send(408, b"text/plain", b"the request head was not received in time\n",
+                   close=True)
+
+    def _idle_timed_out(self) -> None:
+        self._timer = None
+        self._listener.idle_timeouts += 1
+        if self._transport is not None:
+            self._transport.close()
 
     def on_head(self, head: RequestHead | ResponseHead) -> None:
         assert isinstance(head, RequestHead)
@@ -88,11 +205,15 @@ class AdminConnection(asyncio.Protocol):
         assert head is not None
         if head.target.split(b"?", 1)[0] == b"/tap" and head.method == b"GET":
             self._start_tap(head)
-            return
-        status, content_type, body = self._page(head)
-        if head.method == b"HEAD":
-            body = b""
-        self._send(status, content_type, body, close=not head.keep_alive)
+        else:
+            status, content_type, body = self._page(head)
+            if head.method == b"HEAD":
+                body = b""
+            self._send(status, content_type, body, close=not head.keep_alive)
+        if self._stream is not None:
+            self._stop_timer()  # the stream owns the connection from now on
+        elif head.keep_alive:
+            self._expect_idle()
 
     def _page(self, head: RequestHead) -> Page:
         if head.method not in (b"GET", b"HEAD"):
@@ -156,7 +277,12 @@ def _json(value: object) -> Page:
 
 
 async def serve_admin(
-    loop: asyncio.AbstractEventLoop, host: str, port: int, sources: AdminSources
+    loop: asyncio.AbstractEventLoop,
+    host: str,
+    port: int,
+    sources: AdminSources,
+    limits: AdminLimits | None = None,
 ) -> asyncio.Server:
-    """Bind the admin listener."""
-    return await loop.create_server(lambda: AdminConnection(sources), host, port)
+    """Bind the admin listener (with the default `AdminLimits` unless given others)."""
+    listener = AdminListener(loop, sources, limits or AdminLimits())
+    return await loop.create_server(lambda: AdminConnection(listener), host, port)

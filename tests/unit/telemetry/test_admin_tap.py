@@ -12,8 +12,9 @@ import json
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
+from tests.support.fake_loop import FakeLoop
 from tulle.telemetry import Metrics, registry_for
-from tulle.telemetry.admin import AdminConnection, AdminSources
+from tulle.telemetry.admin import AdminConnection, AdminLimits, AdminListener, AdminSources
 from tulle.telemetry.tap import TapEvent, TapHub
 from tulle.telemetry.tap_stream import MAX_BUFFERED_BYTES
 
@@ -53,7 +54,8 @@ def sources(hub: TapHub, tap_enabled: bool, registry: CollectorRegistry | None =
 
 
 def connect(admin_sources: AdminSources, request: bytes) -> tuple[AdminConnection, FakeTransport]:
-    connection = AdminConnection(admin_sources)
+    connection = AdminConnection(AdminListener(FakeLoop(), admin_sources,  # type: ignore[arg-type]
+                                               AdminLimits()))
     transport = FakeTransport()
     connection.connection_made(transport)  # type: ignore[arg-type]
     connection.data_received(request)
