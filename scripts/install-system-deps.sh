@@ -11,6 +11,7 @@ declare -A NEEDED=(
   [hey]=hey
   [h2load]=nghttp2-client
   [prometheus]=prometheus
+  [promtool]=prometheus
   [chromium]=chromium
   [chromedriver]=chromium-driver
 )

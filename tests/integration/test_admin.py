@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import time
 from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.tools import find_tool
 from tests.support.backend import Backend
 from tests.support.client import get
 from tests.support.proxy import RunningProxy, mesh_service
+from tests.support.tools import require_tools
 from tulle.telemetry import Metrics, registry_for
 from tulle.telemetry.admin import AdminLimits, AdminSources, serve_admin
 from tulle.telemetry.tap import TapHub
@@ -44,7 +47,10 @@ def test_endpoints_shows_each_endpoint(proxy: RunningProxy, backends: list[Backe
 
 
 def _samples(proxy: RunningProxy) -> dict[str, list[tuple[dict[str, str], float]]]:
-    _, text = proxy.admin_get("/metrics")
+    return _samples_of(proxy.admin_get("/metrics")[1])
+
+
+def _samples_of(text: bytes) -> dict[str, list[tuple[dict[str, str], float]]]:
     samples: dict[str, list[tuple[dict[str, str], float]]] = {}
     for family in text_string_to_metric_families(text.decode()):
         for sample in family.samples:
@@ -94,9 +100,9 @@ def test_peak_ewma_publishes_its_latency_estimate_per_endpoint(
         for _ in range(10):
             assert get(proxy.outbound)[0] == 200
         samples = _samples(proxy)
-        estimates = samples["tulle_balancer_latency_estimate_ms"]
+        estimates = samples["tulle_balancer_latency_estimate_seconds"]
         assert {labels["endpoint"] for labels, _ in estimates} == {b.address for b in backends}
-        assert all(0 <= value < 1000 for _, value in estimates)
+        assert all(0 <= value < 1 for _, value in estimates)
         states = {labels["state"] for labels, _ in samples["tulle_endpoint_state"]}
         assert states == {"active"}
     finally:
@@ -147,3 +153,30 @@ async def test_admin_head_and_idle_timeouts_on_real_sockets() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+# Linkerd's names, kept as Linkerd spells them so its dashboards and queries work;
+# promtool objects to their "_ms". Tulle's own metrics use base units.
+LINKERD_NAMES_WITH_UNITS = {"response_latency_ms", "route_response_latency_ms"}
+
+
+def test_metrics_pass_promtool_except_linkerds_own_names(
+    backends: list[Backend], manifests: Path
+) -> None:
+    require_tools(["promtool"])
+    (manifests / "web.yaml").write_text(mesh_service("web", [b.address for b in backends]))
+    proxy = RunningProxy(manifests)  # peak-ewma: publishes its latency estimate
+    try:
+        for _ in range(10):
+            assert get(proxy.outbound)[0] == 200
+        _, text = proxy.admin_get("/metrics")
+    finally:
+        proxy.stop()
+    assert b"tulle_balancer_latency_estimate_seconds{" in text
+    checked = subprocess.run([find_tool("promtool"), "check", "metrics"], input=text,
+                             capture_output=True, timeout=30)
+    problems = (checked.stdout + checked.stderr).decode().splitlines()
+    named = {line.split()[0] for line in problems if line.strip()}
+    assert named <= LINKERD_NAMES_WITH_UNITS, problems
+    estimates = _samples_of(text)["tulle_balancer_latency_estimate_seconds"]
+    assert all(0 <= value < 1 for _, value in estimates)  # seconds, not milliseconds

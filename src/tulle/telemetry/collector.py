@@ -102,8 +102,10 @@ class MeshCollector(Collector):
             "tulle_outlier_ejections_total", "Times outlier detection ejected the endpoint.",
             labels=_ENDPOINT_LABELS,
         )
+        # Tulle's own metrics are in base units (Prometheus naming conventions,
+        # checked by `promtool check metrics`); only Linkerd's names keep their _ms.
         estimate = GaugeMetricFamily(
-            "tulle_balancer_latency_estimate_ms",
+            "tulle_balancer_latency_estimate_seconds",
             "The balancer's latency estimate for the endpoint.", labels=_ENDPOINT_LABELS,
         )
         for endpoint in self._metrics.endpoint_states():
@@ -113,7 +115,7 @@ class MeshCollector(Collector):
             opens.add_metric(labels, endpoint.breaker_opens)
             ejections.add_metric(labels, endpoint.ejections)
             if endpoint.latency_estimate_ms is not None:
-                estimate.add_metric(labels, endpoint.latency_estimate_ms)
+                estimate.add_metric(labels, endpoint.latency_estimate_ms / 1000.0)
         yield from (state, in_flight, opens, ejections, estimate)
 
 
