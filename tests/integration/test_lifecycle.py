@@ -1,7 +1,9 @@
-"""Reloads (SIGHUP and file changes) and graceful shutdown (SIGTERM) of a running proxy."""
+"""Reloads (SIGHUP and file changes), graceful shutdown (SIGTERM) and the start-up
+open-files limit of a running proxy."""
 
 from __future__ import annotations
 
+import resource
 import signal
 import socket
 import threading
@@ -95,3 +97,24 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits_0(
     assert results == [200, 200, 200]
     assert proxy.process.wait(timeout=10) == 0
     proxy.stop()
+
+
+def test_the_proxy_raises_its_open_files_limit_and_says_how_many_connections_fit(
+    backends: list[Backend], manifests: Path
+) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard == resource.RLIM_INFINITY or hard <= 512:
+        pytest.skip(f"needs a finite hard open-files limit above 512 (it is {hard})")
+    (manifests / "web.yaml").write_text(mesh_service("web", [backends[0].address]))
+
+    def low_soft_limit() -> None:  # what `ulimit -n 512` gives a child
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard))
+
+    proxy = RunningProxy(manifests, preexec=low_soft_limit)
+    try:
+        limits = Path(f"/proc/{proxy.process.pid}/limits").read_text()
+        [line] = [row for row in limits.splitlines() if row.startswith("Max open files")]
+        assert line.split()[3:5] == [str(hard), str(hard)]
+        assert f"open files limit {hard} (raised from 512): room for about" in proxy.log()
+    finally:
+        proxy.stop()

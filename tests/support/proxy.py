@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 TULLE = str(Path(sys.executable).parent / "tulle")
@@ -32,7 +33,9 @@ def mesh_service(name: str, endpoints: list[str], extra: str = "") -> str:
 class RunningProxy:
     """A ``tulle proxy`` child process with its outbound and admin addresses."""
 
-    def __init__(self, manifests: Path, *extra_args: str) -> None:
+    def __init__(
+        self, manifests: Path, *extra_args: str, preexec: Callable[[], None] | None = None
+    ) -> None:
         self.manifests = manifests
         self.outbound_port = free_port()
         self.admin_port = free_port()
@@ -47,6 +50,7 @@ class RunningProxy:
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=preexec,  # e.g. a lower open-files limit for the child
         )
         self.wait_ready()
 

@@ -71,6 +71,9 @@ def proxy(
         level=log_level.upper(), stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from tulle.transport.limits import raise_open_files_limit
+
+    logging.getLogger("tulle.proxy").info("%s", raise_open_files_limit().describe())
     inbound_enabled = inbound != "off"
     options = ProxyOptions(
         manifests=manifests,
