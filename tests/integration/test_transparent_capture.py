@@ -2,10 +2,11 @@
 
 A real network namespace (tests.support.netns) stands in for a pod: the app (curl,
 run as UID 1000) dials a ClusterIP, a pod IP, or is dialled by a client in another
-namespace, and NAT rules send each connection to ``tulle proxy --transparent``. The
-proxy reads ``SO_ORIGINAL_DST`` and routes: the ClusterIP to its service, balanced
-per request; a pod IP as it is; inbound, to the app on the port the client dialled.
-The proxy's own connections (UID 0 here) are not redirected, so they are not looped.
+namespace, and the NAT rules of ``tulle init`` send each connection to ``tulle proxy
+--transparent``. The proxy reads ``SO_ORIGINAL_DST`` and routes: the ClusterIP to its
+service, balanced per request; a pod IP as it is; inbound, to the app on the port the
+client dialled. The proxy runs as its own UID (2102), whose connections are not
+redirected, so they are not looped back to it.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.netns import NetworkNamespace, require_namespaces
+from tests.support.netns import NetworkNamespace, readable_copy, require_namespaces
 from tests.support.proxy import TULLE
 
 APP_UID = 1000
+PROXY_UID = 2102
 CLUSTER_IP = "10.96.0.50"
 POD_IP = "10.244.0.5"
 ENDPOINTS = ["10.244.1.1", "10.244.1.2", "10.244.1.3"]
@@ -38,29 +40,26 @@ spec:
 
 def _proxy(pod: NetworkNamespace, manifests: Path, *args: str) -> None:
     process = pod.spawn("proxy", TULLE, "proxy", "-f", str(manifests), "--transparent",
-                        "--admin", "127.0.0.1:4191", *args)
+                        "--admin", "127.0.0.1:4191", *args, uid=PROXY_UID)
     pod.wait_for_port("127.0.0.1", 4191, process)
 
 
 @pytest.fixture
 def pod(tmp_path: Path) -> Iterator[NetworkNamespace]:
-    """A pod whose app's outbound TCP (UID 1000) is redirected to the proxy's port 4140;
-    the other pods' addresses live on the same loopback, as KUBERNETES-TESTING.md shows."""
+    """A pod whose TCP is captured by ``tulle init``; the other pods' addresses live on
+    the same loopback, as KUBERNETES-TESTING.md shows."""
     require_namespaces()
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    (manifests / "web.yaml").write_text(MANIFEST)
-    with NetworkNamespace("pod", tmp_path) as pod:
+    with readable_copy({"web.yaml": MANIFEST}) as manifests, \
+            NetworkNamespace("pod", tmp_path) as pod:
         for ip in [POD_IP, *ENDPOINTS]:
             pod.run("ip", "addr", "add", f"{ip}/32", "dev", "lo")
         pod.run("ip", "route", "add", "default", "dev", "lo", "src", POD_IP)
         pod.run("sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1",
                 "net.ipv4.conf.lo.route_localnet=1")
-        pod.run("iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp", "-m", "owner",
-                "--uid-owner", str(APP_UID), "-j", "REDIRECT", "--to-ports", "4140")
         for index, ip in enumerate(ENDPOINTS):
-            pod.backend(f"web-{index}", ip, 8080)
-        _proxy(pod, manifests, "--outbound", "127.0.0.1:4140", "--inbound", "off")
+            pod.backend(f"web-{index}", ip, 8080)  # probed before capture starts
+        pod.run(TULLE, "init", "--proxy-uid", str(PROXY_UID))
+        _proxy(pod, Path(manifests), "--outbound", "127.0.0.1:4140", "--inbound", "off")
         yield pod
 
 
@@ -92,20 +91,36 @@ def test_a_pod_ip_is_forwarded_as_it_is(pod: NetworkNamespace) -> None:
 
 
 def test_uncaptured_connections_route_by_host_header(pod: NetworkNamespace) -> None:
-    # UID 0 is not redirected: this dials the proxy's port itself, as HTTP_PROXY would.
-    answer = pod.run("curl", "-sS", "-H", "Host: web", "http://127.0.0.1:4140/").stdout
-    assert answer.startswith("web-"), pod.logs()
+    # Loopback is not redirected: this dials the proxy's port itself, as HTTP_PROXY would.
+    answer = _curl(pod, "-H", "Host: web", "http://127.0.0.1:4140/")
+    assert answer[0].startswith("web-"), pod.logs()
+
+
+def test_init_is_idempotent(pod: NetworkNamespace) -> None:
+    before = _rules(pod)
+    pod.run(TULLE, "init", "--proxy-uid", str(PROXY_UID))
+    assert _rules(pod) == before
+    assert before.count("-j TULLE_OUTBOUND") == 1 and before.count("-j TULLE_INBOUND") == 1
+    assert "-A TULLE_OUTBOUND -m owner --uid-owner 2102 -j RETURN" in before
+    dry = pod.run(TULLE, "init", "--dry-run", "--no-ipv6").stdout
+    assert "-A TULLE_OUTBOUND -p tcp -j REDIRECT --to-ports 4140" in dry
+    assert _rules(pod) == before  # a dry run changes nothing
+    assert "-A TULLE_INBOUND -p tcp -j REDIRECT --to-ports 4143" in pod.run(
+        "ip6tables-save", "-t", "nat").stdout
+
+
+def _rules(pod: NetworkNamespace) -> str:
+    saved = pod.run("iptables-save", "-t", "nat").stdout
+    return "\n".join(line for line in saved.splitlines() if line.startswith("-A"))
 
 
 def test_inbound_goes_to_the_app_on_its_original_port(tmp_path: Path) -> None:
     """A client in another namespace dials the pod's IP; PREROUTING sends it to the
     inbound port; the proxy forwards to the app, which listens on localhost only."""
     require_namespaces()
-    manifests = tmp_path / "manifests"
-    manifests.mkdir()
-    (manifests / "mesh.yaml").write_text(
-        "apiVersion: tulle.dev/v1alpha1\nkind: ServiceMesh\nmetadata: {name: default}\n")
-    with NetworkNamespace("client", tmp_path) as client, \
+    mesh = "apiVersion: tulle.dev/v1alpha1\nkind: ServiceMesh\nmetadata: {name: default}\n"
+    with readable_copy({"mesh.yaml": mesh}) as manifests, \
+            NetworkNamespace("client", tmp_path) as client, \
             NetworkNamespace("pod", tmp_path) as pod:
         client.run("ip", "link", "add", "vc", "type", "veth", "peer", "name", "vp",
                    "netns", pod.name)
@@ -113,10 +128,10 @@ def test_inbound_goes_to_the_app_on_its_original_port(tmp_path: Path) -> None:
         client.run("ip", "link", "set", "vc", "up")
         pod.run("ip", "addr", "add", "10.250.0.2/24", "dev", "vp")
         pod.run("ip", "link", "set", "vp", "up")
-        pod.run("iptables", "-t", "nat", "-A", "PREROUTING", "-p", "tcp", "!", "--dport",
-                "4191", "-j", "REDIRECT", "--to-ports", "4143")
+        pod.run(TULLE, "init", "--proxy-uid", str(PROXY_UID))
         pod.backend("app", "127.0.0.1", 8080)
-        _proxy(pod, manifests, "--outbound", "127.0.0.1:4140", "--inbound", "0.0.0.0:4143")
+        _proxy(pod, Path(manifests), "--outbound", "127.0.0.1:4140",
+               "--inbound", "0.0.0.0:4143")
         answer = client.run("curl", "-sS", "--max-time", "10", "http://10.250.0.2:8080/")
         assert answer.stdout == "app", pod.logs()
         metrics = pod.run("curl", "-s", "http://127.0.0.1:4191/metrics").stdout

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +30,18 @@ def require_namespaces() -> None:
     require_tools(["ip", "iptables", "curl", "setpriv"])
     if os.geteuid() != 0:
         skip_outside_ci("network namespaces and iptables need root")
+
+
+def readable_copy(files: dict[str, str]) -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder holding ``files`` that other UIDs (the proxy's) can read;
+    pytest's own temporary folders are private to root."""
+    folder = tempfile.TemporaryDirectory(prefix="tulle-netns-")
+    os.chmod(folder.name, 0o755)
+    for name, text in files.items():
+        path = Path(folder.name) / name
+        path.write_text(text)
+        path.chmod(0o644)
+    return folder
 
 
 class NetworkNamespace:

@@ -26,6 +26,9 @@ COMMANDS: dict[str, str] = {
     "edges": "tulle.cli.edges:edges",
     "check": "tulle.cli.check:check",
     "dashboard": "tulle.cli.dashboard:dashboard",
+    "init": "tulle.cli.init:init",
+    "inject": "tulle.cli.inject:inject",
+    "install": "tulle.cli.install:install",
 }
 
 
