@@ -1,0 +1,30 @@
+"""``tulle inject FILE|-``: add the proxy to the workloads in a YAML stream."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import yaml
+
+
+@click.command()
+@click.argument("source", type=click.File("r"))
+@click.option("-n", "--control-plane-namespace", default="tulle", show_default=True,
+              help="Where the control plane the proxies subscribe to runs.")
+def inject(source: click.utils.LazyFile, control_plane_namespace: str) -> None:
+    """Print the manifests in SOURCE (a file, or - for stdin) with the Tulle proxy added
+    to every Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob and Pod.
+
+    Use: tulle inject app.yaml | kubectl apply -f -"""
+    from tulle.kube.inject import InjectConfig, inject_object
+
+    config = InjectConfig.from_chart(control_plane_namespace)
+    try:
+        documents = [doc for doc in yaml.safe_load_all(source) if doc is not None]
+    except yaml.YAMLError as exc:
+        click.echo(f"tulle inject: {getattr(source, 'name', 'input')}: not YAML: {exc}",
+                   err=True)
+        sys.exit(1)
+    injected = [inject_object(document, config) for document in documents]
+    click.echo(yaml.safe_dump_all(injected, sort_keys=False, explicit_start=True), nl=False)
