@@ -18,6 +18,7 @@ import yaml
 
 from tests.k8s.cluster import REPO, Cluster, binaries
 from tests.k8s.kube import sync_call
+from tests.k8s.kubectl import Kube, tools_dir
 from tests.support.tools import in_ci, skip_outside_ci
 from tulle.discovery.kubernetes_api import ApiError
 
@@ -51,3 +52,15 @@ def _wait_for_default_service_account(cluster: Cluster, timeout: float = 30.0) -
         except ApiError:
             time.sleep(0.2)
     raise RuntimeError(f"no default service account: {cluster.log('kube-controller-manager')}")
+
+
+@pytest.fixture(scope="session")
+def kube_tools() -> Path:
+    """The folder with the real kubectl and helm."""
+    return tools_dir()
+
+
+@pytest.fixture(scope="session")
+def kube(cluster: Cluster, kube_tools: Path) -> Kube:
+    """kubectl and helm against the session's cluster."""
+    return Kube(cluster, kube_tools)

@@ -7,11 +7,16 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import uvloop
 
 from tulle.config import Address, ConfigError
+
+if TYPE_CHECKING:
+    from tulle.control.webhook import InjectionWebhook
+    from tulle.discovery.kubernetes import KubernetesSource
 
 
 @click.command()
@@ -25,10 +30,18 @@ from tulle.config import Address, ConfigError
 @click.option("-f", "--filename", "manifests", type=click.Path(exists=True, path_type=Path),
               help="Serve manifests from disk instead of a cluster.")
 @click.option("--namespace", help="Watch only this namespace [all namespaces].")
+@click.option("--webhook-listen", metavar="HOST:PORT",
+              help="Serve the admission webhook that injects the proxy here, over TLS.")
+@click.option("--webhook-cert-dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="The webhook's tls.crt and tls.key (the chart mounts its Secret).")
+@click.option("--inject-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="What the webhook injects (the chart's tulle-inject ConfigMap) "
+                   "[the chart's defaults].")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_cluster: bool,
-            manifests: Path | None, namespace: str | None, log_level: str) -> None:
+            manifests: Path | None, namespace: str | None, webhook_listen: str | None,
+            webhook_cert_dir: Path | None, inject_config: Path | None, log_level: str) -> None:
     """Watch Services, EndpointSlices and Tulle's CRDs; stream them to proxies."""
     from tulle.control import ControlPlane
     from tulle.discovery import ConfigSource, DnsSource, ManifestSource
@@ -42,23 +55,38 @@ def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_c
         address = Address.parse(listen, allow_port_zero=True)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from None
+    webhook_address = None
+    if webhook_listen is not None:
+        if webhook_cert_dir is None:
+            raise click.UsageError("--webhook-listen needs --webhook-cert-dir")
+        try:
+            webhook_address = Address.parse(webhook_listen, allow_port_zero=True)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--webhook-listen") from None
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
         source: ConfigSource
+        cluster: KubernetesSource | None = None
         if manifests is not None:
             source = ManifestSource(loop, manifests)
         else:
             access = pod() if in_cluster else from_kubeconfig(kubeconfig, context_name)
-            source = KubernetesSource(access, namespace=namespace)
+            source = cluster = KubernetesSource(access, namespace=namespace)
         source = DnsSource(source)  # services with spec.dns: endpoints from DNS
         plane = ControlPlane(source)
         await plane.start(address.host, address.port)
+        webhook = None
+        if webhook_address is not None:
+            webhook = await _start_webhook(webhook_address, webhook_cert_dir, inject_config,
+                                           cluster)
         stopped = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopped.set)
         loop.add_signal_handler(signal.SIGHUP, source.refresh, "SIGHUP")
         await stopped.wait()
+        if webhook is not None:
+            webhook.stop()
         await plane.stop()
 
     try:
@@ -69,3 +97,26 @@ def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_c
     except OSError as exc:
         click.echo(f"tulle control: {exc}", err=True)
         sys.exit(1)
+
+
+async def _start_webhook(address: Address, cert_dir: Path | None, inject_config: Path | None,
+                         cluster: KubernetesSource | None) -> InjectionWebhook:
+    """The admission webhook, reading namespace annotations from the watched cluster."""
+    import yaml
+
+    from tulle.control.webhook import InjectionWebhook, server_context
+    from tulle.kube.inject import InjectConfig
+
+    assert cert_dir is not None
+    config = (InjectConfig.from_document(yaml.safe_load(inject_config.read_text()))
+              if inject_config is not None else InjectConfig.from_chart())
+
+    async def namespace_annotations(name: str) -> dict[str, str]:
+        if cluster is None:
+            return {}
+        answer = await cluster.api.get(f"/api/v1/namespaces/{name}")
+        return (answer.get("metadata") or {}).get("annotations") or {}
+
+    webhook = InjectionWebhook(config, namespace_annotations)
+    await webhook.start(address.host, address.port, server_context(cert_dir))
+    return webhook

@@ -1,0 +1,182 @@
+"""The admission webhook that adds the proxy to pods as they are created.
+
+The API server sends every Pod creation (``MutatingWebhookConfiguration`` in the
+chart) as an ``AdmissionReview`` to ``POST /inject``, over TLS. A pod is injected
+when its own ``tulle.dev/inject`` annotation says ``enabled``, or, when it says
+nothing, its namespace's does; ``disabled`` always wins. The answer is a JSON Patch
+that adds what ``tulle.kube.inject`` adds (the same as ``tulle inject``), or no patch.
+Namespace annotations are read from the API server for each review (one GET; a
+namespace that cannot be read counts as not annotated, and the pod is created
+without the sidecar, as with ``failurePolicy: Ignore`` when the webhook is down).
+
+A request that is not a well-formed review gets a 400 and the connection is closed;
+bodies over ``MAX_BODY`` get a 413. ``GET /live`` answers 200 (``tulle check``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import json
+import logging
+import ssl
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from tulle.http import Headers, RemoteProtocolError, RequestHead, RequestParser
+from tulle.kube.inject import INJECT, InjectConfig, inject_pod
+
+log = logging.getLogger(__name__)
+
+# A pod with many containers and env vars is tens of KB; anything far beyond is not one.
+MAX_BODY = 4 * 1024 * 1024
+READ_TIMEOUT = 10.0
+NamespaceAnnotations = Callable[[str], Awaitable[dict[str, str]]]
+
+
+class _Request:
+    """Collects one request's head and body from the parser."""
+
+    def __init__(self) -> None:
+        self.head: RequestHead | None = None
+        self.body = bytearray()
+        self.ended = False
+        self.too_large = False
+
+    def on_head(self, head: Any) -> None:
+        self.head = head
+
+    def on_body(self, data: bytes) -> None:
+        if len(self.body) + len(data) > MAX_BODY:
+            self.too_large = True
+        else:
+            self.body += data
+
+    def on_end(self, trailers: Headers | None) -> None:
+        self.ended = True
+
+
+def server_context(cert_dir: Path) -> ssl.SSLContext:
+    """TLS for the webhook from ``tls.crt`` and ``tls.key`` (a kubernetes.io/tls Secret)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_dir / "tls.crt", cert_dir / "tls.key")
+    return context
+
+
+def review_response(review: Any, patch: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """The AdmissionReview answer: always allowed; with a JSON patch when there is one."""
+    response: dict[str, Any] = {"uid": review["request"]["uid"], "allowed": True}
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(json.dumps(patch).encode()).decode()
+    return {"apiVersion": review.get("apiVersion", "admission.k8s.io/v1"),
+            "kind": "AdmissionReview", "response": response}
+
+
+def pod_patch(pod: dict[str, Any], config: InjectConfig, namespace_annotations: dict[str, str]
+              ) -> list[dict[str, Any]] | None:
+    """The JSON patch that injects ``pod``, or None when it is not to be injected."""
+    metadata = copy.deepcopy(pod.get("metadata") or {})
+    spec = copy.deepcopy(pod.get("spec") or {})
+    wanted = (metadata.get("annotations") or {}).get(INJECT) or namespace_annotations.get(INJECT)
+    if wanted != "enabled" or not inject_pod(metadata, spec, config):
+        return None
+    return [
+        {"op": "add", "path": "/metadata/annotations", "value": metadata["annotations"]},
+        {"op": "add", "path": "/spec/initContainers", "value": spec["initContainers"]},
+        {"op": "add", "path": "/spec/containers", "value": spec["containers"]},
+    ]
+
+
+class InjectionWebhook:
+    """Serves ``POST /inject`` over TLS."""
+
+    def __init__(self, config: InjectConfig, namespace_annotations: NamespaceAnnotations) -> None:
+        self.config = config
+        self.namespace_annotations = namespace_annotations
+        self.reviews = 0
+        self.injected = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self, host: str, port: int, context: ssl.SSLContext) -> tuple[str, int]:
+        self._server = await asyncio.start_server(self._serve, host, port, ssl=context)
+        bound = self._server.sockets[0].getsockname()
+        log.info("admission webhook on https://%s:%d/inject", bound[0], bound[1])
+        return bound[0], bound[1]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await asyncio.wait_for(_read(reader), READ_TIMEOUT)
+            status, body = await self._answer(request)
+            data = json.dumps(body).encode()
+            writer.write(f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: "
+                         f"application/json\r\nContent-Length: {len(data)}\r\n"
+                         "Connection: close\r\n\r\n".encode() + data)
+            await writer.drain()
+        except (TimeoutError, OSError, ssl.SSLError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _answer(self, request: _Request | None) -> tuple[int, dict[str, Any]]:
+        if request is None or request.head is None:
+            return 400, {"error": "malformed request"}
+        head = request.head
+        path = head.target.split(b"?")[0]
+        if head.method == b"GET" and path == b"/live":
+            return 200, {"reviews": self.reviews, "injected": self.injected}
+        if path != b"/inject":
+            return 404, {"error": "no such path"}
+        if head.method != b"POST":
+            return 405, {"error": "POST an AdmissionReview"}
+        if request.too_large:
+            return 413, {"error": f"body over {MAX_BODY} bytes"}
+        try:
+            review = json.loads(request.body)
+            pod = review["request"]["object"]
+            namespace = review["request"].get("namespace") or \
+                (pod.get("metadata") or {}).get("namespace") or "default"
+            if not isinstance(pod, dict) or not isinstance(review["request"]["uid"], str):
+                raise TypeError("request.object must be a Pod and request.uid a string")
+        except (ValueError, KeyError, TypeError) as exc:
+            return 400, {"error": f"expected an AdmissionReview with a Pod: {exc}"}
+        self.reviews += 1
+        try:
+            annotations = await self.namespace_annotations(namespace)
+        except Exception as exc:  # an unreadable namespace: create the pod as it is
+            log.warning("cannot read namespace %s (%s); not injecting", namespace, exc)
+            annotations = {}
+        patch = pod_patch(pod, self.config, annotations)
+        if patch is not None:
+            self.injected += 1
+            log.info("injected a pod in %s (%s)", namespace,
+                     (pod.get("metadata") or {}).get("generateName") or
+                     (pod.get("metadata") or {}).get("name"))
+        return 200, review_response(review, patch)
+
+
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            413: "Content Too Large"}
+
+
+async def _read(reader: asyncio.StreamReader) -> _Request | None:
+    request = _Request()
+    parser = RequestParser(request)
+    while not request.ended:
+        data = await reader.read(65536)
+        if not data:
+            return None
+        try:
+            parser.feed(data)
+        except RemoteProtocolError:
+            return None
+    return request
