@@ -19,6 +19,7 @@ declare -A NEEDED=(
   [ip]=iproute2
   [curl]=curl
   [setpriv]=util-linux
+  [socat]=socat
 )
 
 missing=()

@@ -8,19 +8,24 @@ missing build skips them with the command to run.
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from tests.k8s.cluster import REPO, Cluster, binaries
+from tests.k8s.control_proxy import ControlPlaneProcess, free_port
 from tests.k8s.kube import sync_call
 from tests.k8s.kubectl import Kube, tools_dir
 from tests.support.tools import in_ci, skip_outside_ci
 from tulle.discovery.kubernetes_api import ApiError
+from tulle.identity import CertificateAuthority
 
 CRDS = REPO / "deploy" / "crds"
 
@@ -64,3 +69,48 @@ def kube_tools() -> Path:
 def kube(cluster: Cluster, kube_tools: Path) -> Kube:
     """kubectl and helm against the session's cluster."""
     return Kube(cluster, kube_tools)
+
+
+@dataclass
+class InstalledMesh:
+    """The chart installed by helm, and ``tulle control`` serving its webhook.
+
+    There is no kubelet to run the chart's control plane Pod, so the control plane runs
+    as a process here, with what the chart put in the cluster: the webhook's Secret and
+    the tulle-inject ConfigMap. The chart points the webhook at it by URL."""
+
+    namespace: str
+    control: ControlPlaneProcess
+    webhook_port: int
+    inject_config: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def mesh(cluster: Cluster, kube: Kube, tmp_path_factory: pytest.TempPathFactory
+         ) -> Iterator[InstalledMesh]:
+    work = tmp_path_factory.mktemp("mesh")
+    namespace, webhook_port = "tulle", free_port()
+    ca = CertificateAuthority.generate("tulle test webhook CA")
+    issued = ca.issue("tulle-control.tulle.svc", dns_names=["tulle-control.tulle.svc"],
+                      ip_addresses=["127.0.0.1"])
+    values = {"webhook": {"url": f"https://127.0.0.1:{webhook_port}/inject",
+                          "caBundle": ca.cert_pem.decode(), "crtPEM": issued.cert_pem.decode(),
+                          "keyPEM": issued.key_pem.decode()}}
+    kube.helm("install", "tulle", str(REPO / "deploy" / "helm" / "tulle"), "-n", namespace,
+              "--create-namespace", "-f", "-", stdin=yaml.safe_dump(values))
+    secret = kube.get("secret", "tulle-webhook-tls", "-n", namespace)["data"]
+    certs = work / "webhook"
+    certs.mkdir()
+    for name in ("tls.crt", "tls.key"):
+        (certs / name).write_bytes(base64.b64decode(secret[name]))
+    inject_yaml = kube.get("configmap", "tulle-inject", "-n", namespace)["data"]["inject.yaml"]
+    (work / "inject.yaml").write_text(inject_yaml)
+    control = ControlPlaneProcess(
+        cluster, work, "--webhook-listen", f"127.0.0.1:{webhook_port}",
+        "--webhook-cert-dir", str(certs), "--inject-config", str(work / "inject.yaml"))
+    control.start()
+    try:
+        yield InstalledMesh(namespace, control, webhook_port, yaml.safe_load(inject_yaml))
+    finally:
+        control.stop()
+        kube.helm("uninstall", "tulle", "-n", namespace, check=False)

@@ -7,70 +7,18 @@ proxy to stdlib backends on loopback, named after themselves in every answer.
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
 import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.k8s.cluster import Cluster
-from tests.k8s.control_proxy import ControlProxy
+from tests.k8s.control_proxy import ControlPlaneProcess, ControlProxy
 from tests.k8s.kube import SLICES, endpoint_slice, sync_call, unique
 from tests.k8s.traffic import Load
 from tests.support.backend import Backend
-from tests.support.proxy import TULLE, free_port
 
 PROPAGATION_LIMIT = 1.0  # seconds, from a change in the API server to the proxy's traffic
-
-
-class ControlPlaneProcess:
-    """``tulle control`` watching the test cluster, restartable on the same port."""
-
-    def __init__(self, cluster: Cluster, log_dir: Path) -> None:
-        self.cluster = cluster
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_dir / "control.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [TULLE, "control", "--kubeconfig", str(self.cluster.kubeconfig),
-                 "--listen", f"127.0.0.1:{self.port}"],
-                stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"tulle control exited: {self.log()}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/ready", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"tulle control not ready: {self.log()}")
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(5)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
-
-    def get(self, path: str) -> dict:
-        with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
-            return json.loads(response.read())
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:]
 
 
 @pytest.fixture(scope="module")

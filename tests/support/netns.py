@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,14 @@ class NetworkNamespace:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    def hosts(self, entries: dict[str, str]) -> None:
+        """Names this namespace's processes resolve (``ip netns exec`` mounts
+        /etc/netns/NAME/hosts over /etc/hosts for each command), as cluster DNS would."""
+        folder = Path("/etc/netns") / self.name
+        folder.mkdir(parents=True, exist_ok=True)
+        lines = ["127.0.0.1 localhost", *(f"{ip} {name}" for name, ip in entries.items())]
+        (folder / "hosts").write_text("\n".join(lines) + "\n")
 
     def command(self, *args: str, uid: int | None = None) -> list[str]:
         prefix = ["ip", "netns", "exec", self.name]
@@ -123,3 +132,4 @@ class NetworkNamespace:
                 process.wait(5)
         self.processes.clear()
         subprocess.run(["ip", "netns", "delete", self.name], check=False)
+        shutil.rmtree(Path("/etc/netns") / self.name, ignore_errors=True)
