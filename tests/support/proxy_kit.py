@@ -14,11 +14,14 @@ from pathlib import Path
 
 from tests.support.fake_loop import FakeLoop, FakeTransport, PendingConnect
 from tulle.config import Config, load
-from tulle.proxy.connection import ClientConnection, ListenerContext
+from tulle.downstream import ClientConnection, ListenerContext
 from tulle.proxy.mesh import MeshState
-from tulle.proxy.stack import build_stack
+from tulle.proxy.outbound import listener_stack
+from tulle.proxy.runtime import Runtime
+from tulle.proxy.targets import Endpoint
 from tulle.telemetry.metrics import Metrics
 from tulle.telemetry.tap import TapHub
+from tulle.transport.timers import TimerWheel
 
 
 class ProxyKit:
@@ -29,21 +32,22 @@ class ProxyKit:
         path.write_text(textwrap.dedent(manifest).lstrip("\n"))
         self.config: Config = load(path, environ={})
         self.loop = FakeLoop()
+        loop = self.loop  # a fake with the parts of the loop the proxy uses
+        self.runtime = Runtime(loop, loop.clock, TimerWheel(loop, loop.clock))  # type: ignore[arg-type]
         self.metrics = Metrics()
-        self.mesh = MeshState(self.loop, self.metrics)  # type: ignore[arg-type]
+        self.mesh = MeshState(self.runtime, self.metrics)
         self.mesh.apply(self.config)
         unknown = self.metrics.responses("outbound", "", "")
         self.tap = TapHub(clock=self.loop.time)
         self.ctx = ListenerContext(
-            loop=self.loop,  # type: ignore[arg-type]
-            clock=self.loop.clock,
+            runtime=self.runtime,
             direction="outbound",
-            stack=build_stack(self.mesh.outbound.router, unknown),
+            stack=listener_stack("outbound", self.mesh.outbound.router, unknown, self.runtime,
+                                 self.tap),
             tcp=self.metrics.tcp("outbound", "src"),
             malformed=unknown,
             head_timeout=head_timeout,
             idle_timeout=self.config.mesh.defaults.timeouts.idle,
-            tap=self.tap,
         )
 
     # -- the client side --
@@ -74,12 +78,7 @@ class ProxyKit:
     def advance(self, seconds: float) -> None:
         self.loop.advance(seconds)
 
-    def sweep(self) -> None:
-        """What the server's periodic sweep does: connection deadlines."""
-        for conn in list(self.ctx.connections):
-            conn.check_deadline(self.loop.time())
-
-    def endpoint(self, address: str, service: str = "web.default"):
+    def endpoint(self, address: str, service: str = "web.default") -> Endpoint:
         target = self.mesh.outbound.targets[service]
         return next(e for e in target.endpoints if e.address == address)
 

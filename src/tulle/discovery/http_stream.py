@@ -42,6 +42,9 @@ class _Collector:
     def on_body(self, data: bytes) -> None:
         self.pieces.append(data)
 
+    def on_informational(self, head: ResponseHead) -> None:
+        pass  # interim responses say nothing a stream reader needs
+
     def on_end(self, trailers: Headers | None) -> None:
         self.ended = True
 

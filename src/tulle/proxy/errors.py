@@ -1,13 +1,67 @@
-"""Responses the proxy makes itself, with the ``tulle-error`` header that says why.
+"""Every answer the proxy makes itself, in one table: code, status, and why in words.
 
-The status says what kind of failure it was (DESIGN.md, "Errors a client can
-see"); the header says it in words, so that a user reading ``curl -i`` output
-knows whether the mesh or the service answered.
+When the proxy answers a request instead of an endpoint, the status says what kind of
+failure it was (DESIGN.md, "Errors a client can see"), the ``tulle-error`` header says
+why in words (so a user reading ``curl -i`` knows whether the mesh or the service
+answered), and the code labels the response in the metrics (``error="…"``). Each kind
+of failure is one `ProxyError` below; nothing else in the proxy spells a status, a
+label or a reason.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from tulle.http import encode_head, reason_phrase
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyError:
+    """One kind of failure the proxy answers itself."""
+
+    code: str  # the metrics label, e.g. error="connect-refused"
+    status: int  # what the client gets, when nothing of the response has gone yet
+    text: str  # the tulle-error text, a format string over the details
+
+    def reason(self, **details: object) -> str:
+        return self.text.format(**details)
+
+
+# Routing (404, 500).
+UNKNOWN_SERVICE = ProxyError("unknown-service", 404, "no service known for authority {authority!r}")
+NO_ROUTE = ProxyError("no-route", 404, "no route of {service} matches the request")
+NO_BACKEND = ProxyError("no-backend", 500, "route {route} has no backend")
+LOOP_DETECTED = ProxyError(
+    "loop-detected", 508, "the request came back to this proxy: {service} routes to itself"
+)
+# No endpoint to send to (503).
+NO_ENDPOINTS = ProxyError("no-endpoints", 503, "no endpoint available for {service}")
+TOO_MANY_WAITING = ProxyError("load-shed", 503, "too many requests waiting for {service}")
+ENDPOINT_FULL = ProxyError("load-shed", 503, "{endpoint} is at its request limit")
+FAIL_FAST = ProxyError("fail-fast", 503, "no endpoint of {service} became available in time")
+# The endpoint could not be reached or spoke badly (502).
+CONNECT_REFUSED = ProxyError("connect-refused", 502, "{endpoint} refused the connection")
+CONNECT_TIMEOUT = ProxyError("connect-timeout", 502, "connecting to {endpoint} timed out")
+CONNECT_FAILED = ProxyError("connect-failed", 502, "connecting to {endpoint} failed: {detail}")
+LOCAL_EXHAUSTION = ProxyError(
+    "local-exhaustion", 503, "the proxy is out of {detail}; {endpoint} was not tried"
+)
+UPSTREAM_RESET = ProxyError(
+    "upstream-reset", 502, "{endpoint} closed the connection before responding"
+)
+BAD_RESPONSE = ProxyError("bad-response", 502, "{endpoint} sent a malformed response: {detail}")
+UPSTREAM_STATUS = ProxyError(
+    "upstream-status", 502, "the endpoint answered {status} and no retry could save it"
+)
+# Time ran out (504).
+PER_TRY_TIMEOUT = ProxyError(
+    "per-try-timeout", 504, "no response within the per-try timeout ({timeout}s)"
+)
+REQUEST_TIMEOUT = ProxyError(
+    "request-timeout", 504, "no response within the request timeout ({timeout}s)"
+)
+# The client's fault (4xx); the status is the codec's (400, 408, 431, 505 …).
+MALFORMED_REQUEST = ProxyError("malformed-request", 400, "{detail}")
 
 
 def _header_safe(text: str) -> bytes:
@@ -16,7 +70,7 @@ def _header_safe(text: str) -> bytes:
 
 
 def local_response(status: int, reason: str, close: bool, head_only: bool = False) -> bytes:
-    """A complete response from the proxy: status, ``tulle-error`` and a short body."""
+    """A complete HTTP/1.1 response from the proxy: status, ``tulle-error``, a short body."""
     body = reason.encode("utf-8", "replace") + b"\n"
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),

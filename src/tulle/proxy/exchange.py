@@ -1,600 +1,348 @@
-"""One request and its response, from the client's head to the response's end.
+"""One request and its response: a state machine that finishes exactly once.
 
-An `Exchange` is made per request and carries everything that lives exactly as
-long as the request: the parsed head, the endpoint chosen for the current try,
-the upstream connection lent to it, the request's timers, what is kept of the
-body for a retry, and the framing chosen for each side. The layers of the stack
-(`tulle.proxy.stack`) decide where it goes; this object moves bytes between the
-client and the upstream, reports each try's result, and answers the client
-itself when something fails.
+An `Exchange` is made per request by the client side (`tulle.downstream`) and owns
+what lives exactly as long as the request: its head, the policy the route layer chose
+for it, the body held for a retry, the attempt in flight, and how it ended. It owns
+the client side (`ClientStream`) and nothing else: which endpoint, how many tries, how
+long to wait are decided by the layers (`tulle.proxy.layers`), which register
+themselves on it on the way in and are called back on the way out; the upstream side
+belongs to each `Attempt`.
 
-Theory of operation. The client connection feeds the request's body in as it
-arrives; until an upstream connection is attached the body is held (bounded by
-pausing the client), after that it is written straight through, re-framed when
-chunked. A copy of up to 64 KiB is kept while the request may still be retried.
-The upstream connection feeds the response back the same way. A try fails when
-the connection can't be made, breaks before the response head, the endpoint
-answers with a status the retry policy names, or the per-try timer fires;
-`_try_failed` then either sends the request again (on another endpoint, after
-a jittered pause, within the retry budget) or answers the client. Whatever
-happens, the exchange ends exactly once, in `_finish`, which records the
-response and hands the client connection its next request. Before the first
-byte of the response has gone to the client, a failure becomes a clear error
-response (502/503/504 with ``tulle-error``); after it, the only honest signal
-left is to cut the client connection.
+Theory of operation. The states, and the event that moves each (a missing entry is a
+bug in Tulle, raised as `LocalProtocolError`, h11-style)::
+
+    ROUTING ──attempt──▶ ATTEMPTING ──response head──▶ RESPONDING ──end──▶ DONE
+       ▲  │                 │   ▲                                          ▲
+       │  └──park──▶ WAITING ◀──┘ retry (backoff) / wait for an endpoint   │
+       └───resume──────┘                                                   │
+    any state but DONE ── answer locally / cut / client lost ──────────────┘
+
+While ROUTING, WAITING or ATTEMPTING nothing has reached the client, so any failure
+becomes a clear answer (404/502/503/504 with ``tulle-error``) or a retry; once
+RESPONDING, the only honest signal left is to cut the client's connection. `finish`
+runs once, on entering DONE, and is where the outcome is observed (metrics, tap).
+
+The request body: until an attempt's upstream stream is attached, body bytes are held
+(the client is paused past `MAX_HELD_BODY`); after that they go straight through. A
+copy of up to `MAX_REPLAY_BODY` is kept while the request may be retried, so a retry
+can send the body again.
 """
 
 from __future__ import annotations
 
-import random
-import time
+from enum import Enum
 from typing import TYPE_CHECKING
 
-from tulle.http import (
-    CONTINUE,
-    RequestHead,
-    ResponseHead,
-    encode_chunk,
-    encode_head,
-    encode_last_chunk,
-    end_to_end,
-    reason_phrase,
-)
-from tulle.http.h1 import Headers
-from tulle.http.headers import append_forwarded_for
-from tulle.proxy.errors import local_response
-from tulle.resilience.retry import (
-    CONNECT_FAILURE,
-    MAX_REPLAY_BODY,
-    RESET,
-    STATUS,
-    TIMEOUT,
-    backoff,
-)
-from tulle.telemetry.tap import TapEvent
+from tulle.http import LocalProtocolError
+from tulle.proxy.errors import ProxyError
+from tulle.resilience.retry import MAX_REPLAY_BODY
 
 if TYPE_CHECKING:
-    import asyncio
-    from collections.abc import Callable
-
-    from tulle.proxy.connection import ClientConnection
-    from tulle.proxy.pool import ConnectError
+    from tulle.http import Headers, RequestHead, ResponseHead
+    from tulle.proxy.attempt import Attempt
+    from tulle.proxy.layers.observe import Observe
+    from tulle.proxy.layers.retry import Retry
+    from tulle.proxy.layers.timeout import RequestTimeout
+    from tulle.proxy.streams import ClientStream
     from tulle.proxy.targets import Endpoint, ServiceTarget
-    from tulle.proxy.upstream import UpstreamConnection
     from tulle.resilience import RetryPolicy
     from tulle.telemetry.metrics import ResponseStats
 
-VIA = b"1.1 tulle"
-_CHUNKED = (b"transfer-encoding", b"chunked")
-_CLOSE = (b"connection", b"close")
-_KEEP_ALIVE = (b"connection", b"keep-alive")
-_VIA = (b"via", VIA)
+# Body bytes held per request while no upstream stream is attached yet; past this the
+# client is paused until one is.
+MAX_HELD_BODY = 64 * 1024
 
-# Sent again on a new connection when a reused one turns out closed (RFC 9110 §9.2.2).
-_RESENDABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
-# Body bytes held per request while no upstream connection is attached yet;
-# past this the client is paused until the connection is there.
-MAX_BUFFERED_BODY = 64 * 1024
+class State(Enum):
+    ROUTING = "routing"  # in the stack, on its way to an endpoint
+    WAITING = "waiting"  # parked: for an endpoint to become available, or a retry's backoff
+    ATTEMPTING = "attempting"  # an attempt is connecting or waiting for the response head
+    RESPONDING = "responding"  # the response head went to the client; the body follows
+    DONE = "done"  # answered, cut, or the client left
 
-_jitter = random.Random()
+
+ROUTING, WAITING, ATTEMPTING, RESPONDING, DONE = (
+    State.ROUTING, State.WAITING, State.ATTEMPTING, State.RESPONDING, State.DONE
+)  # fmt: skip
+
+# (state, event) -> next state. Events: "attempt", "park", "resume", "head", "answer",
+# "end", "lost".
+_TRANSITIONS: dict[State, dict[str, State]] = {
+    ROUTING: {"attempt": ATTEMPTING, "park": WAITING, "answer": DONE, "lost": DONE},
+    WAITING: {"resume": ROUTING, "answer": DONE, "lost": DONE},
+    ATTEMPTING: {"head": RESPONDING, "park": WAITING, "answer": DONE, "lost": DONE},
+    RESPONDING: {"end": DONE, "answer": DONE, "lost": DONE},
+    DONE: {},
+}
 
 
 class Exchange:
+    """One request from its head to its response's end (see the module note)."""
+
     __slots__ = (
-        "_buffer",
-        "_buffered",
-        "_endpoint_busy",
-        "_error",
-        "_failed_endpoint",
-        "_last_failure",
-        "_probe",
-        "_replay",
-        "_replay_bytes",
-        "_request_trailers",
-        "_response_chunked",
-        "_sent_at",
-        "_status",
-        "_timer",
-        "_tries",
-        "_try_timer",
-        "_upstream_reusable",
+        "attempt",
+        "client",
         "close_after",
-        "conn",
+        "deadline",
         "endpoint",
-        "finished",
+        "error",
         "head",
+        "held",
+        "held_bytes",
+        "last_failure",
+        "observer",
         "per_try_timeout",
-        "redispatch",
+        "replay",
+        "replay_bytes",
         "request_complete",
         "request_timeout",
-        "response_started",
+        "request_trailers",
+        "retry",
         "retry_policy",
         "route",
         "started_at",
+        "state",
         "stats",
+        "status",
         "target",
-        "try_id",
-        "upstream",
+        "timeout",
+        "tries",
+        "wheel_slot",
     )
 
-    def __init__(self, conn: ClientConnection, head: RequestHead, now: float) -> None:
-        self.conn = conn
+    def __init__(self, client: ClientStream, head: RequestHead, now: float) -> None:
+        self.client = client
         self.head = head
         self.started_at = now
+        self.state = ROUTING
+        # Set on the way in by the layers: where it goes and under which policy.
         self.target: ServiceTarget | None = None
-        self.endpoint: Endpoint | None = None
-        self.stats: ResponseStats | None = None
         self.route: ResponseStats | None = None  # the HTTPRoute rule's stats, when routed
-        # Set by the route layer: the service's, or the matched rule's own.
+        self.stats: ResponseStats | None = None  # where the answer is counted
         self.request_timeout: float | None = None
         self.per_try_timeout: float | None = None
         self.retry_policy: RetryPolicy | None = None
-        self.upstream: UpstreamConnection | None = None
-        # The layers below the retry layer, to run again for a retry or after
-        # waiting for an endpoint; None when this request is not retried.
-        self.redispatch: Callable[[Exchange], None] | None = None
+        # Layers that act on the way back register here.
+        self.observer: Observe | None = None
+        self.timeout: RequestTimeout | None = None
+        self.retry: Retry | None = None
+        self.deadline = 0.0  # the request timeout, on the timer wheel (0.0: none)
+        self.wheel_slot = 0
+        # Tries.
+        self.attempt: Attempt | None = None
+        self.tries = 0  # retries so far
+        self.endpoint: Endpoint | None = None  # the latest attempt's (a retry avoids it)
+        self.last_failure: tuple[int, str, str] | None = None  # (status, code, reason)
+        # The request body.
         self.request_complete = not head.has_body
-        self.response_started = False
-        self.finished = False
+        self.request_trailers: Headers | None = None
+        self.held: list[bytes] | None = []
+        self.held_bytes = 0
+        self.replay: list[bytes] | None = None
+        self.replay_bytes = 0
+        # The outcome.
+        self.status = 0
+        self.error = ""
         self.close_after = not head.keep_alive
-        self._buffer: list[bytes] | None = []
-        self._buffered = 0
-        self._replay: list[bytes] | None = None
-        self._replay_bytes = 0
-        self._request_trailers: Headers | None = None
-        self._response_chunked = False
-        self._sent_at = now  # when the current try was written to its endpoint
-        self._endpoint_busy = False
-        self._failed_endpoint: Endpoint | None = None
-        self._last_failure: tuple[int, str, str] | None = None  # of the previous try
-        self._probe = False  # this try is its endpoint's circuit-breaker probe
-        self._timer: asyncio.TimerHandle | None = None
-        self._try_timer: asyncio.TimerHandle | None = None
-        self._tries = 0
-        self.try_id = 0  # which try a connection being made belongs to
-        self._upstream_reusable = False
-        self._status = 0
-        self._error = ""
+
+    def _move(self, event: str) -> None:
+        try:
+            self.state = _TRANSITIONS[self.state][event]
+        except KeyError:
+            raise LocalProtocolError(
+                f"exchange: {event!r} is not allowed while {self.state.value}"
+            ) from None
+
+    @property
+    def finished(self) -> bool:
+        return self.state is DONE
 
     # -- what balancers may read (tulle.balance.RequestView) --
 
     @property
     def client_ip(self) -> bytes:
-        return self.conn.peer_ip
+        return self.client.peer_ip
 
     def header(self, name: bytes) -> bytes | None:
         return self.head.header(name)
 
-    # -- request side, fed by the client connection --
+    # -- the request body, fed by the client side --
 
     def request_body(self, data: bytes) -> None:
-        replay = self._replay
+        replay = self.replay
         if replay is not None:
-            self._replay_bytes += len(data)
-            if self._replay_bytes > MAX_REPLAY_BODY:
-                self._replay = None  # too large to send twice: no more retries
+            self.replay_bytes += len(data)
+            if self.replay_bytes > MAX_REPLAY_BODY:
+                self.replay = None  # too large to send twice: no more retries
             else:
                 replay.append(data)
-        upstream = self.upstream
-        if upstream is not None:
-            upstream.send(encode_chunk(data) if self.head.chunked else data)
+        attempt = self.attempt
+        if attempt is not None and attempt.stream is not None:
+            attempt.stream.send_request_body(data)
             return
-        if self._buffer is None:
-            return  # answered already (an error); the rest of the body is dropped
-        self._buffer.append(data)
-        self._buffered += len(data)
-        if self._buffered > MAX_BUFFERED_BODY:
-            self.conn.pause_reading()
+        held = self.held
+        if held is None:
+            return  # answered already; the rest of the body is dropped
+        held.append(data)
+        self.held_bytes += len(data)
+        if self.held_bytes > MAX_HELD_BODY:
+            self.client.pause_request()
 
     def request_end(self, trailers: Headers | None) -> None:
         self.request_complete = True
-        self._request_trailers = trailers
-        upstream = self.upstream
-        if upstream is not None and self.head.chunked:
-            upstream.send(encode_last_chunk(trailers))
+        self.request_trailers = trailers
+        attempt = self.attempt
+        if attempt is not None and attempt.stream is not None:
+            attempt.stream.send_request_end(trailers)
 
-    # -- set-up, driven by the layers of the stack --
+    def keep_for_replay(self) -> None:
+        """This request may be tried again: keep (up to 64 KiB of) its body."""
+        if self.head.has_body and self.replay is None:
+            self.replay = []
 
-    def arm_timeout(self, seconds: float) -> None:
-        self._timer = self.conn.loop.call_later(seconds, self._timed_out)
+    def take_held_body(self) -> list[bytes] | None:
+        """The body held until now, for the stream just attached; from now on it flows."""
+        held = self.held
+        self.held = None
+        if self.held_bytes > MAX_HELD_BODY:
+            self.client.resume_request()
+        self.held_bytes = 0
+        return held
 
-    def allow_retries(self, redispatch: Callable[[Exchange], None]) -> None:
-        """This request may be tried again by running ``redispatch`` (the retry layer)."""
-        self.redispatch = redispatch
-        if self.head.has_body:
-            self._replay = []
+    def rewind_body(self) -> None:
+        """A retry sends the body again: hold what was kept for replay."""
+        replay = self.replay
+        self.held = list(replay) if replay else []
+        self.held_bytes = self.replay_bytes if replay else 0
 
-    def wait_for_endpoint(self, seconds: float) -> None:
-        """No endpoint is available now: wait (parked by the caller) at most ``seconds``."""
-        self._try_timer = self.conn.loop.call_later(seconds, self._gave_up_waiting)
+    # -- the way in, driven by the layers --
 
-    def stop_waiting(self) -> None:
-        if self._try_timer is not None:
-            self._try_timer.cancel()
-            self._try_timer = None
+    def start_attempt(self, attempt: Attempt) -> None:
+        self._move("attempt")
+        self.attempt = attempt
 
-    def retry_found_no_endpoint(self) -> bool:
-        """A retry found nothing to go to: answer what the previous try got (False: not a
-        retry, the caller decides)."""
-        if self._last_failure is None:
-            return False
-        self.respond(*self._last_failure)
-        return True
+    def park(self) -> None:
+        """Wait: for an endpoint to become available, or for a retry's backoff."""
+        self._move("park")
+        self.attempt = None
 
-    @property
-    def failed_endpoint(self) -> Endpoint | None:
-        """The endpoint the previous try failed on (a retry prefers another one)."""
-        return self._failed_endpoint
+    def resume(self) -> None:
+        self._move("resume")
 
     def send_continue(self) -> None:
-        """Answer ``Expect: 100-continue`` ourselves once we know where the body goes."""
-        head = self.head
-        if (head.expect_continue and head.version == "1.1" and not self.request_complete
-                and self._tries == 0):
-            self.conn.write(CONTINUE)
+        """Answer ``Expect: 100-continue`` once we know where the body goes."""
+        if self.head.expect_continue and not self.request_complete and self.tries == 0:
+            self.client.send_continue()
 
-    def dispatch_to(self, endpoint: Endpoint, per_try_timeout: float | None) -> None:
-        """Send the request to ``endpoint`` over one of its pool's connections."""
-        self.endpoint = endpoint
-        self.stats = endpoint.stats
-        self.try_id += 1
-        endpoint.stats.requests += 1
-        endpoint.in_flight += 1
-        self._endpoint_busy = True
-        self._sent_at = self.conn.clock()
-        breaker = endpoint.breaker
-        if breaker is not None and breaker.state != "closed":
-            self._probe = breaker.on_dispatch()
-        if per_try_timeout is not None:
-            self._try_timer = self.conn.loop.call_later(per_try_timeout, self._try_timed_out)
-        endpoint.pool.acquire(self)
+    # -- the way back, from the current attempt --
 
-    def upstream_ready(self, upstream: UpstreamConnection) -> None:
-        """The pool lends us ``upstream``: write the request head and any held body."""
-        if self.finished or self.endpoint is None or self.upstream is not None:
-            upstream.pool.release(upstream)
+    def attempt_informational(self, head: ResponseHead) -> None:
+        self.client.send_informational(head)
+
+    def attempt_responded(self, attempt: Attempt, head: ResponseHead) -> None:
+        """``attempt`` got its response head: retry it, or start the client's response."""
+        retry = self.retry
+        if head.status >= 500 and retry is not None and retry.retries_status(self, attempt, head):
             return
-        self.upstream = upstream
-        head = self.head
-        headers = end_to_end(head.headers)
-        headers.append(_VIA)
-        append_forwarded_for(headers, self.conn.peer_ip)
-        if head.chunked:
-            headers.append(_CHUNKED)
-        parts = [encode_head(head.method + b" " + head.target + b" HTTP/1.1", headers)]
-        buffer = self._buffer
-        if buffer:
-            if head.chunked:
-                parts.extend(encode_chunk(chunk) for chunk in buffer)
-            else:
-                parts.extend(buffer)
-        if self.request_complete and head.chunked:
-            parts.append(encode_last_chunk(self._request_trailers))
-        was_full = self._buffered > MAX_BUFFERED_BODY
-        self._buffer = None
-        self._buffered = 0
-        self._sent_at = self.conn.clock()
-        upstream.begin(self, b"".join(parts), head.method == b"HEAD")
-        if was_full:
-            self.conn.resume_reading()
+        self._move("head")
+        if self.wheel_slot:
+            self._disarm()  # the request timeout is met
+        self.status = head.status
+        observer = self.observer
+        if observer is not None:
+            observer.response_started(self)
+        self.client.send_response_head(head, self)
 
-    # -- response side, fed by the upstream connection --
+    def attempt_body(self, data: bytes) -> None:
+        self.client.send_response_body(data)
 
-    def response_head(self, response: ResponseHead) -> None:
-        if self.finished:
-            return
-        status = response.status
-        policy = self.retry_policy
-        if status >= 500 and self.redispatch is not None and policy is not None \
-                and policy.retries_status(status) and self._may_retry(STATUS):
-            self._close_upstream()  # its body is not wanted: the connection can't be reused
-            self._end_try(ok=False)
-            self._last_failure = (status, "upstream-status",
-                                  f"the endpoint answered {status} and no retry could save it")
-            self._retry()
-            return
-        self._cancel_try_timer()
-        timer = self._timer
-        if timer is not None:
-            timer.cancel()
-            self._timer = None
-        conn = self.conn
-        self._status = status
-        self._upstream_reusable = response.keep_alive
-        assert self.stats is not None
-        self.stats.latency.observe((conn.clock() - self.started_at) * 1000.0)
-        self._report(status < 500)
-        headers = end_to_end(response.headers)
-        headers.append(_VIA)
-        has_body = self.head.method != b"HEAD" and status not in (204, 304)
-        if has_body and response.content_length is None:
-            if self.head.version == "1.1":
-                self._response_chunked = True
-                headers.append(_CHUNKED)
-            else:
-                self.close_after = True  # HTTP/1.0: the close ends the body
-        if conn.draining:
+    def attempt_ended(self, attempt: Attempt, trailers: Headers | None) -> None:
+        """The response ended: finish (the attempt has released its stream)."""
+        if not self.request_complete:
+            # The endpoint answered before the request body ended: the rest of that
+            # body has nowhere to go, so this connection cannot carry another request.
             self.close_after = True
-        if self.close_after:
-            headers.append(_CLOSE)
-        elif self.head.version == "1.0":
-            headers.append(_KEEP_ALIVE)
-        reason = response.reason or reason_phrase(status)
-        self.response_started = True
-        conn.write(encode_head(b"HTTP/1.1 %d %b" % (status, reason), headers))
-
-    def response_body(self, data: bytes) -> None:
-        self.conn.write(encode_chunk(data) if self._response_chunked else data)
-
-    def response_end(self, trailers: Headers | None, upstream: UpstreamConnection) -> None:
-        if self.finished:
-            upstream.close()
-            return
-        if self._response_chunked:
-            self.conn.write(encode_last_chunk(trailers))
-        self.upstream = None
-        self._release_endpoint()
-        if self.request_complete:
-            if self._upstream_reusable:
-                upstream.pool.release(upstream)
-            else:
-                upstream.close()
-        else:
-            # The upstream answered before the request body ended: neither
-            # connection can be reused, the rest of that body has nowhere to go.
-            upstream.close()
-            self.close_after = True
+        self.attempt = None
+        self.client.send_response_end(trailers)
+        self._move("end")
         self._finish()
 
-    # -- failures of one try --
-
-    def connect_failed(self, error: ConnectError) -> None:
-        if not self.finished:
-            self._try_failed(CONNECT_FAILURE, 502, error.error, error.reason)
-
-    def upstream_lost(self, upstream: UpstreamConnection) -> None:
-        """The upstream closed or reset before the response ended."""
-        if self.finished:
+    def attempt_failed(self, attempt: Attempt, condition: str, error: ProxyError,
+                       reason: str) -> None:
+        """``attempt`` failed (it has reported and released itself): retry or answer."""
+        self.attempt = None
+        if self.state is RESPONDING:
+            self.cut(error.code)
             return
-        self.upstream = None
-        if (not self.response_started and upstream.reused and not self.head.has_body
-                and self.head.method in _RESENDABLE and not upstream.mid_response):
-            # A reused keep-alive connection that the upstream had already
-            # closed: the request never reached it. Send it again on a new one.
-            upstream.pool.connect(self)
+        retry = self.retry
+        if retry is not None and retry.attempt_failed(self, attempt, condition, error, reason):
             return
-        address = self.endpoint.address if self.endpoint else "upstream"
-        self._try_failed(RESET, 502, "upstream-reset",
-                         f"{address} closed the connection before responding")
+        self.answer(error.status, error.code, reason)
 
-    def upstream_failed(self, reason: str, error: str) -> None:
-        """The upstream sent bytes that are not HTTP/1.1."""
-        if not self.finished:
-            self.upstream = None
-            self._try_failed(RESET, 502, error, reason)
+    # -- ending --
 
-    def _try_timed_out(self) -> None:
-        self._try_timer = None
-        if self.finished or self.response_started:
-            return
-        self._close_upstream()
-        timeout = self.per_try_timeout
-        self._try_failed(TIMEOUT, 504, "per-try-timeout",
-                         f"no response within the per-try timeout ({timeout}s)")
+    def fail(self, error: ProxyError, **details: object) -> None:
+        """Answer with ``error`` (or cut the client, if the response has begun)."""
+        if self.state is RESPONDING:
+            self.cut(error.code)
+        elif self.state is not DONE:
+            self.answer(error.status, error.code, error.reason(**details))
 
-    def _try_failed(self, condition: str, status: int, error: str, reason: str) -> None:
-        self._end_try(ok=False, refused=error == "connect-refused")
-        if self._may_retry(condition):
-            self._last_failure = (status, error, reason)
-            self._retry()
-        else:
-            self.fail(status, error, reason)
-
-    def _may_retry(self, condition: str) -> bool:
-        """Whether the failed try may be sent again: policy, body, attempts, budget."""
-        target = self.target
-        if self.redispatch is None or target is None or self.response_started:
-            return False
-        policy = self.retry_policy
-        if policy is None or self._tries >= policy.attempts:
-            return False
-        if not policy.allows(condition, self.head.method):
-            return False
-        if self.head.has_body and self._replay is None:
-            return False  # the body was too large to keep
-        if not target.budget.try_withdraw():
-            target.counters.retry_budget_exhausted += 1
-            return False
-        return True
-
-    def _retry(self) -> None:
-        """Send the request again after a short jittered pause."""
-        target = self.target
-        assert target is not None
-        self._tries += 1
-        target.counters.retries += 1
-        failed = self._failed_endpoint
-        if failed is not None:
-            # The try's failure will not show in the final answer: count it here,
-            # so outlier detection sees endpoints whose failures retries hide.
-            failed.failed_tries += 1
-        self.upstream = None
-        self._buffer = list(self._replay) if self._replay else []
-        self._buffered = self._replay_bytes if self._replay else 0
-        self._try_timer = self.conn.loop.call_later(
-            backoff(self._tries, _jitter), self._send_again
-        )
-
-    def _send_again(self) -> None:
-        self._try_timer = None
-        if not self.finished and self.redispatch is not None:
-            self.redispatch(self)
-
-    def _gave_up_waiting(self) -> None:
-        self._try_timer = None
-        if self.finished or self.target is None:
-            return
-        self.target.forget_waiting(self)
-        self.respond(503, "fail-fast",
-                     f"no endpoint of {self.target.key} became available in time")
-
-    def _timed_out(self) -> None:
-        self._timer = None
-        if self.finished:
-            return
-        self._cancel_try_timer()
-        if self.target is not None:
-            self.target.forget_waiting(self)
-        self._close_upstream()
-        if self._endpoint_busy:
-            self._end_try(ok=False)
-        timeout = self.request_timeout
-        self.fail(504, "request-timeout", f"no response within the request timeout ({timeout}s)")
-
-    # -- answering the client ourselves --
-
-    def fail(self, status: int, error: str, reason: str) -> None:
-        """Answer the client ourselves, or cut it off when the response has begun."""
-        if self.finished:
-            return
-        if self.stats is None and self.target is not None:
-            self.stats = self.target.stats
-        self._error = error
-        if self.response_started:
-            self.close_after = True
-            self._detach_upstream()
-            self.conn.abort()
-            self._finish()
-            return
-        self.respond(status, error, reason)
-
-    def respond(self, status: int, error: str, reason: str) -> None:
-        """Send a response made by the proxy (404, 502, 503, 504 …) and end."""
-        self._detach_upstream()
-        self._status = status
-        self._error = error
+    def answer(self, status: int, code: str, reason: str) -> None:
+        """Send a response made by the proxy, and finish."""
+        self._drop_attempt()
+        self.status = status
+        self.error = code
         if not self.request_complete or status in (400, 431):
             self.close_after = True
-        if self.conn.draining:
-            self.close_after = True
-        stats = self.stats
-        if stats is not None:
-            if self.endpoint is None and self._failed_endpoint is None:
-                stats.requests += 1  # never reached an endpoint, so not counted there
-            stats.latency.observe((self.conn.clock() - self.started_at) * 1000.0)
-        self.response_started = True
-        self._buffer = None
-        self.conn.write(
-            local_response(status, reason, self.close_after, self.head.method == b"HEAD")
-        )
+        self.held = None
+        self._move("answer")
+        self.client.send_local(status, reason, self)
+        self._finish()
+
+    def cut(self, code: str) -> None:
+        """The response has begun and cannot be completed: cut the client off."""
+        self._drop_attempt()
+        self.error = code
+        self.close_after = True
+        self._move("answer")
+        self.client.cut()
         self._finish()
 
     def client_lost(self) -> None:
-        """The client went away: drop the upstream side, count nothing."""
-        if self.finished:
+        """The client went away: let go of everything, count nothing."""
+        if self.state is DONE:
             return
-        self.finished = True
-        self._cancel_timers()
-        if self.target is not None:
+        self._drop_attempt()
+        self._move("lost")
+        if self.wheel_slot:
+            self._disarm()
+        target = self.target
+        if target is not None:
+            target.forget_waiting(self)
+
+    def expired(self) -> None:
+        """The timer wheel: the request timeout passed (the timeout layer answers)."""
+        if self.timeout is not None and self.state is not DONE:
+            self.timeout.expired(self)
+
+    def _drop_attempt(self) -> None:
+        attempt = self.attempt
+        if attempt is not None:
+            self.attempt = None
+            attempt.cancel()
+        if self.state is WAITING and self.target is not None:
             self.target.forget_waiting(self)
-        self._detach_upstream()
 
-    def _detach_upstream(self) -> None:
-        """Let go of the current try without a verdict on the endpoint (not its fault)."""
-        self._close_upstream()
-        self._release_endpoint()
-
-    def _close_upstream(self) -> None:
-        """Close the current try's connection: what it still delivers is not wanted."""
-        upstream = self.upstream
-        if upstream is not None:
-            self.upstream = None
-            upstream.close()
-
-    # -- bookkeeping --
-
-    def _report(self, ok: bool, refused: bool = False) -> None:
-        """Tell the balancer and the endpoint's breaker how the current try went.
-
-        The balancer hears the time since the try was written to the endpoint,
-        not since the request reached the proxy: time a request spent queued in
-        the proxy says nothing about the endpoint.
-        """
-        endpoint = self.endpoint
-        if endpoint is None or self.target is None:
-            return
-        self.target.balancer.on_response(endpoint, self.conn.clock() - self._sent_at, ok)
-        breaker = endpoint.breaker
-        if breaker is not None:
-            breaker.record(ok, self._probe, refused)
-            self._probe = False
-
-    def _end_try(self, ok: bool, refused: bool = False) -> None:
-        """The current try is over (failed): report it and free the endpoint."""
-        self._cancel_try_timer()
-        self.try_id += 1  # a connection still being made for this try is now stale
-        if self._endpoint_busy:
-            self._report(ok, refused)
-            self._release_endpoint()
-            # If no retry follows, the answer is counted on this endpoint's stats,
-            # where the try counted its request.
-            self._failed_endpoint = self.endpoint
-            self.endpoint = None
-
-    def _release_endpoint(self) -> None:
-        if self._endpoint_busy:
-            self._endpoint_busy = False
-            endpoint = self.endpoint
-            assert endpoint is not None
-            endpoint.in_flight -= 1
-            if self._probe:  # a probe that ended without a result
-                self._probe = False
-                if endpoint.breaker is not None:
-                    endpoint.breaker.abandon_probe()
-
-    def _cancel_try_timer(self) -> None:
-        if self._try_timer is not None:
-            self._try_timer.cancel()
-            self._try_timer = None
-
-    def _cancel_timers(self) -> None:
-        self._cancel_try_timer()
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+    def _disarm(self) -> None:
+        timeout = self.timeout
+        assert timeout is not None  # only the request timeout layer arms an exchange
+        timeout.wheel.disarm(self)
 
     def _finish(self) -> None:
-        self.finished = True
-        self._cancel_timers()
-        key = (self._status, self._error)
-        stats = self.stats
-        if stats is not None:
-            responses = stats.responses
-            responses[key] = responses.get(key, 0) + 1
-        route = self.route
-        if route is not None:
-            route.responses[key] = route.responses.get(key, 0) + 1
-            route.latency.observe((self.conn.clock() - self.started_at) * 1000.0)
-        tap = self.conn.ctx.tap
-        if tap.active:
-            tap.publish(self._tap_event())
-        self.conn.exchange_done(self)
-
-    def _tap_event(self) -> TapEvent:
-        head = self.head
-        target = self.target
-        endpoint = self.endpoint or self._failed_endpoint
-        return TapEvent(
-            direction=self.conn.ctx.direction,
-            service=target.name if target else "",
-            namespace=target.namespace if target else "",
-            endpoint=endpoint.address if endpoint else "",
-            method=head.method.decode("latin-1"),
-            authority=(head.host or b"").decode("latin-1"),
-            path=head.target.decode("latin-1"),
-            status=self._status,
-            latency_ms=(self.conn.clock() - self.started_at) * 1000.0,
-            error=self._error,
-            at=time.time(),
-        )
+        if self.wheel_slot:
+            self._disarm()
+        observer = self.observer
+        if observer is not None:
+            observer.finished(self)
+        self.client.exchange_finished(self)

@@ -19,7 +19,6 @@ again when next used.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 
@@ -28,11 +27,17 @@ from tulle.config import Config, HTTPRoute, MeshSpec, Service
 from tulle.config import Endpoint as EndpointConfig
 from tulle.proxy.failover import HealthDriver, OutlierDriver
 from tulle.proxy.http_routes import RouteRuleTarget, RouteTable
-from tulle.proxy.pool import EndpointPool
+from tulle.proxy.inbound import inbound_service_stack
+from tulle.proxy.layers import ExchangeLayer
+from tulle.proxy.outbound import service_stack
 from tulle.proxy.routing import Router
+from tulle.proxy.runtime import Runtime
 from tulle.proxy.targets import Endpoint, ServiceTarget, TargetTimeouts
 from tulle.resilience import CircuitBreaker, RetryBudget, RetryPolicy
 from tulle.telemetry.metrics import Metrics
+from tulle.upstream import EndpointPool
+
+StackBuilder = Callable[[ServiceTarget, Runtime], ExchangeLayer]
 
 # Direct targets kept per direction: one per distinct address the app dials outside
 # any service. Bounded, so an app that dials many addresses cannot grow the proxy.
@@ -42,8 +47,12 @@ MAX_DIRECT_TARGETS = 1024
 class DirectionState:
     """Targets and pools of one direction (outbound or inbound)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics, direction: str) -> None:
-        self.loop = loop
+    def __init__(
+        self, runtime: Runtime, metrics: Metrics, direction: str, build_stack: StackBuilder
+    ) -> None:
+        self.runtime = runtime
+        self.loop = runtime.loop
+        self._build_stack = build_stack
         self.zone: str | None = None
         self.metrics = metrics
         self.direction = direction
@@ -145,12 +154,13 @@ class DirectionState:
             counters = self.metrics.service_counters(
                 self.direction, service.name, service.namespace
             )
-            balancer = new_balancer(settings, clock=time.monotonic, local_zone=self.zone)
+            balancer = new_balancer(settings, clock=self.runtime.clock, local_zone=self.zone)
             budget = _budget(service, self.loop)
             target = ServiceTarget(
                 service.name, service.namespace, settings, balancer, timeouts, stats, counters,
-                budget,
+                budget, self.loop,
             )
+            target.stack = self._build_stack(target, self.runtime)
         else:
             target.timeouts = timeouts
             target.budget = _budget(service, self.loop, keep=target.budget)
@@ -260,9 +270,9 @@ class DirectionState:
 class MeshState:
     """Both directions, re-applied from each new configuration."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, metrics: Metrics) -> None:
-        self.outbound = DirectionState(loop, metrics, "outbound")
-        self.inbound = DirectionState(loop, metrics, "inbound")
+    def __init__(self, runtime: Runtime, metrics: Metrics) -> None:
+        self.outbound = DirectionState(runtime, metrics, "outbound", service_stack)
+        self.inbound = DirectionState(runtime, metrics, "inbound", inbound_service_stack)
         self.config: Config | None = None
 
     def apply(self, config: Config) -> None:

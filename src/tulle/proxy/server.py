@@ -5,8 +5,8 @@
 outbound and inbound listeners (each with its request stack) and the admin
 listener, applies each new configuration the source reports (on SIGHUP or when
 the files change; a bad one is refused, logged, and the old one keeps serving),
-sweeps connection deadlines once a second, and on SIGTERM stops accepting, lets
-requests in flight finish within a grace period, and returns.
+closes idle upstream connections once a second, and on SIGTERM stops accepting,
+lets requests in flight finish within a grace period, and returns.
 """
 
 from __future__ import annotations
@@ -14,15 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tulle.config import Address, Config
 from tulle.discovery import ConfigSource, ManifestSource
-from tulle.proxy.connection import ClientConnection, ListenerContext
+from tulle.downstream import ClientConnection, ListenerContext
+from tulle.downstream.listener import DEFAULT_SEND_TIMEOUT
+from tulle.proxy.inbound import inbound_listener_stack
+from tulle.proxy.layers.observe import Observe
+from tulle.proxy.layers.route import Route
 from tulle.proxy.mesh import DirectionState, MeshState
-from tulle.proxy.stack import Route, build_stack
+from tulle.proxy.outbound import listener_stack
+from tulle.proxy.runtime import Runtime
 from tulle.telemetry.admin import AdminSources, serve_admin
 from tulle.telemetry.collector import registry_for
 from tulle.telemetry.metrics import EndpointState, Metrics
@@ -30,7 +34,7 @@ from tulle.telemetry.tap import TapHub
 
 log = logging.getLogger("tulle.proxy")
 
-# How often deadlines (slow heads, idle clients, idle upstream connections) are checked.
+# How often idle upstream connections are looked for.
 SWEEP_INTERVAL = 1.0
 # Upstream connections unused this long are closed, before a typical server
 # keep-alive timeout (nginx: 75 s, Node: 5 s is the outlier) closes them under us.
@@ -48,6 +52,7 @@ class ProxyOptions:
     admin: Address | None = None
     app: Address | None = None
     head_timeout: float = 10.0
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
     shutdown_grace: float = 10.0
     allow_tap: bool = False
     # Connections arrive redirected by iptables (tulle init): route each by its original
@@ -61,7 +66,7 @@ class _Listener:
 
     def __init__(self, ctx: ListenerContext, route: Route, server: asyncio.Server) -> None:
         self.ctx = ctx
-        self.route = route
+        self.route = route  # its router is replaced on each reload
         self.server = server
 
 
@@ -74,12 +79,13 @@ class ProxyServer:
     ) -> None:
         self.options = options
         self.loop = asyncio.get_running_loop()
+        self.runtime = Runtime.on(self.loop)
         if source is None:
             assert options.manifests is not None, "a proxy needs manifests or a source"
             source = ManifestSource(self.loop, options.manifests)
         self.source = source
         self.metrics = metrics or Metrics()
-        self.mesh = MeshState(self.loop, self.metrics)
+        self.mesh = MeshState(self.runtime, self.metrics)
         self.registry = registry_for(self.metrics)
         self.tap = TapHub(clock=self.loop.time)
         self.metrics.endpoint_states = self._endpoint_states
@@ -126,19 +132,21 @@ class ProxyServer:
 
     async def _bind(self, direction: str, address: Address, state: DirectionState) -> None:
         unknown = self.metrics.responses(direction, "", "")
-        route = build_stack(state.router, unknown)
-        assert isinstance(route, Route)
+        if direction == "inbound":
+            stack = inbound_listener_stack(state.router, unknown, self.runtime, self.tap)
+        else:
+            stack = listener_stack(direction, state.router, unknown, self.runtime, self.tap)
+        route = _route_of(stack)
         timeouts = self.mesh.config.mesh.defaults.timeouts if self.mesh.config else None
         ctx = ListenerContext(
-            loop=self.loop,
-            clock=time.monotonic,
+            runtime=self.runtime,
             direction=direction,
-            stack=route,
+            stack=stack,
             tcp=self.metrics.tcp(direction, "src"),
             malformed=unknown,
             head_timeout=self.options.head_timeout,
             idle_timeout=timeouts.idle if timeouts else 60.0,
-            tap=self.tap,
+            send_timeout=self.options.send_timeout,
             transparent=self.options.transparent,
         )
         server = await self.loop.create_server(
@@ -174,9 +182,6 @@ class ProxyServer:
 
     def _sweep(self) -> None:
         now = self.loop.time()
-        for listener in self._listeners.values():
-            for conn in list(listener.ctx.connections):
-                conn.check_deadline(now)
         self.mesh.outbound.close_idle_before(now - UPSTREAM_IDLE)
         self.mesh.inbound.close_idle_before(now - UPSTREAM_IDLE)
         self._sweeper = self.loop.call_later(SWEEP_INTERVAL, self._sweep)
@@ -209,6 +214,7 @@ class ProxyServer:
                 conn.abort()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        self.runtime.wheel.stop()
         for state in (self.mesh.outbound, self.mesh.inbound):
             state.stop()
             for pool in state.pools.values():
@@ -245,6 +251,13 @@ class ProxyServer:
             "outbound": self.mesh.outbound.describe(),
             "inbound": self.mesh.inbound.describe(),
         }
+
+
+def _route_of(stack: Observe) -> Route:
+    """The route layer of a listener's stack (its router is swapped on reload)."""
+    route = stack.inner
+    assert isinstance(route, Route)
+    return route
 
 
 def _bound(server: asyncio.Server) -> str:

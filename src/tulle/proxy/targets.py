@@ -15,19 +15,24 @@ hands the balancer the pickable set and lets waiting requests go.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tulle.balance import Balancer
 from tulle.config import Limits, LoadBalancer
-from tulle.proxy.pool import EndpointPool
+from tulle.proxy import errors
+from tulle.proxy.exchange import WAITING
 from tulle.resilience import CircuitBreaker, HealthState, RetryBudget, RetryPolicy
 from tulle.telemetry.metrics import ResponseStats, ServiceCounters
+from tulle.upstream.pool import EndpointPool
 
 if TYPE_CHECKING:
+    import asyncio
+
     from tulle.proxy.exchange import Exchange
     from tulle.proxy.http_routes import RouteTable
+    from tulle.proxy.layers import ExchangeLayer
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +114,9 @@ class Endpoint:
 class ServiceTarget:
     """A service: endpoints, balancer, timeouts, failover policy and stats."""
 
-    __slots__ = ("_waiting", "balancer", "budget", "counters", "endpoints", "limits",
-                 "load_balancer", "name", "namespace", "retry_policy", "routes", "stats",
-                 "timeouts")
+    __slots__ = ("_loop", "_waiting", "balancer", "budget", "counters", "endpoints", "limits",
+                 "load_balancer", "name", "namespace", "retry_policy", "routes", "stack",
+                 "stats", "timeouts")
 
     def __init__(
         self,
@@ -123,7 +128,9 @@ class ServiceTarget:
         stats: ResponseStats,
         counters: ServiceCounters,
         budget: RetryBudget,
+        loop: asyncio.AbstractEventLoop,
     ) -> None:
+        self._loop = loop
         self.name = name
         self.namespace = namespace
         self.load_balancer = load_balancer  # the settings the balancer was made from
@@ -136,7 +143,9 @@ class ServiceTarget:
         self.routes: RouteTable | None = None  # HTTPRoutes whose parent is this service
         self.limits = Limits()
         self.endpoints: tuple[Endpoint, ...] = ()
-        self._waiting: deque[tuple[Exchange, Callable[[Exchange], None]]] = deque()
+        # The request path of this target, built with it (`tulle.proxy.outbound`).
+        self.stack: ExchangeLayer = _unbuilt
+        self._waiting: deque[_Waiting] = deque()
 
     @property
     def key(self) -> str:
@@ -163,26 +172,35 @@ class ServiceTarget:
             # Wake from a snapshot: a woken request that finds nothing pickable
             # (a probe slot just taken) parks again in the new queue, not in this one.
             waiting, self._waiting = self._waiting, deque()
-            for exchange, resume in waiting:
-                if not exchange.finished:
-                    exchange.stop_waiting()
-                    resume(exchange)
+            for parked in waiting:
+                parked.give_up.cancel()
+                exchange = parked.exchange
+                if exchange.state is WAITING:
+                    exchange.resume()
+                    parked.resume(exchange)
 
     # -- fail fast: waiting briefly for an endpoint --
 
-    def wait_for_endpoint(self, exchange: Exchange, resume: Callable[[Exchange], None]) -> bool:
-        """Park ``exchange`` until an endpoint is pickable; False when too many wait."""
+    def wait_for_endpoint(self, exchange: Exchange, resume: ExchangeLayer) -> bool:
+        """Park ``exchange`` until an endpoint is pickable (then ``resume(exchange)``), or
+        ``failFastAfter`` passes (then 503); False when too many wait already."""
         if len(self._waiting) >= self.limits.pending_requests:
             self.counters.load_shed += 1
             return False
         self.counters.fail_fast_waits += 1
-        self._waiting.append((exchange, resume))
-        exchange.wait_for_endpoint(self.limits.fail_fast_after)
+        exchange.park()
+        give_up = self._loop.call_later(self.limits.fail_fast_after, self._gave_up, exchange)
+        self._waiting.append(_Waiting(exchange, resume, give_up))
         return True
 
+    def _gave_up(self, exchange: Exchange) -> None:
+        if exchange.state is WAITING:
+            exchange.fail(errors.FAIL_FAST, service=self.key)
+
     def forget_waiting(self, exchange: Exchange) -> None:
-        for index, (parked, _) in enumerate(self._waiting):
-            if parked is exchange:
+        for index, parked in enumerate(self._waiting):
+            if parked.exchange is exchange:
+                parked.give_up.cancel()
                 del self._waiting[index]
                 return
 
@@ -194,3 +212,16 @@ class ServiceTarget:
             "waiting": len(self._waiting),
             "endpoints": [endpoint.describe() for endpoint in self.endpoints],
         }
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A request parked until an endpoint of its target is pickable."""
+
+    exchange: Exchange
+    resume: ExchangeLayer
+    give_up: asyncio.TimerHandle
+
+
+def _unbuilt(exchange: Exchange) -> None:
+    raise RuntimeError("a target's stack is built before it serves (tulle.proxy.outbound)")

@@ -61,7 +61,8 @@ class ResponseStats:
 class TcpStats:
     """Connections and bytes of one (direction, peer)."""
 
-    __slots__ = ("closed", "labels", "opened", "read_bytes", "write_bytes")
+    __slots__ = ("closed", "labels", "local_exhaustion", "opened", "read_bytes", "send_timeouts",
+                 "write_bytes")
 
     def __init__(self, labels: tuple[str, str]) -> None:
         self.labels = labels  # direction, peer ("src": clients, "dst": upstreams)
@@ -69,6 +70,8 @@ class TcpStats:
         self.closed = 0
         self.read_bytes = 0
         self.write_bytes = 0
+        self.send_timeouts = 0  # clients cut off for not reading what they were sent
+        self.local_exhaustion = 0  # connects that failed for want of fds or memory
 
 
 class ServiceCounters:

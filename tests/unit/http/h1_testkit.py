@@ -30,6 +30,7 @@ class Recorder:
 
     messages: list[Message] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
+    interim: list[ResponseHead] = field(default_factory=list)  # 1xx responses
     # Body bytes that arrived when no message was open: always a codec bug.
     stray_body: bytes = b""
 
@@ -49,6 +50,10 @@ class Recorder:
         message = self.messages[-1]
         message.trailers = trailers
         message.ended = True
+
+    def on_informational(self, head: ResponseHead) -> None:
+        self.events.append("interim")
+        self.interim.append(head)
 
     def summary(self) -> list[tuple[object, ...]]:
         """Every message as plain, comparable values (heads have no ``__eq__``)."""

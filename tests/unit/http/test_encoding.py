@@ -97,7 +97,11 @@ def test_reason_phrase(status: int, phrase: bytes) -> None:
     assert reason_phrase(status) == phrase
 
 
-def test_continue_is_an_interim_response_the_parser_drops() -> None:
+def test_interim_responses_are_handed_on_before_the_final_one() -> None:
     final = encode_head(b"HTTP/1.1 201 Created", [(b"Content-Length", b"0")])
-    recorder = parse_responses(CONTINUE + final)
+    hints = encode_head(b"HTTP/1.1 103 Early Hints", [(b"Link", b"</a.css>; rel=preload")])
+    recorder = parse_responses(CONTINUE + hints + final)
+    assert [h.status for h in recorder.interim] == [100, 103]
+    assert recorder.interim[1].headers == [(b"Link", b"</a.css>; rel=preload")]
     assert [m.head.status for m in recorder.messages] == [201]
+    assert recorder.events[:2] == ["interim", "interim"]

@@ -137,19 +137,20 @@ def test_bytes_after_a_head_response_in_the_same_read_are_a_502() -> None:
 # -- interim responses --------------------------------------------------------
 
 
-def test_100_continue_is_dropped_and_the_final_response_delivered() -> None:
+def test_100_continue_is_handed_on_and_the_final_response_delivered() -> None:
     recorder = parse_responses(lines("HTTP/1.1 100 Continue") + OK_CL)
-    assert recorder.events == ["head", "body", "end"]
+    assert recorder.events == ["interim", "head", "body", "end"]
     assert [m.head.status for m in recorder.messages] == [200]
     assert recorder.messages[0].body == b"hello"
 
 
-def test_several_interim_responses_fed_separately_are_all_dropped() -> None:
+def test_several_interim_responses_fed_separately_are_all_handed_on() -> None:
     recorder = parse_responses(
         lines("HTTP/1.1 100 Continue"),
         lines("HTTP/1.1 103 Early Hints", "Link: </style.css>; rel=preload"),
         OK_CHUNKED,
     )
+    assert [h.status for h in recorder.interim] == [100, 103]
     assert [m.head.status for m in recorder.messages] == [200]
     assert recorder.messages[0].head.headers == [(b"Transfer-Encoding", b"chunked")]
 

@@ -12,6 +12,7 @@ import socket
 
 from tulle.config.cluster import config_from_objects
 from tulle.proxy.mesh import MAX_DIRECT_TARGETS, MeshState
+from tulle.proxy.runtime import Runtime
 from tulle.telemetry.metrics import Metrics
 from tulle.transport.original_dst import original_destination, redirected_destination
 
@@ -31,7 +32,7 @@ def _config(cluster_ip: str = "10.96.0.50"):
 
 
 async def test_a_cluster_ip_and_port_is_its_service() -> None:
-    mesh = MeshState(asyncio.get_running_loop(), Metrics())
+    mesh = MeshState(Runtime.on(asyncio.get_running_loop()), Metrics())
     mesh.apply(_config())
     router = mesh.outbound.router
     web = router.resolve_destination(("10.96.0.50", 80))
@@ -40,7 +41,7 @@ async def test_a_cluster_ip_and_port_is_its_service() -> None:
 
 
 async def test_other_addresses_are_forwarded_as_they_are() -> None:
-    mesh = MeshState(asyncio.get_running_loop(), Metrics())
+    mesh = MeshState(Runtime.on(asyncio.get_running_loop()), Metrics())
     mesh.apply(_config())
     router = mesh.outbound.router
     pod = router.resolve_destination(("10.244.1.2", 8080))
@@ -53,7 +54,7 @@ async def test_other_addresses_are_forwarded_as_they_are() -> None:
 
 
 async def test_inbound_goes_to_localhost_at_the_original_port() -> None:
-    mesh = MeshState(asyncio.get_running_loop(), Metrics())
+    mesh = MeshState(Runtime.on(asyncio.get_running_loop()), Metrics())
     mesh.apply(_config())
     target = mesh.inbound.router.resolve_destination(("10.244.0.5", 9000))
     assert target is not None and [e.address for e in target.endpoints] == ["127.0.0.1:9000"]
@@ -62,7 +63,7 @@ async def test_inbound_goes_to_localhost_at_the_original_port() -> None:
 
 
 async def test_a_reload_moves_the_cluster_ip_and_drops_direct_targets() -> None:
-    mesh = MeshState(asyncio.get_running_loop(), Metrics())
+    mesh = MeshState(Runtime.on(asyncio.get_running_loop()), Metrics())
     mesh.apply(_config())
     pod = mesh.outbound.router.resolve_destination(("10.244.9.9", 80))
     mesh.apply(_config("10.96.0.60"))
@@ -73,7 +74,7 @@ async def test_a_reload_moves_the_cluster_ip_and_drops_direct_targets() -> None:
 
 
 async def test_direct_targets_are_bounded() -> None:
-    mesh = MeshState(asyncio.get_running_loop(), Metrics())
+    mesh = MeshState(Runtime.on(asyncio.get_running_loop()), Metrics())
     mesh.apply(_config())
     state = mesh.outbound
     first = state.direct_target(("10.1.0.0", 1))

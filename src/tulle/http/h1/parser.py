@@ -129,6 +129,9 @@ class MessageHandler(Protocol):
 
     def on_end(self, trailers: Headers | None) -> None: ...
 
+    def on_informational(self, head: ResponseHead) -> None:
+        """An interim (1xx) response, before the final one (responses only)."""
+
 
 class _Parser:
     """Shared state of the request and response parsers.
@@ -374,9 +377,12 @@ class ResponseParser(_Parser):
             _response_codings(self._codings, version)
             head.chunked = True
         if head.status < 200:
-            # Interim response (100 Continue, 103 Early Hints): llhttp parses it
-            # as a message of its own; we drop it and wait for the final one.
+            # Interim response (100 Continue, 103 Early Hints): llhttp parses it as a
+            # message of its own; it is handed on (a proxy forwards it, RFC 9110
+            # §15.2) and the final response follows.
             self._head = None
+            if head.status != 101:  # a switch is an upgrade, refused below
+                self._handler.on_informational(head)
             return
         self._in_body = True
         no_body = self._no_body or head.status in (204, 304)

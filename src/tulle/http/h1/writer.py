@@ -1,14 +1,27 @@
-"""Writing HTTP/1.1: message heads, chunked framing, and the proxy's own answers' reasons.
+"""Writing HTTP/1.1: the heads a proxy forwards, chunked framing, reason phrases.
 
-Sans-I/O like the parser: functions from values to bytes.
+Sans-I/O like the parser: functions from values to bytes. A forwarded head keeps the
+end-to-end headers (`tulle.http.headers.end_to_end`) and gets the proxy's own: ``Via``,
+``X-Forwarded-For``, its framing (``Transfer-Encoding: chunked`` when the body is
+re-chunked) and its ``Connection`` (``close``, or ``keep-alive`` for an HTTP/1.0
+client that asked for it). Requests always go out as HTTP/1.1, so one that arrived as
+HTTP/1.0 without a ``Host`` gets one (RFC 9112 §3.2).
 """
 
 from __future__ import annotations
 
-from tulle.http.message import Headers
+from tulle.http.headers import append_forwarded_for, end_to_end
+from tulle.http.message import Headers, RequestHead, ResponseHead
+
+VIA = b"1.1 tulle"
+_VIA = (b"via", VIA)
+_CHUNKED = (b"transfer-encoding", b"chunked")
+_CLOSE = (b"connection", b"close")
+_KEEP_ALIVE = (b"connection", b"keep-alive")
 
 _REASONS: dict[int, bytes] = {
     100: b"Continue",
+    103: b"Early Hints",
     200: b"OK",
     400: b"Bad Request",
     404: b"Not Found",
@@ -19,6 +32,8 @@ _REASONS: dict[int, bytes] = {
     502: b"Bad Gateway",
     503: b"Service Unavailable",
     504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
+    508: b"Loop Detected",
 }
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -36,6 +51,45 @@ def encode_head(start_line: bytes, headers: Headers) -> bytes:
         parts.append(name + b": " + value)
     parts.append(b"\r\n")
     return b"\r\n".join(parts)
+
+
+def request_head(head: RequestHead, client_ip: bytes, authority: bytes) -> bytes:
+    """The head of ``head`` as the proxy forwards it; ``authority`` is the Host sent when
+    the request had none."""
+    headers = end_to_end(head.headers)
+    if head.host is None:
+        headers.append((b"host", authority))
+    headers.append(_VIA)
+    append_forwarded_for(headers, client_ip)
+    if head.chunked:
+        headers.append(_CHUNKED)
+    return encode_head(head.method + b" " + head.target + b" HTTP/1.1", headers)
+
+
+def response_head(head: ResponseHead, chunked: bool, close: bool, keep_alive: bool) -> bytes:
+    """The head of ``head`` as the proxy forwards it to a client: ``chunked`` when the body
+    is re-chunked, ``close`` when the connection ends after it, ``keep_alive`` to say
+    that it does not to an HTTP/1.0 client."""
+    headers = end_to_end(head.headers)
+    headers.append(_VIA)
+    if chunked:
+        headers.append(_CHUNKED)
+    if close:
+        headers.append(_CLOSE)
+    elif keep_alive:
+        headers.append(_KEEP_ALIVE)
+    status = head.status
+    return encode_head(b"HTTP/1.1 %d %b" % (status, head.reason or reason_phrase(status)),
+                       headers)
+
+
+def informational_head(head: ResponseHead) -> bytes:
+    """An interim (1xx) response as forwarded: its headers and ``Via`` (RFC 9110 §15.2)."""
+    headers = end_to_end(head.headers)
+    headers.append(_VIA)
+    status = head.status
+    return encode_head(b"HTTP/1.1 %d %b" % (status, head.reason or reason_phrase(status)),
+                       headers)
 
 
 def encode_chunk(data: bytes) -> bytes:

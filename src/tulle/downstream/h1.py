@@ -1,0 +1,400 @@
+"""One HTTP/1.1 client connection: a thin asyncio Protocol over the request parser.
+
+It parses requests as they arrive (pipelined ones included), makes one `Exchange` per
+request and runs them one after another, so that responses go back in request order
+(RFC 9112 §9.3.2). For the exchange at the head of the queue it is the client side
+(`tulle.proxy.streams.ClientStream`): it frames each response for this client
+(chunked, ``Connection: close``, HTTP/1.0 keep-alive) and writes what one read from
+the endpoint delivered in one send.
+
+It owns the connection's deadlines, one at a time on the timer wheel: the request head
+must arrive within ``head_timeout`` (else 408), a keep-alive connection may sit idle
+``idle_timeout``, and a client must read what it is sent within ``send_timeout``.
+
+Flow control (what a connection may hold unsent is bounded): reading from the client
+stops while too many requests are pipelined ahead of the one being answered, while a
+request body has nowhere to go yet, and while the client is not reading what it is
+sent — then the endpoint's response is paused too, and no further pipelined request is
+started. So a client that never reads costs one transport buffer (`WRITE_BUFFER_HIGH`)
+plus one read from the endpoint, whatever it sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+from tulle.http import CONTINUE, RemoteProtocolError, RequestHead, RequestParser, ResponseHead
+from tulle.http.h1.writer import (
+    encode_chunk,
+    encode_last_chunk,
+    informational_head,
+    response_head,
+)
+from tulle.proxy import errors
+from tulle.proxy.errors import local_response
+from tulle.proxy.exchange import RESPONDING, Exchange
+from tulle.transport.original_dst import redirected_destination
+
+if TYPE_CHECKING:
+    from tulle.downstream.listener import ListenerContext
+    from tulle.http import Headers
+
+# Requests a client may pipeline ahead of the one being answered before we stop reading
+# from it (they are held in memory until their turn).
+MAX_PIPELINED = 16
+# The transport's write buffer: past the high mark the client is "not reading" (its
+# response is paused, and so is reading from it); below the low mark it is again.
+WRITE_BUFFER_HIGH = 64 * 1024
+WRITE_BUFFER_LOW = 16 * 1024
+
+# What a connection's deadline, when set, is waiting for.
+_WAITING_HEAD = 1
+_IDLE = 2
+_SENDING = 3
+
+# Why reading from the client is paused (a bit each; reading resumes when none is left).
+_PIPELINE = 1  # too many requests queued
+_BODY = 2  # a request body has nowhere to go yet, or the endpoint is not reading it
+_WRITING = 4  # the client is not reading what it is sent
+_ERROR = 8  # a protocol error: nothing more is read
+
+
+class ClientConnection(asyncio.Protocol):
+    __slots__ = (
+        "_deadline_kind",
+        "_half_closed",
+        "_out",
+        "_paused",
+        "_pending_error",
+        "_receiving",
+        "_response_chunked",
+        "_started",
+        "clock",
+        "closing",
+        "ctx",
+        "deadline",
+        "original_dst",
+        "parser",
+        "peer_ip",
+        "queue",
+        "tcp",
+        "transport",
+        "wheel",
+        "wheel_slot",
+    )
+
+    def __init__(self, ctx: ListenerContext) -> None:
+        self.ctx = ctx
+        runtime = ctx.runtime
+        self.clock = runtime.clock
+        self.wheel = runtime.wheel
+        self.tcp = ctx.tcp
+        self.transport: asyncio.Transport | None = None
+        self.parser = RequestParser(self)
+        self.queue: deque[Exchange] = deque()
+        self.peer_ip = b"unknown"
+        self.original_dst: tuple[str, int] | None = None  # (ip, port) before iptables' REDIRECT
+        self.closing = False
+        self.deadline = 0.0
+        self.wheel_slot = 0
+        self._deadline_kind = 0
+        self._paused = 0
+        self._pending_error: RemoteProtocolError | None = None
+        self._receiving: Exchange | None = None  # the request whose body is arriving
+        self._half_closed = False
+        self._out: list[bytes] = []  # response bytes of the current read, not yet written
+        self._response_chunked = False
+        self._started: Exchange | None = None  # the latest exchange handed to the stack
+
+    @property
+    def draining(self) -> bool:
+        return self.ctx.draining
+
+    # -- asyncio.Protocol --
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)  # type: ignore[attr-defined]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer_ip = str(peer[0]).encode("ascii")
+        if self.ctx.transparent:
+            self.original_dst = redirected_destination(transport.get_extra_info("socket"))
+        self.tcp.opened += 1
+        self.ctx.connections.add(self)
+        self._expect(_WAITING_HEAD, self.ctx.head_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        self.tcp.read_bytes += len(data)
+        if self.closing:
+            return
+        if self._deadline_kind == _IDLE:
+            self._expect(0, 0.0)
+        try:
+            self.parser.feed(data)
+        except RemoteProtocolError as exc:
+            self._protocol_error(exc)
+            return
+        if not self.queue and not self._deadline_kind and not self.closing:
+            # Part of a head is here and the rest is not: it must come in time.
+            self._expect(_WAITING_HEAD, self.ctx.head_timeout)
+
+    def eof_received(self) -> bool:
+        """The client shut its sending side: answer what it asked, then close."""
+        self._half_closed = True
+        return bool(self.queue)  # True keeps the transport open for our answers
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.tcp.closed += 1
+        self.ctx.connections.discard(self)
+        if self.wheel_slot:
+            self.wheel.disarm(self)
+        queue = self.queue
+        while queue:
+            queue.popleft().client_lost()
+
+    def pause_writing(self) -> None:
+        """The client is not reading: pause its response, stop reading from it, and give
+        it ``send_timeout`` to catch up."""
+        self._pause(_WRITING)
+        if self.queue:
+            attempt = self.queue[0].attempt
+            if attempt is not None and attempt.stream is not None:
+                attempt.stream.pause_response()
+        self._expect(_SENDING, self.ctx.send_timeout)
+
+    def resume_writing(self) -> None:
+        if self._deadline_kind == _SENDING:
+            self._expect(0, 0.0)
+        self._resume(_WRITING)
+        queue = self.queue
+        if queue:
+            exchange = queue[0]
+            attempt = exchange.attempt
+            if attempt is not None and attempt.stream is not None:
+                attempt.stream.resume_response()
+            elif exchange is not self._started:
+                self.ctx.runtime.loop.call_soon(self._start, exchange)
+        elif not self.closing:
+            self._after_last()
+
+    # -- request parser callbacks --
+
+    def on_head(self, head: RequestHead | ResponseHead) -> None:
+        assert isinstance(head, RequestHead)
+        if self._deadline_kind:
+            self._expect(0, 0.0)  # the request's own timeout covers it from here
+        exchange = Exchange(self, head, self.clock())
+        self._receiving = exchange
+        queue = self.queue
+        queue.append(exchange)
+        if len(queue) == 1:
+            if not self._paused & _WRITING:
+                self._start(exchange)
+        elif len(queue) > MAX_PIPELINED:
+            self._pause(_PIPELINE)
+
+    def on_body(self, data: bytes) -> None:
+        assert self._receiving is not None
+        self._receiving.request_body(data)
+
+    def on_end(self, trailers: Headers | None) -> None:
+        exchange = self._receiving
+        assert exchange is not None
+        self._receiving = None
+        exchange.request_end(trailers)
+
+    def on_informational(self, head: ResponseHead) -> None:
+        raise AssertionError("a request parser delivers no interim responses")
+
+    # -- the client side of the exchange being answered (ClientStream) --
+
+    def send_continue(self) -> None:
+        head = self.queue[0].head if self.queue else None
+        if head is not None and head.version == "1.1":
+            self._write(CONTINUE)
+
+    def send_informational(self, head: ResponseHead) -> None:
+        # Never to an HTTP/1.0 client (RFC 9110 §15.2).
+        if self.queue and self.queue[0].head.version == "1.1":
+            self._write(informational_head(head))
+
+    def send_response_head(self, head: ResponseHead, exchange: Exchange) -> None:
+        request = exchange.head
+        status = head.status
+        has_body = request.method != b"HEAD" and status != 204 and status != 304
+        chunked = False
+        if has_body and head.content_length is None:
+            if request.version == "1.1":
+                chunked = True  # re-chunked: framed by the upstream's close, or chunked
+            else:
+                exchange.close_after = True  # HTTP/1.0: the close ends the body
+        if self.ctx.draining or not exchange.request_complete:
+            exchange.close_after = True
+        self._response_chunked = chunked
+        self._out.append(response_head(
+            head, chunked, exchange.close_after,
+            keep_alive=request.version == "1.0" and not exchange.close_after,
+        ))
+
+    def send_response_body(self, data: bytes) -> None:
+        self._out.append(encode_chunk(data) if self._response_chunked else data)
+
+    def send_response_end(self, trailers: Headers | None) -> None:
+        if self._response_chunked:
+            self._out.append(encode_last_chunk(trailers))
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the current read from the endpoint delivered, in one send."""
+        out = self._out
+        if out:
+            self._out = []
+            self._write(out[0] if len(out) == 1 else b"".join(out))
+
+    def send_local(self, status: int, reason: str, exchange: Exchange) -> None:
+        if self.ctx.draining:
+            exchange.close_after = True
+        self._write(local_response(status, reason, exchange.close_after,
+                                   exchange.head.method == b"HEAD"))
+
+    def cut(self) -> None:
+        """Cut the connection: the response already begun cannot be completed."""
+        self.closing = True
+        self._out = []
+        if self.transport is not None:
+            self.transport.abort()
+
+    def pause_request(self) -> None:
+        self._pause(_BODY)
+
+    def resume_request(self) -> None:
+        self._resume(_BODY)
+
+    def exchange_finished(self, exchange: Exchange) -> None:
+        """``exchange`` is answered; start the next request, or close, or wait."""
+        queue = self.queue
+        if not queue or queue[0] is not exchange:
+            return  # the connection was lost and the queue already dropped
+        queue.popleft()
+        if self.closing:
+            return
+        if exchange.close_after or self.ctx.draining:
+            self._close()
+            return
+        if self._paused & _PIPELINE and len(queue) <= MAX_PIPELINED:
+            self._resume(_PIPELINE)
+        if queue:
+            if not self._paused & _WRITING:
+                # From the loop, not from here: a run of pipelined requests the proxy
+                # answers at once would otherwise recurse once per request.
+                self.ctx.runtime.loop.call_soon(self._start, queue[0])
+        else:
+            self._after_last()
+
+    # -- internals --
+
+    def _start(self, exchange: Exchange) -> None:
+        """Hand the exchange at the head of the queue to the request path, once."""
+        if (not self.closing and self.queue and self.queue[0] is exchange
+                and self._started is not exchange):
+            self._started = exchange
+            self.ctx.stack(exchange)
+
+    def _after_last(self) -> None:
+        """Nothing left to answer: a pending error, a half-closed client, or idle."""
+        if self._pending_error is not None:
+            self._answer_malformed(self._pending_error)
+        elif self._half_closed:
+            self._close()  # the client sent its last request and shut its side
+        elif not self._paused & _WRITING:
+            self._expect(_IDLE, self.ctx.idle_timeout)
+
+    def _write(self, data: bytes) -> None:
+        if self._out:
+            self.flush()
+        self.tcp.write_bytes += len(data)
+        transport = self.transport
+        if transport is not None and not self.closing:
+            transport.write(data)
+
+    def _pause(self, reason: int) -> None:
+        was = self._paused
+        self._paused = was | reason
+        if not was and self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+
+    def _resume(self, reason: int) -> None:
+        was = self._paused
+        if was & reason:
+            self._paused = was & ~reason
+            if not self._paused and self.transport is not None and not self.closing:
+                self.transport.resume_reading()
+
+    def _expect(self, kind: int, timeout: float) -> None:
+        """Wait for ``kind`` for ``timeout`` seconds (kind 0: for nothing)."""
+        self._deadline_kind = kind
+        if kind:
+            self.wheel.arm(self, timeout)
+        elif self.wheel_slot:
+            self.wheel.disarm(self)
+
+    def expired(self) -> None:
+        """The timer wheel: the deadline of ``_deadline_kind`` passed."""
+        kind = self._deadline_kind
+        self._deadline_kind = 0
+        if kind == _WAITING_HEAD:
+            self._answer_malformed(
+                RemoteProtocolError("the request head was not received in time", status=408)
+            )
+        elif kind == _IDLE:
+            self._close()
+        elif kind == _SENDING:
+            self.tcp.send_timeouts += 1
+            self.cut()  # the exchanges' upstreams are let go as the connection is lost
+
+    def close_if_idle(self) -> None:
+        """When draining: close now if no request is in progress."""
+        if not self.queue:
+            self._close()
+
+    def _close(self) -> None:
+        self._expect(0, 0.0)
+        self.flush()
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()  # after what is already written is flushed
+
+    def _protocol_error(self, exc: RemoteProtocolError) -> None:
+        """Bytes HTTP forbids: answer 400/431 in turn (or cut off), and read no more."""
+        self._pause(_ERROR)
+        queue = self.queue
+        receiving = self._receiving
+        self._receiving = None
+        if receiving is None:  # a broken head
+            if queue:
+                self._pending_error = exc  # answered once the requests before it are
+            else:
+                self._answer_malformed(exc)
+        elif queue and receiving is queue[0]:  # a broken body, being forwarded
+            receiving.close_after = True
+            if receiving.state is RESPONDING:
+                receiving.cut(errors.MALFORMED_REQUEST.code)
+            else:
+                receiving.answer(exc.status, errors.MALFORMED_REQUEST.code, exc.reason)
+        elif queue and receiving is queue[-1]:  # a broken body, not yet forwarded
+            queue.pop().client_lost()
+            self._pending_error = exc
+        else:
+            self.cut()
+
+    def _answer_malformed(self, exc: RemoteProtocolError) -> None:
+        stats = self.ctx.malformed
+        stats.requests += 1
+        key = (exc.status, errors.MALFORMED_REQUEST.code)
+        stats.responses[key] = stats.responses.get(key, 0) + 1
+        self._write(local_response(exc.status, exc.reason, close=True))
+        self._close()

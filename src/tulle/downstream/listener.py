@@ -1,0 +1,33 @@
+"""What every connection accepted by one listener shares: the stack, timeouts, counters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tulle.downstream.h1 import ClientConnection
+    from tulle.proxy.layers import ExchangeLayer
+    from tulle.proxy.runtime import Runtime
+    from tulle.telemetry.metrics import ResponseStats, TcpStats
+
+# A client that does not read what it is sent for this long is cut off (nginx's
+# send_timeout and HAProxy's "timeout client" are both 60 s by default).
+DEFAULT_SEND_TIMEOUT = 60.0
+
+
+@dataclass(slots=True)
+class ListenerContext:
+    runtime: Runtime
+    direction: str  # "outbound" or "inbound"
+    stack: ExchangeLayer  # the request path, outermost layer first
+    tcp: TcpStats
+    malformed: ResponseStats  # requests too broken to route
+    head_timeout: float  # a request head must arrive within this
+    idle_timeout: float  # a keep-alive connection may sit idle this long
+    send_timeout: float = DEFAULT_SEND_TIMEOUT  # a client must read what it is sent
+    connections: set[ClientConnection] = field(default_factory=set)
+    draining: bool = False
+    # Connections arrive redirected by iptables (tulle init): read each one's original
+    # destination once, for the route layer.
+    transparent: bool = False

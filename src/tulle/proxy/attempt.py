@@ -1,0 +1,266 @@
+"""One try of a request on one endpoint: its lease, its per-try timer, its outcome.
+
+An exchange makes an `Attempt` each time the balance layer picks an endpoint for it: a
+retry is a second attempt after the first failed, and a hedge would be two at once.
+The attempt holds what belongs to that one try — the endpoint, the upstream stream it
+leased from the endpoint's pool, when the request was sent, whether it is the circuit
+breaker's probe, its per-try deadline — and reports how the try went: to the feedback
+layer (balancer and breaker) and to its exchange (forward the response, retry, or
+answer the client).
+
+Theory of operation::
+
+    CONNECTING ──leased──▶ SENT ──response head──▶ RESPONDING ──end──▶ ENDED
+        │    ◀─reconnect─   │                          │
+        └──────── failure ──┴──▶ FAILED                └── lost ──▶ FAILED
+    any state before ENDED/FAILED ── cancel ──▶ CANCELLED
+
+An attempt ends once: in ENDED, FAILED or CANCELLED it ignores whatever else arrives
+(a connection that completes after its try timed out is not used for it, and goes to
+the pool for the next request). Before the response head, a failure is reported with
+its retry *condition* (connect-failure, reset, timeout: the names retry policies use);
+the exchange decides what it means for the client.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from tulle.http import LocalProtocolError
+from tulle.proxy import errors
+from tulle.resilience.retry import CONNECT_FAILURE, RESET, TIMEOUT
+
+if TYPE_CHECKING:
+    from tulle.http import Headers, ResponseHead
+    from tulle.proxy.exchange import Exchange
+    from tulle.proxy.layers.feedback import Feedback
+    from tulle.proxy.streams import ConnectFailure, UpstreamStream
+    from tulle.proxy.targets import Endpoint
+    from tulle.transport.timers import TimerWheel
+
+# Sent again on a new connection when a reused one turns out closed (RFC 9110 §9.2.2).
+_RESENDABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+
+_CONNECT_ERRORS = {
+    "connect-refused": errors.CONNECT_REFUSED,
+    "connect-timeout": errors.CONNECT_TIMEOUT,
+    "connect-failed": errors.CONNECT_FAILED,
+    "local-exhaustion": errors.LOCAL_EXHAUSTION,
+}
+
+
+class Phase(Enum):
+    CONNECTING = "connecting"  # waiting for the pool to lend a stream
+    SENT = "sent"  # the request head went out; waiting for the response head
+    RESPONDING = "responding"  # the response is flowing to the client
+    ENDED = "ended"  # the response ended
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # abandoned: the exchange no longer wants it
+
+
+CONNECTING, SENT, RESPONDING, ENDED, FAILED, CANCELLED = (
+    Phase.CONNECTING, Phase.SENT, Phase.RESPONDING, Phase.ENDED, Phase.FAILED, Phase.CANCELLED
+)  # fmt: skip
+_OVER = frozenset({ENDED, FAILED, CANCELLED})
+
+# (phase, event) -> next phase; events: "leased", "head", "end", "fail", "cancel", and
+# "reconnect" (a stale pooled connection: the same try on a new one).
+_TRANSITIONS: dict[Phase, dict[str, Phase]] = {
+    CONNECTING: {"leased": SENT, "fail": FAILED, "cancel": CANCELLED},
+    SENT: {"head": RESPONDING, "reconnect": CONNECTING, "fail": FAILED, "cancel": CANCELLED},
+    RESPONDING: {"end": ENDED, "fail": FAILED, "cancel": CANCELLED},
+    ENDED: {},
+    FAILED: {},
+    CANCELLED: {},
+}
+
+
+class Attempt:
+    """One try of ``exchange`` on ``endpoint`` (see the module note)."""
+
+    __slots__ = (
+        "deadline",
+        "endpoint",
+        "exchange",
+        "feedback",
+        "phase",
+        "probe",
+        "sent_at",
+        "stream",
+        "wheel",
+        "wheel_slot",
+    )
+
+    def __init__(self, exchange: Exchange, endpoint: Endpoint) -> None:
+        self.exchange = exchange
+        self.endpoint = endpoint
+        self.phase = CONNECTING
+        self.stream: UpstreamStream | None = None
+        self.sent_at = 0.0  # when the request was handed to the pool (for the balancer)
+        self.probe = False  # the circuit breaker's probe of its endpoint
+        self.deadline = 0.0  # the per-try timeout, on the timer wheel (0.0: none)
+        self.wheel_slot = 0
+        self.wheel: TimerWheel | None = None  # set by the forward layer when it arms one
+        self.feedback: Feedback | None = None  # hears how the try went
+
+    def _move(self, event: str) -> None:
+        try:
+            self.phase = _TRANSITIONS[self.phase][event]
+        except KeyError:
+            raise LocalProtocolError(
+                f"attempt: {event!r} is not allowed while {self.phase.value}"
+            ) from None
+
+    @property
+    def over(self) -> bool:
+        return self.phase in _OVER
+
+    # -- from the pool (LeaseWaiter) --
+
+    @property
+    def wants_lease(self) -> bool:
+        return self.phase is CONNECTING and self.stream is None
+
+    def leased(self, stream: UpstreamStream) -> None:
+        """The pool lends a stream: send the request head and the body held so far."""
+        self._move("leased")
+        self.stream = stream
+        exchange = self.exchange
+        body = exchange.take_held_body()
+        stream.send_request_head(
+            exchange.head, exchange.client.peer_ip, body, exchange.request_trailers,
+            exchange.request_complete,
+        )
+
+    def lease_failed(self, failure: ConnectFailure) -> None:
+        if self.phase is CONNECTING:
+            error = _CONNECT_ERRORS.get(failure.code, errors.CONNECT_FAILED)
+            reason = error.reason(endpoint=self.endpoint.address, detail=failure.detail)
+            self._fail(CONNECT_FAILURE, error, reason, refused=failure.code == "connect-refused")
+
+    # -- from the upstream stream (ResponseSink) --
+
+    def response_informational(self, head: ResponseHead) -> None:
+        if self.phase is SENT:
+            self.exchange.attempt_informational(head)
+
+    def response_head(self, head: ResponseHead) -> None:
+        if self.phase is not SENT:
+            return
+        self._move("head")
+        if self.wheel_slot:
+            self._disarm()
+        feedback = self.feedback
+        if feedback is not None:
+            feedback.responded(self, head.status < 500)
+        self.exchange.attempt_responded(self, head)
+
+    def response_body(self, data: bytes) -> None:
+        if self.phase is RESPONDING:
+            self.exchange.attempt_body(data)
+
+    def response_end(self, trailers: Headers | None) -> None:
+        if self.phase is not RESPONDING:
+            return
+        self._move("end")
+        exchange = self.exchange
+        stream = self.stream
+        self.stream = None
+        if stream is not None:
+            stream.release(exchange.request_complete)
+        if self.feedback is not None:
+            self.feedback.released(self)
+        exchange.attempt_ended(self, trailers)
+
+    def response_flush(self) -> None:
+        if self.phase is RESPONDING:
+            self.exchange.client.flush()
+
+    def upstream_lost(self, mid_response: bool) -> None:
+        """The connection closed before the response ended."""
+        phase = self.phase
+        if phase is SENT:
+            stream = self.stream
+            exchange = self.exchange
+            head = exchange.head
+            if (stream is not None and stream.reused and not mid_response
+                    and not head.has_body and head.method in _RESENDABLE):
+                # A reused keep-alive connection the endpoint had already closed: the
+                # request never reached it. Send it again on a new connection.
+                self._move("reconnect")
+                self.stream = None
+                exchange.held = []
+                self.endpoint.pool.connect(self)
+                return
+            self._fail(RESET, errors.UPSTREAM_RESET,
+                       errors.UPSTREAM_RESET.reason(endpoint=self.endpoint.address))
+        elif phase is RESPONDING:
+            self._fail(RESET, errors.UPSTREAM_RESET, "the endpoint closed mid-response")
+
+    def upstream_failed(self, reason: str) -> None:
+        """The endpoint sent bytes that are not HTTP."""
+        if not self.over:
+            self._fail(RESET, errors.BAD_RESPONSE,
+                       errors.BAD_RESPONSE.reason(endpoint=self.endpoint.address, detail=reason))
+
+    def pause_request(self) -> None:
+        self.exchange.client.pause_request()
+
+    def resume_request(self) -> None:
+        self.exchange.client.resume_request()
+
+    # -- the per-try timer (the timer wheel) --
+
+    def expired(self) -> None:
+        if self.phase is CONNECTING or self.phase is SENT:
+            timeout = self.exchange.per_try_timeout
+            self._fail(TIMEOUT, errors.PER_TRY_TIMEOUT,
+                       errors.PER_TRY_TIMEOUT.reason(timeout=timeout))
+
+    # -- ending --
+
+    def cancel(self) -> None:
+        """The exchange no longer wants this try (retried, its client left): no verdict."""
+        self.abandon(failed=False)
+
+    def abandon(self, failed: bool) -> None:
+        """Let go of this try; ``failed``: the endpoint is blamed (it did not answer in
+        time), as if the try had failed, but the exchange is not told."""
+        if self.over:
+            return
+        responded = self.phase is RESPONDING
+        self._move("cancel")
+        if self.wheel_slot:
+            self._disarm()
+        self._reset_stream()
+        feedback = self.feedback
+        if feedback is not None:
+            if failed and not responded:
+                feedback.failed(self, False)
+            feedback.released(self)
+
+    def _fail(self, condition: str, error: errors.ProxyError, reason: str,
+              refused: bool = False) -> None:
+        responded = self.phase is RESPONDING
+        self._move("fail")
+        if self.wheel_slot:
+            self._disarm()
+        self._reset_stream()
+        feedback = self.feedback
+        if feedback is not None:
+            if not responded:
+                feedback.failed(self, refused)
+            feedback.released(self)
+        self.exchange.attempt_failed(self, condition, error, reason)
+
+    def _disarm(self) -> None:
+        wheel = self.wheel
+        assert wheel is not None
+        wheel.disarm(self)
+
+    def _reset_stream(self) -> None:
+        stream = self.stream
+        if stream is not None:
+            self.stream = None
+            stream.reset()

@@ -1,0 +1,33 @@
+"""Forward: the innermost layer. Sends the try over a stream leased from its endpoint's pool.
+
+It answers ``Expect: 100-continue`` (now that the body has somewhere to go), arms the
+per-try timeout, and asks the endpoint's pool for a stream; the pool hands it to the
+attempt (`Attempt.leased`), which sends the request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tulle.proxy.attempt import Attempt
+    from tulle.transport.timers import TimerWheel
+
+
+class Forward:
+    __slots__ = ("clock", "wheel")
+
+    def __init__(self, wheel: TimerWheel, clock: Callable[[], float]) -> None:
+        self.wheel = wheel
+        self.clock = clock
+
+    def __call__(self, attempt: Attempt) -> None:
+        exchange = attempt.exchange
+        exchange.send_continue()
+        per_try = exchange.per_try_timeout
+        if per_try is not None:
+            attempt.wheel = self.wheel
+            self.wheel.arm(attempt, per_try)
+        attempt.sent_at = self.clock()
+        attempt.endpoint.pool.lease(attempt)

@@ -1,0 +1,103 @@
+"""Retry: failed tries are tried again, within the policy, the budget, and the body kept.
+
+On the way in it counts the request in the service's retry budget and registers on the
+exchange, which keeps (up to 64 KiB of) the body for replay. On the way back it hears
+every attempt that failed before the response began, and every 5xx response head, and
+decides: a retry (on another endpoint where there is one, after a short jittered
+backoff, sending the kept body again) or not (the exchange answers the client). A
+try is retried only when the policy names its condition (or status) and method, the
+request has tries left, its body was small enough to keep, and the budget allows it
+(Linkerd's and Envoy's rules; see `tulle.resilience.retry`).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from tulle.proxy import errors
+from tulle.proxy.exchange import WAITING
+from tulle.resilience.retry import STATUS, backoff
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from tulle.http import ResponseHead
+    from tulle.proxy.attempt import Attempt
+    from tulle.proxy.exchange import Exchange
+    from tulle.proxy.layers import ExchangeLayer
+    from tulle.proxy.targets import ServiceTarget
+
+_jitter = random.Random()
+
+
+class Retry:
+    __slots__ = ("inner", "loop", "target")
+
+    def __init__(
+        self, target: ServiceTarget, loop: asyncio.AbstractEventLoop, inner: ExchangeLayer
+    ) -> None:
+        self.target = target
+        self.loop = loop
+        self.inner = inner
+
+    def __call__(self, exchange: Exchange) -> None:
+        if exchange.retry_policy is not None:
+            self.target.budget.record_request()
+            exchange.retry = self
+            exchange.keep_for_replay()
+        self.inner(exchange)
+
+    # -- the way back --
+
+    def retries_status(self, exchange: Exchange, attempt: Attempt, head: ResponseHead) -> bool:
+        """A 5xx response head: True when this layer retries it (the attempt is dropped)."""
+        status = head.status
+        policy = exchange.retry_policy
+        if policy is None or not policy.retries_status(status) or not self._may(exchange, STATUS):
+            return False
+        attempt.cancel()  # its body is not wanted: the connection can't be reused
+        exchange.last_failure = (status, errors.UPSTREAM_STATUS.code,
+                                 errors.UPSTREAM_STATUS.reason(status=status))
+        self._again(exchange, attempt)
+        return True
+
+    def attempt_failed(self, exchange: Exchange, attempt: Attempt, condition: str,
+                       error: errors.ProxyError, reason: str) -> bool:
+        """An attempt failed before the response began: True when this layer retries it."""
+        if not self._may(exchange, condition):
+            return False
+        exchange.last_failure = (error.status, error.code, reason)
+        self._again(exchange, attempt)
+        return True
+
+    def _may(self, exchange: Exchange, condition: str) -> bool:
+        """Whether the failed try may be sent again: policy, tries, body, budget."""
+        policy = exchange.retry_policy
+        if policy is None or exchange.tries >= policy.attempts:
+            return False
+        head = exchange.head
+        if not policy.allows(condition, head.method):
+            return False
+        if head.has_body and exchange.replay is None:
+            return False  # the body was too large to keep
+        target = self.target
+        if not target.budget.try_withdraw():
+            target.counters.retry_budget_exhausted += 1
+            return False
+        return True
+
+    def _again(self, exchange: Exchange, failed: Attempt) -> None:
+        exchange.tries += 1
+        self.target.counters.retries += 1
+        # The try's failure will not show in the final answer: count it here, so that
+        # outlier detection sees endpoints whose failures retries hide.
+        failed.endpoint.failed_tries += 1
+        exchange.park()
+        exchange.rewind_body()
+        self.loop.call_later(backoff(exchange.tries, _jitter), self._resend, exchange)
+
+    def _resend(self, exchange: Exchange) -> None:
+        if exchange.state is WAITING:
+            exchange.resume()
+            self.inner(exchange)

@@ -1,0 +1,42 @@
+"""RequestTimeout: the request's deadline over all its tries, and the 504 when it passes.
+
+It arms the deadline on the way in (on the timer wheel: no handle per request); the
+exchange disarms it through this layer's wheel when the response head arrives. If it
+passes first, this layer answers: the attempt in flight is abandoned as failed, and
+the client gets 504.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tulle.proxy import errors
+
+if TYPE_CHECKING:
+    from tulle.proxy.exchange import Exchange
+    from tulle.proxy.layers import ExchangeLayer
+    from tulle.transport.timers import TimerWheel
+
+
+class RequestTimeout:
+    __slots__ = ("inner", "wheel")
+
+    def __init__(self, wheel: TimerWheel, inner: ExchangeLayer) -> None:
+        self.wheel = wheel
+        self.inner = inner
+
+    def __call__(self, exchange: Exchange) -> None:
+        timeout = exchange.request_timeout
+        if timeout is not None:
+            exchange.timeout = self
+            self.wheel.arm(exchange, timeout)
+        self.inner(exchange)
+
+    def expired(self, exchange: Exchange) -> None:
+        """The deadline passed before the response head: 504. The endpoint that did not
+        answer in time is told it failed (a hanging endpoint opens its breaker)."""
+        attempt = exchange.attempt
+        if attempt is not None:
+            exchange.attempt = None
+            attempt.abandon(failed=True)
+        exchange.fail(errors.REQUEST_TIMEOUT, timeout=exchange.request_timeout)

@@ -1,0 +1,241 @@
+"""Keep-alive connections to one upstream address, lent to one attempt at a time.
+
+A pool lends a waiter (`tulle.proxy.streams.LeaseWaiter`, in practice an attempt) a
+connection: an idle one when it has one (last in, first out, so the warmest connection
+is reused and the others can age out), a new one otherwise. Pools are keyed by address
+and shared by every service that lists that address. A retired pool (its address left
+the configuration) closes its idle connections at once and each busy one when its
+lease ends.
+
+A pool also knows whether its address is *reachable*, the way linkerd2-proxy's endpoint
+stack does: when a connection cannot be made, the address leaves every balancer at once
+(its requests are retried elsewhere, since they never left), and the pool tries to
+connect again in the background — 100 ms, doubling to 1 s, with jitter — until the
+address accepts a connection, which goes straight into the idle list as the address
+rejoins the balancers. A restarted endpoint is thus back within about a second, and
+nobody's request is spent finding out.
+
+Running out of file descriptors (EMFILE, ENFILE) or kernel buffers is the proxy's
+problem, not the endpoint's: such a connect fails the try with ``local-exhaustion``,
+is logged (at most once a second) and counted, and leaves the address reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import random
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from tulle.telemetry.metrics import TcpStats
+from tulle.upstream.h1 import UpstreamConnection
+
+if TYPE_CHECKING:
+    from tulle.proxy.streams import LeaseWaiter
+
+log = logging.getLogger("tulle.upstream")
+
+# Idle upstream connections kept per address. Enough for a burst of the concurrency one
+# proxy sees per endpoint; beyond it, extras are closed.
+MAX_IDLE_PER_ADDRESS = 256
+# Background reconnection to an unreachable address: first try, and the cap.
+RECONNECT_MIN = 0.1
+RECONNECT_MAX = 1.0
+# Errors that say the proxy itself is out of something, not that the endpoint is down.
+_LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+_jitter = random.Random()
+
+
+class ConnectFailure:
+    """Why a connection could not be made: a metrics code and a detail for people."""
+
+    __slots__ = ("code", "detail")
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code  # connect-refused, connect-timeout, connect-failed, local-exhaustion
+        self.detail = detail
+
+
+class _LogLimit:
+    """At most one log line per ``interval`` seconds for one kind of trouble."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._last = -interval
+
+    def allow(self, now: float) -> bool:
+        if now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False
+
+
+_exhaustion_log = _LogLimit()
+
+
+class EndpointPool:
+    """Idle keep-alive connections to one address, and the way to make new ones."""
+
+    __slots__ = ("_idle", "_loop", "_reconnect", "_reconnect_delay", "connect_timeout", "host",
+                 "port", "reachable", "retired", "tcp", "watchers")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        host: str,
+        port: int,
+        tcp: TcpStats,
+        connect_timeout: float,
+    ) -> None:
+        self._loop = loop
+        self.host = host
+        self.port = port
+        self.tcp = tcp
+        self.connect_timeout = connect_timeout
+        self._idle: list[UpstreamConnection] = []
+        self.retired = False
+        self.reachable = True
+        # Called when ``reachable`` changes (the targets whose endpoints use this pool).
+        self.watchers: set[Callable[[], None]] = set()
+        self._reconnect: asyncio.TimerHandle | None = None
+        self._reconnect_delay = RECONNECT_MIN
+
+    @property
+    def idle_count(self) -> int:
+        return len(self._idle)
+
+    def lease(self, waiter: LeaseWaiter) -> None:
+        """Lend ``waiter`` a connection: an idle one now, or a new one once connected."""
+        idle = self._idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                conn.reused = True
+                conn.sink = waiter
+                waiter.leased(conn)
+                return
+        self.connect(waiter)
+
+    def connect(self, waiter: LeaseWaiter) -> None:
+        """Open a new connection for ``waiter`` (never an idle one)."""
+        loop = self._loop
+        task = loop.create_task(
+            loop.create_connection(partial(UpstreamConnection, self, self.tcp), self.host,
+                                   self.port)
+        )
+        timer = loop.call_later(self.connect_timeout, task.cancel)
+        task.add_done_callback(partial(self._connected, waiter, timer))
+
+    def _connected(self, waiter: LeaseWaiter, timer: asyncio.TimerHandle,
+                   task: asyncio.Task) -> None:
+        timer.cancel()
+        failure = self._failure(task)
+        if not waiter.wants_lease:
+            # The try this connection was for is over (timed out, retried elsewhere, the
+            # client left): keep a connection that worked, forget one that didn't.
+            if failure is None:
+                self.release(task.result()[1])
+            return
+        if failure is not None:
+            waiter.lease_failed(failure)
+            return
+        conn = task.result()[1]
+        conn.sink = waiter
+        waiter.leased(conn)
+
+    def _failure(self, task: asyncio.Task) -> ConnectFailure | None:
+        """What went wrong with a connect (None: nothing), and its effect on the pool."""
+        address = f"{self.host}:{self.port}"
+        if task.cancelled():
+            return ConnectFailure("connect-timeout", f"no answer within {self.connect_timeout}s")
+        exc = task.exception()
+        if exc is None:
+            return None
+        if isinstance(exc, OSError) and exc.errno in _LOCAL_EXHAUSTION:
+            self.tcp.local_exhaustion += 1
+            if _exhaustion_log.allow(self._loop.time()):
+                log.error("cannot connect to %s: %s (the proxy is out of file descriptors or "
+                          "memory; the endpoint is not blamed)", address, exc.strerror)
+            return ConnectFailure("local-exhaustion", exc.strerror or str(exc))
+        self._unreachable()
+        if isinstance(exc, ConnectionRefusedError):
+            return ConnectFailure("connect-refused", "refused")
+        return ConnectFailure("connect-failed", str(exc))
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Take back a connection whose response ended cleanly."""
+        conn.sink = None
+        if conn.closed:
+            return
+        if self.retired or len(self._idle) >= MAX_IDLE_PER_ADDRESS:
+            conn.close()
+            return
+        conn.idle_since = self._loop.time()
+        self._idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """An idle connection closed under us (the upstream's idle timeout)."""
+        with contextlib.suppress(ValueError):
+            self._idle.remove(conn)
+
+    def close_idle_before(self, deadline: float) -> None:
+        """Close idle connections unused since before ``deadline``."""
+        idle = self._idle
+        while idle and idle[0].idle_since < deadline:
+            idle.pop(0).close()
+
+    def retire(self) -> None:
+        """The address left the configuration: close what is idle, refuse to keep more."""
+        self.retired = True
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+            self._reconnect = None
+        while self._idle:
+            self._idle.pop().close()
+
+    # -- reachability --
+
+    def _unreachable(self) -> None:
+        if not self.reachable or self.retired:
+            return
+        self.reachable = False
+        self._reconnect_delay = RECONNECT_MIN
+        self._schedule_reconnect()
+        self._notify()
+
+    def _schedule_reconnect(self) -> None:
+        delay = self._reconnect_delay * _jitter.uniform(0.5, 1.0)
+        self._reconnect_delay = min(self._reconnect_delay * 2, RECONNECT_MAX)
+        self._reconnect = self._loop.call_later(delay, self._try_reconnect)
+
+    def _try_reconnect(self) -> None:
+        self._reconnect = None
+        if self.retired:
+            return
+        loop = self._loop
+        task = loop.create_task(
+            loop.create_connection(partial(UpstreamConnection, self, self.tcp), self.host,
+                                   self.port)
+        )
+        timer = loop.call_later(self.connect_timeout, task.cancel)
+        task.add_done_callback(partial(self._reconnected, timer))
+
+    def _reconnected(self, timer: asyncio.TimerHandle, task: asyncio.Task) -> None:
+        timer.cancel()
+        if task.cancelled() or task.exception() is not None:
+            if not self.retired:
+                self._schedule_reconnect()
+            return
+        self.reachable = True
+        self.release(task.result()[1])
+        self._notify()
+
+    def _notify(self) -> None:
+        for watcher in list(self.watchers):
+            with contextlib.suppress(Exception):
+                watcher()
