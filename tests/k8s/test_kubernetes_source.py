@@ -143,7 +143,9 @@ async def test_bad_cluster_input_is_logged_by_name_and_skipped(
     broken = unique("broken")
     await _post(cluster, "/apis/tulle.dev/v1alpha1/namespaces/default/meshservices", {
         "apiVersion": "tulle.dev/v1alpha1", "kind": "MeshService",
-        "metadata": {"name": broken}, "spec": {"protocol": "carrier-pigeon"},
+        # The CRD's schema accepts this; only Tulle knows SRV records carry their own ports.
+        "metadata": {"name": broken},
+        "spec": {"dns": {"name": "_http._tcp.example.com", "type": "SRV", "port": 80}},
     })
     config = await watched.until(lambda c: bool(_endpoints(c, f"{good}.default"))
                                  and f"{ports}.default" in c.services)
@@ -153,7 +155,7 @@ async def test_bad_cluster_input_is_logged_by_name_and_skipped(
     await asyncio.sleep(0.2)
     text = caplog.text
     assert f'EndpointSlice "{ports}-1"' in text and "expected a port named" in text
-    assert f'MeshService "{broken}"' in text and "spec.protocol" in text
+    assert f'MeshService "{broken}"' in text and "spec.dns" in text
     assert f"service {lonely}.default has no ready endpoints" in text
 
 

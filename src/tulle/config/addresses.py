@@ -111,5 +111,7 @@ def _address_schema(*, allow_port_zero: bool) -> core_schema.CoreSchema:
             raise PydanticCustomError("address", str(error)) from None
 
     return core_schema.no_info_plain_validator_function(
-        validate, serialization=core_schema.plain_serializer_function_ser_schema(str)
+        validate, serialization=core_schema.plain_serializer_function_ser_schema(str),
+        # For the CRDs' OpenAPI schemas (tulle.kube.crds): a string; the rest is checked here.
+        json_schema_input_schema=core_schema.str_schema(min_length=3),
     )

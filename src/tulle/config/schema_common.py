@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -33,6 +41,11 @@ class Schema(BaseModel):
 # Numbers are strict so that `weight: true` or `port: "80"` is a mistake, not a guess.
 StrictInt = Annotated[int, Field(strict=True)]
 Port = Annotated[StrictInt, Field(ge=1, le=65535)]
+
+
+# What a duration looks like (tulle.config.durations has the exact rules): numbers with
+# units, e.g. 250ms, 10s, 1m30s.
+DURATION_PATTERN = r"^(0|(([0-9]+(\.[0-9]+)?|\.[0-9]+)(ms|us|h|m|s))+)$"
 
 
 def _seconds(value: Any) -> float:
@@ -60,8 +73,10 @@ def _positive(seconds: float) -> float:
 # A duration in float seconds; written "250ms" / "10s" / "1m30s", rendered the same way.
 Duration = Annotated[
     float,
-    BeforeValidator(_seconds),
+    BeforeValidator(_seconds, json_schema_input_type=str),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
+    # For the CRDs' OpenAPI schemas (tulle.kube.crds): written as a string with a unit.
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}, mode="validation"),
 ]
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
