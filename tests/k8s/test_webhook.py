@@ -28,6 +28,7 @@ def test_pods_in_an_annotated_namespace_get_the_proxy(kube: Kube, mesh: Installe
     # The Deployment itself is as it was written: only pods are injected.
     template = kube.get("deployment", "web", "-n", ns)["spec"]["template"]["spec"]
     assert [c["name"] for c in template["containers"]] == ["app"]
+    kube.kubectl("delete", "namespace", ns, "--wait=false")  # no unready proxies left behind
 
 
 def test_a_pod_annotated_disabled_is_left_alone(kube: Kube, mesh: InstalledMesh) -> None:

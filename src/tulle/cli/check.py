@@ -6,7 +6,9 @@ Each check prints one line, ✓ and what is fine, or ✗ and why not:
 - each listener's port is free, or is held by a running Tulle proxy (its admin
   answers ``/live``), which is what you want when checking a live system;
 - the admin listener is alive and ready;
-- Prometheus answers, when ``--prometheus URL`` is given, and scrapes something.
+- Prometheus answers, when ``--prometheus URL`` is given, and scrapes something;
+- with ``--cluster``: CRDs, control plane, webhook and meshed proxies
+  (``tulle.cli.check_cluster``).
 
 Exit status 1 if any check failed.
 """
@@ -135,17 +137,48 @@ def run_checks(manifests: Path | None, admin: str | None, prometheus: str | None
 @click.option("--admin", metavar="HOST:PORT",
               help="Admin address to check [manifests' or 127.0.0.1:4191].")
 @click.option("--prometheus", metavar="URL", help="Check this Prometheus answers queries.")
-def check(manifests: Path | None, admin: str | None, prometheus: str | None) -> None:
-    """Pre-flight checks: configuration, ports, admin, Prometheus. Exit 1 if any fails."""
+@click.option("--cluster", is_flag=True,
+              help="Check Tulle on a Kubernetes cluster instead: CRDs, control plane, webhook, "
+                   "meshed proxies.")
+@click.option("--kubeconfig", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="With --cluster: the kubeconfig [$KUBECONFIG, ~/.kube/config].")
+@click.option("--context", "context_name", help="With --cluster: the kubeconfig context.")
+@click.option("-n", "--namespace", default="tulle", show_default=True,
+              help="With --cluster: the control plane's namespace.")
+@click.option("--probe-namespace", default="default", show_default=True,
+              help="With --cluster: where the webhook check creates its dry-run pod.")
+def check(manifests: Path | None, admin: str | None, prometheus: str | None, cluster: bool,
+          kubeconfig: Path | None, context_name: str | None, namespace: str,
+          probe_namespace: str) -> None:
+    """Pre-flight checks: configuration, ports, admin, Prometheus; or, with --cluster, Tulle
+    on a Kubernetes cluster. Exit 1 if any fails."""
     if admin is not None:
         try:
             split_address(admin)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--admin") from None
-    results = run_checks(manifests, admin, prometheus)
+    if cluster:
+        results = _cluster(kubeconfig, context_name, namespace, probe_namespace)
+    else:
+        results = run_checks(manifests, admin, prometheus)
     for result in results:
         click.echo(result.line())
     failed = sum(1 for result in results if not result.ok)
     click.echo(f"\n{len(results) - failed}/{len(results)} checks passed.")
     if failed:
         raise SystemExit(1)
+
+
+def _cluster(kubeconfig: Path | None, context_name: str | None, namespace: str,
+             probe_namespace: str) -> list[Result]:
+    import asyncio
+
+    from tulle.cli.check_cluster import cluster_checks
+    from tulle.discovery.kubernetes_access import AccessError, from_kubeconfig
+    from tulle.discovery.kubernetes_api import KubeApi
+
+    try:
+        api = KubeApi(from_kubeconfig(kubeconfig, context_name))
+    except AccessError as exc:
+        return [Result(False, str(exc))]
+    return asyncio.run(cluster_checks(api, namespace, probe_namespace))
