@@ -91,11 +91,11 @@ def test_metrics_count_requests_responses_latency_and_connections(
     assert opened >= 10
 
 
-def test_peak_ewma_publishes_its_latency_estimate_per_endpoint(
+def test_the_default_balancer_publishes_its_latency_estimate_per_endpoint(
     backends: list[Backend], manifests: Path
 ) -> None:
     (manifests / "web.yaml").write_text(mesh_service("web", [b.address for b in backends]))
-    proxy = RunningProxy(manifests)  # the default balancer: peak-ewma
+    proxy = RunningProxy(manifests)  # the default balancer: expected-latency
     try:
         for _ in range(10):
             assert get(proxy.outbound)[0] == 200

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from tulle.balance.base import Balancer, Pickable, RequestView
 from tulle.balance.clock import Clock
+from tulle.balance.expected_latency import ExpectedLatency
 from tulle.balance.least_request import LeastRequest
 from tulle.balance.least_response_time import LeastResponseTime
 from tulle.balance.peak_ewma import PeakEwma
@@ -47,6 +48,9 @@ def _ring_hash(settings: LoadBalancer, clock: Clock) -> Balancer:
 # Manifest name -> factory(settings, clock). The config package validates names
 # against LOAD_BALANCER_ALGORITHMS; a test checks the two list the same names.
 ALGORITHMS: dict[str, Callable[[LoadBalancer, Clock], Balancer]] = {
+    "expected-latency": lambda settings, clock: ExpectedLatency(
+        clock, decay=settings.decay, default_rtt=settings.default_rtt, rng=default_rng
+    ),
     "peak-ewma": lambda settings, clock: PeakEwma(
         clock, decay=settings.decay, default_rtt=settings.default_rtt, rng=default_rng
     ),
@@ -74,6 +78,7 @@ def new_balancer(settings: LoadBalancer, *, clock: Clock, local_zone: str | None
     return balancer
 
 
-__all__ = ["ALGORITHMS", "Balancer", "Clock", "LeastRequest", "LeastResponseTime", "PeakEwma",
-           "Pickable", "RequestView", "RingHash", "RoundRobin", "SlowStart", "WeightedRandom",
-           "WeightedRoundRobin", "ZoneAware", "default_rng", "new_balancer"]
+__all__ = ["ALGORITHMS", "Balancer", "Clock", "ExpectedLatency", "LeastRequest",
+           "LeastResponseTime", "PeakEwma", "Pickable", "RequestView", "RingHash", "RoundRobin",
+           "SlowStart", "WeightedRandom", "WeightedRoundRobin", "ZoneAware", "default_rng",
+           "new_balancer"]

@@ -63,4 +63,10 @@ class Balancer(Protocol[E]):
 
     def on_response(self, endpoint: E, latency: float, ok: bool) -> None:
         """A request placed on ``endpoint`` got its response head (or failed) after
-        ``latency`` seconds; ``ok`` is False for 5xx and connection failures."""
+        ``latency`` seconds; ``ok`` is False for 5xx and connection failures.
+
+        Call semantics the balancers rely on: once per try that reached the endpoint
+        (a try released without a verdict — the client left, the proxy answered
+        itself — is not reported), and ``latency`` counts from when the try was
+        written to the endpoint, not from the request's arrival (time queued in the
+        proxy says nothing about the endpoint)."""

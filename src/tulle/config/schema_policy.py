@@ -23,11 +23,13 @@ from tulle.config.schema_common import PositiveDuration, Schema, StrictInt
 # the error messages and the docs all read this one tuple; tulle.balance.ALGORITHMS
 # has one factory per name (a test checks the two agree).
 LOAD_BALANCER_ALGORITHMS: tuple[str, ...] = (
-    "peak-ewma", "least-request", "least-response-time", "round-robin",
+    "expected-latency", "peak-ewma", "least-request", "least-response-time", "round-robin",
     "weighted-round-robin", "random", "ring-hash",
 )  # fmt: skip
-# DESIGN.md "Defaults": peak-EWMA, as in Linkerd — latency-aware with no settings.
-DEFAULT_LOAD_BALANCER_ALGORITHM = "peak-ewma"
+# Latency-aware with no settings, like Linkerd's peak-EWMA, without its failures on day
+# one (issue 11: starved equal endpoints, a slow endpoint kept at a third of the traffic);
+# measured in bench/results/balancing.md and simulate_lb.md. peak-ewma remains available.
+DEFAULT_LOAD_BALANCER_ALGORITHM = "expected-latency"
 # Linkerd's values (linkerd2-proxy outbound EWMA config): the estimate forgets with
 # a 10 s time constant, and an endpoint nothing is known about is assumed to answer
 # in 30 ms — slow enough that a measured-fast endpoint is preferred, fast enough
@@ -105,15 +107,15 @@ class SlowStart(Schema):
 
 _HASH_ONLY = ("hash_on", "hash_balance_factor")
 _EWMA_ONLY = ("decay", "default_rtt")
-_EWMA_ALGORITHMS = ("peak-ewma", "least-response-time")
+_EWMA_ALGORITHMS = ("expected-latency", "peak-ewma", "least-response-time")
 
 
 class LoadBalancer(Schema):
     """How a service's requests are spread over its endpoints (see docs/load-balancing.md).
 
-    ``decay`` and ``defaultRtt`` tune the latency estimate of ``peak-ewma`` and
-    ``least-response-time``; ``hashOn`` and ``hashBalanceFactor`` tune ``ring-hash``;
-    ``slowStart`` and ``zoneAware`` apply to every algorithm.
+    ``decay`` and ``defaultRtt`` tune the latency estimate of ``expected-latency``,
+    ``peak-ewma`` and ``least-response-time``; ``hashOn`` and ``hashBalanceFactor``
+    tune ``ring-hash``; ``slowStart`` and ``zoneAware`` apply to every algorithm.
     """
 
     algorithm: LoadBalancerAlgorithm = DEFAULT_LOAD_BALANCER_ALGORITHM

@@ -87,6 +87,32 @@ def drive(
     return picks
 
 
+def one_at_a_time(
+    balancer: Balancer[Endpoint],
+    clock: FakeClock,
+    requests: int,
+    latency: Callable[[Endpoint], float],
+    *,
+    gap: float = 0.010,
+    ok: Callable[[Endpoint], bool] = lambda e: True,
+) -> Counter[Endpoint]:
+    """Sequential requests, ``gap`` seconds apart, each answered before the next is
+    sent (``curl`` in a loop): nothing is ever in flight at a pick. Returns the picks
+    per endpoint."""
+    picks: Counter[Endpoint] = Counter()
+    for _ in range(requests):
+        chosen = balancer.pick(NO_REQUEST)
+        assert chosen is not None
+        picks[chosen] += 1
+        took = latency(chosen)
+        chosen.in_flight += 1
+        clock.advance(took)
+        balancer.on_response(chosen, took, ok(chosen))
+        chosen.in_flight -= 1
+        clock.advance(gap)
+    return picks
+
+
 # Upper 0.1% point of the standard normal distribution.
 Z_999 = 3.090232
 

@@ -21,7 +21,7 @@ def test_no_service_mesh_means_all_defaults(tmp_path: Path) -> None:
     assert (mesh.proxy.outbound, mesh.proxy.inbound, mesh.proxy.admin, mesh.proxy.app) == (
         Address("127.0.0.1", 4140), Address("127.0.0.1", 4143), Address("127.0.0.1", 4191), None
     )
-    assert mesh.defaults.load_balancer.algorithm == "peak-ewma"  # as Linkerd
+    assert mesh.defaults.load_balancer.algorithm == "expected-latency"  # issue 11
     timeouts = mesh.defaults.timeouts
     assert (timeouts.request, timeouts.connect, timeouts.idle, timeouts.per_try) == (
         10.0, 1.0, 60.0, None
@@ -33,7 +33,7 @@ def test_no_service_mesh_means_all_defaults(tmp_path: Path) -> None:
     assert (web.name, web.namespace, web.protocol, web.port) == ("web", "default", "http", 80)
     assert web.endpoints == (Endpoint("127.0.0.1", 9001, 1, None),)
     assert web.endpoints[0].address == "127.0.0.1:9001"
-    assert web.load_balancer.algorithm == "peak-ewma"
+    assert web.load_balancer.algorithm == "expected-latency"
     assert web.timeouts == timeouts
     # Idempotent requests are retried and every endpoint has a breaker, by default;
     # outlier detection and health checks are opt-in.

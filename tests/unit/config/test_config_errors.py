@@ -65,8 +65,9 @@ def service(spec: str) -> str:
          "spec.endpoints[1].address: duplicate endpoint 127.0.0.1:1"),
         ("endpoints: {address: '127.0.0.1:1'}", "spec.endpoints: expected a list, got a mapping"),
         ("loadBalancer: {algorithm: fastest}",
-         "spec.loadBalancer.algorithm: expected one of peak-ewma, least-request, "
-         "least-response-time, round-robin, weighted-round-robin, random or ring-hash, "
+         "spec.loadBalancer.algorithm: expected one of expected-latency, peak-ewma, "
+         "least-request, least-response-time, round-robin, weighted-round-robin, random "
+         "or ring-hash, "
          'got "fastest"'),
         ("retries: {on: [sometimes]}",
          "spec.retries.on[0]: expected one of 5xx, gateway-error, connect-failure, reset, "
@@ -153,8 +154,8 @@ def test_mesh_errors(tmp_path: Path) -> None:
         'document 1 (ServiceMesh "a"): spec.proxy.app: expected a port from 1 to 65535, '
         'got "127.0.0.1:0"',
         'document 1 (ServiceMesh "a"): spec.defaults.loadBalancer.algorithm: expected one of '
-        "peak-ewma, least-request, least-response-time, round-robin, weighted-round-robin, "
-        'random or ring-hash, got "x"',
+        "expected-latency, peak-ewma, least-request, least-response-time, round-robin, "
+        'weighted-round-robin, random or ring-hash, got "x"',
         'document 1 (ServiceMesh "a"): spec.defaults.retries.budget.window: expected a '
         'duration like 250ms, 10s or 5m, got "soon"',
         f'document 2 (ServiceMesh "b"): expected at most one ServiceMesh in a configuration; '

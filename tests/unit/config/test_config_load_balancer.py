@@ -41,10 +41,10 @@ CHOICES = ", ".join(LOAD_BALANCER_ALGORITHMS[:-1]) + f" or {LOAD_BALANCER_ALGORI
 WHERE = 'document 1 (MeshService "web"): spec.loadBalancer'
 
 
-def test_default_is_peak_ewma_with_linkerds_settings(tmp_path: Path) -> None:
+def test_default_is_expected_latency_with_linkerds_settings(tmp_path: Path) -> None:
     web = load_text(tmp_path, SERVICE.format(lb="{}")).services["web.default"]
     lb = web.load_balancer
-    assert (lb.algorithm, lb.decay, lb.default_rtt) == ("peak-ewma", 10.0, 0.030)
+    assert (lb.algorithm, lb.decay, lb.default_rtt) == ("expected-latency", 10.0, 0.030)
     assert lb.slow_start is None and lb.zone_aware and lb.hash_on is None
 
 
