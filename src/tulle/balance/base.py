@@ -68,5 +68,7 @@ class Balancer(Protocol[E]):
         Call semantics the balancers rely on: once per try that reached the endpoint
         (a try released without a verdict — the client left, the proxy answered
         itself — is not reported), and ``latency`` counts from when the try was
-        written to the endpoint, not from the request's arrival (time queued in the
-        proxy says nothing about the endpoint)."""
+        handed to the endpoint's connection pool, not from the request's arrival (time
+        queued in the proxy says nothing about the endpoint). ``pick`` is followed by
+        the try that raises ``endpoint.in_flight`` (or by nothing, when the request is
+        shed), and ``in_flight`` drops when the try is released."""
