@@ -41,10 +41,28 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         for crd in sorted(CRDS.glob("*.yaml")):
             sync_call(running, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                       yaml.safe_load(crd.read_text()))
+        _wait_for_crds_established(running)
         _wait_for_default_service_account(running)
         yield running
     finally:
         running.stop()
+
+
+def _wait_for_crds_established(cluster: Cluster, timeout: float = 30.0) -> None:
+    """Custom resources are served once their CRD is Established (as helm waits too)."""
+    deadline = time.monotonic() + timeout
+    for crd in sorted(CRDS.glob("*.yaml")):
+        name = yaml.safe_load(crd.read_text())["metadata"]["name"]
+        while True:
+            answer = sync_call(cluster, "GET",
+                               f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+            conditions = (answer.get("status") or {}).get("conditions") or []
+            if any(c.get("type") == "Established" and c.get("status") == "True"
+                   for c in conditions):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"CRD {name} not established in {timeout}s")
+            time.sleep(0.1)
 
 
 def _wait_for_default_service_account(cluster: Cluster, timeout: float = 30.0) -> None:

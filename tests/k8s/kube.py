@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from tests.k8s.cluster import Cluster
@@ -21,8 +23,11 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{next(_names)}-{int(time.time() * 1000) % 100000}"
 
 
-def api(cluster: Cluster) -> KubeApi:
-    return KubeApi(from_kubeconfig(cluster.kubeconfig))
+@contextlib.asynccontextmanager
+async def api(cluster: Cluster) -> AsyncIterator[KubeApi]:
+    """Tulle's client for the test cluster, closed on exit."""
+    async with KubeApi(await from_kubeconfig(cluster.kubeconfig)) as client:
+        yield client
 
 
 def sync_call(cluster: Cluster, method: str, path: str, body: Any = None,
@@ -31,7 +36,8 @@ def sync_call(cluster: Cluster, method: str, path: str, body: Any = None,
     async def call() -> dict[str, Any]:
         for _ in range(50):
             try:
-                return await api(cluster).call(method, path, body, content_type)
+                async with api(cluster) as client:
+                    return await client.call(method, path, body, content_type)
             except ApiError as exc:
                 if exc.status not in (0, 503):
                     raise

@@ -43,7 +43,7 @@ class Watched:
 
 @pytest.fixture
 async def watched(cluster: Cluster) -> AsyncIterator[Watched]:
-    source = KubernetesSource(from_kubeconfig(cluster.kubeconfig), environ={})
+    source = KubernetesSource(await from_kubeconfig(cluster.kubeconfig), environ={})
     holder = Watched(source)
     holder.config = await source.initial()
     source.start(holder.on_config, lambda message: None)
@@ -57,7 +57,8 @@ def _endpoints(config: Config, key: str) -> set[str]:
 
 
 async def _post(cluster: Cluster, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    return await api(cluster).call("POST", path, body)
+    async with api(cluster) as client:
+        return await client.call("POST", path, body)
 
 
 async def _pod(cluster: Cluster, name: str, app: str, port_name: str, port: int) -> None:
@@ -72,18 +73,18 @@ async def _pod(cluster: Cluster, name: str, app: str, port_name: str, port: int)
 
 async def _set_ready(cluster: Cluster, name: str, ip: str, ready: bool) -> None:
     status = "True" if ready else "False"
-    await api(cluster).call(
-        "PATCH", f"/api/v1/namespaces/default/pods/{name}/status",
-        {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-                    "conditions": [{"type": "Ready", "status": status},
-                                   {"type": "ContainersReady", "status": status}]}},
-        content_type="application/merge-patch+json")
+    async with api(cluster) as client:
+        await client.call(
+            "PATCH", f"/api/v1/namespaces/default/pods/{name}/status",
+            {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                        "conditions": [{"type": "Ready", "status": status},
+                                       {"type": "ContainersReady", "status": status}]}},
+            content_type="application/merge-patch+json")
 
 
 async def test_pod_readiness_flows_through_the_endpointslice_controller(
     cluster: Cluster, watched: Watched
 ) -> None:
-    client = api(cluster)
     with contextlib.suppress(ApiError):  # 409 if another test made it already
         await _post(cluster, "/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
                                                "metadata": {"name": "node-1"}})
@@ -108,8 +109,9 @@ async def test_pod_readiness_flows_through_the_endpointslice_controller(
     await watched.until(lambda c: _endpoints(c, key_named) == {"127.0.0.12:8082"}, timeout=10)
     await _set_ready(cluster, f"{app}-a", "127.0.0.11", True)
     await watched.until(lambda c: len(_endpoints(c, key_named)) == 2, timeout=10)
-    slices = await client.get(SLICES.format(ns="default"),
-                              labelSelector=f"kubernetes.io/service-name={named}")
+    async with api(cluster) as client:
+        slices = await client.get(SLICES.format(ns="default"),
+                                  labelSelector=f"kubernetes.io/service-name={named}")
     assert len(slices["items"]) == 2
 
 
@@ -161,8 +163,12 @@ async def test_bad_cluster_input_is_logged_by_name_and_skipped(
 
 async def test_expired_resource_version_relists(cluster: Cluster) -> None:
     changes: list[int] = []
-    reflector = Reflector(api(cluster), Resource("v1", "Service", "services"),
-                          lambda: changes.append(1))
+    async with api(cluster) as client:
+        await _relist_after_gone(cluster, Reflector(
+            client, Resource("v1", "Service", "services"), lambda: changes.append(1)))
+
+
+async def _relist_after_gone(cluster: Cluster, reflector: Reflector) -> None:
     reflector.start()
     try:
         await asyncio.wait_for(reflector.synced.wait(), 10)

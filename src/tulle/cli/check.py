@@ -177,8 +177,12 @@ def _cluster(kubeconfig: Path | None, context_name: str | None, namespace: str,
     from tulle.discovery.kubernetes_access import AccessError, from_kubeconfig
     from tulle.discovery.kubernetes_api import KubeApi
 
-    try:
-        api = KubeApi(from_kubeconfig(kubeconfig, context_name))
-    except AccessError as exc:
-        return [Result(False, str(exc))]
-    return asyncio.run(cluster_checks(api, namespace, probe_namespace))
+    async def run() -> list[Result]:
+        try:
+            access = await from_kubeconfig(kubeconfig, context_name)
+        except AccessError as exc:
+            return [Result(False, str(exc))]
+        async with KubeApi(access) as api:
+            return await cluster_checks(api, namespace, probe_namespace)
+
+    return asyncio.run(run())

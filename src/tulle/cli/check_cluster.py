@@ -42,9 +42,11 @@ async def check_crds(api: KubeApi) -> Result:
         if not any(c.get("type") == "Established" and c.get("status") == "True"
                    for c in conditions):
             pending.append(name)
-    if missing or pending:
-        return Result(False, "CRDs missing: " + ", ".join(missing + pending) +
+    if missing:
+        return Result(False, "CRDs missing: " + ", ".join(missing) +
                       " (tulle install | kubectl apply -f -, or helm install)")
+    if pending:
+        return Result(False, "CRDs not established yet: " + ", ".join(pending))
     return Result(True, f"CRDs are installed ({', '.join(names)})")
 
 

@@ -71,7 +71,7 @@ def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_c
         if manifests is not None:
             source = ManifestSource(loop, manifests)
         else:
-            access = pod() if in_cluster else from_kubeconfig(kubeconfig, context_name)
+            access = pod() if in_cluster else await from_kubeconfig(kubeconfig, context_name)
             source = cluster = KubernetesSource(access, namespace=namespace)
         source = DnsSource(source)  # services with spec.dns: endpoints from DNS
         plane = ControlPlane(source)

@@ -1,11 +1,12 @@
 """A minimal asyncio HTTP/1.1 client for long-lived streaming responses.
 
-Discovery talks to two kinds of server that answer with a stream of JSON lines
-over a chunked response: the Kubernetes API (``?watch=1``) and Tulle's own
-control plane. Both need the same few things — one request per connection, the
-response head, then the body line by line as it arrives, with a deadline on
-every read so a silent peer is noticed — and nothing a general-purpose client
-adds. Parsing is ``tulle.http``'s sans-I/O codec (httptools underneath).
+A proxy subscribed to Tulle's control plane reads a stream of JSON lines over a
+chunked response. It needs a few things — one request per connection, the response
+head, then the body line by line as it arrives, with a deadline on every read so a
+silent peer is noticed — and nothing a general-purpose client adds, so the proxy
+keeps its imports light. (The Kubernetes API is reached through the
+``kubernetes_asyncio`` client instead: ``tulle.discovery.kubernetes_api``.)
+Parsing is ``tulle.http``'s sans-I/O codec (httptools underneath).
 """
 
 from __future__ import annotations

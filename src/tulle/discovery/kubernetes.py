@@ -66,6 +66,7 @@ class KubernetesSource:
         self._on_config: OnConfig | None = None
         self._on_error: OnError | None = None
         self._pending: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[None] | None = None
         self.sources = (Path(f"kubernetes:{access.url}"),)
 
     async def resources(self) -> list[Resource]:
@@ -111,19 +112,16 @@ class KubernetesSource:
         self._publish(reason)
 
     def stop(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
-        for reflector in self.reflectors:
-            asyncio.get_running_loop().create_task(reflector.stop())
-        self.reflectors = []
+        self._closing = asyncio.get_running_loop().create_task(self.aclose())
 
     async def aclose(self) -> None:
-        """Stop every watch and wait until they have stopped."""
+        """Stop every watch, wait until they have stopped, and close the client."""
         if self._pending is not None:
             self._pending.cancel()
         reflectors, self.reflectors = self.reflectors, []
         for reflector in reflectors:
             await reflector.stop()
+        await self.api.close()
 
     # -- building --
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from tulle.discovery.backoff import Backoff
-from tulle.discovery.http_stream import HttpStreamError
 from tulle.discovery.kubernetes_api import ApiError, KubeApi
 
 log = logging.getLogger(__name__)
@@ -106,11 +105,8 @@ class Reflector:
                     await self._absent()
                     continue
                 delay = self._backoff.next()
-                log.warning("%s watch failed (%s); retrying in %.2fs", kind, exc, delay)
-                await self._sleep(delay)
-            except HttpStreamError as exc:
-                delay = self._backoff.next()
-                log.warning("%s watch lost (%s); retrying in %.2fs", kind, exc, delay)
+                what = "lost" if exc.status == 0 else "failed"
+                log.warning("%s watch %s (%s); retrying in %.2fs", kind, what, exc, delay)
                 await self._sleep(delay)
 
     async def _absent(self) -> None:
