@@ -23,6 +23,7 @@ from tests.k8s.cluster import REPO, Cluster, binaries
 from tests.k8s.control_proxy import ControlPlaneProcess, free_port
 from tests.k8s.kube import sync_call
 from tests.k8s.kubectl import Kube, tools_dir
+from tests.k8s.walkthrough import record
 from tests.support.tools import in_ci, skip_outside_ci
 from tulle.discovery.kubernetes_api import ApiError
 from tulle.identity import CertificateAuthority
@@ -114,8 +115,10 @@ def mesh(cluster: Cluster, kube: Kube, tmp_path_factory: pytest.TempPathFactory
     values = {"webhook": {"url": f"https://127.0.0.1:{webhook_port}/inject",
                           "caBundle": ca.cert_pem.decode(), "crtPEM": issued.cert_pem.decode(),
                           "keyPEM": issued.key_pem.decode()}}
-    kube.helm("install", "tulle", str(REPO / "deploy" / "helm" / "tulle"), "-n", namespace,
-              "--create-namespace", "-f", "-", stdin=yaml.safe_dump(values))
+    installed = kube.helm("install", "tulle", str(REPO / "deploy" / "helm" / "tulle"), "-n",
+                          namespace, "--create-namespace", "-f", "-",
+                          stdin=yaml.safe_dump(values))
+    record("helm install tulle deploy/helm/tulle -n tulle --create-namespace", installed.stdout)
     secret = kube.get("secret", "tulle-webhook-tls", "-n", namespace)["data"]
     certs = work / "webhook"
     certs.mkdir()

@@ -10,6 +10,7 @@ import subprocess
 from tests.k8s.conftest import InstalledMesh
 from tests.k8s.kube import unique
 from tests.k8s.kubectl import Kube
+from tests.k8s.walkthrough import record
 from tests.k8s.workloads import namespace
 from tests.support.proxy import TULLE
 
@@ -52,6 +53,7 @@ def test_check_follows_the_cluster(kube: Kube, mesh: InstalledMesh) -> None:
     _ready(kube, ns, "app", ["tulle-proxy", "app"])
     status, output = _check(kube)
     assert status == 0, output
+    record("tulle check --cluster", output)
     assert "✓ control plane tulle/tulle-control is ready (1/1 replicas, version 0.1.0)" in output
     assert "every proxy is ready and on version 0.1.0" in output
     kube.kubectl("annotate", "pod", "app", "-n", ns, "--overwrite",

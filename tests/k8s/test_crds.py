@@ -3,19 +3,16 @@ accepted, and mistakes are refused with the field's path."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import yaml
 
 from tests.k8s.cluster import REPO
 from tests.k8s.kubectl import Kube
-from tulle.kube.crds import CRD_DIR, crd_files
+from tests.k8s.walkthrough import record
 
 KINDS = ("MeshService", "ServiceMesh", "HTTPRoute")
-
-
-def test_the_crd_files_are_generated_from_the_models() -> None:
-    for name, text in crd_files().items():
-        assert (CRD_DIR / name).read_text() == text, f"run: python -m tulle.kube.crds ({name})"
 
 
 def test_every_example_is_accepted(kube: Kube) -> None:
@@ -44,6 +41,7 @@ def test_a_wrong_mesh_service_is_refused_with_the_field_path(kube: Kube, spec: d
     result = kube.kubectl("apply", "--dry-run=server", "-f", "-", check=False,
                           stdin=yaml.safe_dump(document))
     assert result.returncode != 0 and error in result.stderr, result.stderr
+    record(f"kubectl apply -f bad.yaml   # spec: {json.dumps(spec)}", result.stderr)
 
 
 def test_a_wrong_route_is_refused_with_the_field_path(kube: Kube) -> None:

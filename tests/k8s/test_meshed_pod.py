@@ -7,11 +7,16 @@ pod's network namespace (tests.support.netns), runs the init container's command
 --control=http://tulle-control.tulle.svc:8086 …``) exactly as injected, and stands in
 for cluster DNS and kube-proxy where the pod reaches the control plane: the name
 resolves (an /etc/hosts for the namespace) to the control plane Service's real
-ClusterIP, where a relay (socat, over a Unix socket) reaches ``tulle control``. The
+ClusterIP, where a relay (socat, over a Unix socket) reaches ``tulle control``; and
+``web`` resolves to its ClusterIP as the pod's DNS search path would make it. The
 three endpoints of ``web`` are Pods whose status the test sets (their IPs are
 served inside the namespace by three backends), and the controller-manager turns them
 into the EndpointSlice the control plane streams. Then a plain ``curl`` (as the app's
 UID) reaches all three through the proxy, by ClusterIP and by name.
+
+The steps are those of docs/kubernetes.md's walk-through (``walkthrough.record``):
+kubectl apply a Service and its MeshService, annotate the namespace, create a pod,
+``curl http://web``, ``tulle stat``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import pytest
 
 from tests.k8s.conftest import InstalledMesh
 from tests.k8s.kubectl import Kube
-from tests.k8s.workloads import namespace
+from tests.k8s.walkthrough import record
 from tests.support.netns import NetworkNamespace, require_namespaces
 from tests.support.proxy import TULLE
 from tests.support.tools import require_tools
@@ -78,14 +83,21 @@ def meshed_pod(kube: Kube, mesh: InstalledMesh, tmp_path: Path
     """The injected client pod, running; and the ClusterIP of web."""
     require_namespaces()
     require_tools(["socat"])
-    kube.kubectl("apply", "-f", "-", stdin=WEB)
+    record("kubectl apply -f web.yaml", kube.kubectl("apply", "-f", "-", stdin=WEB).stdout)
     _web_pods(kube)
     cluster_ip = kube.get("service", "web", "-n", "default")["spec"]["clusterIP"]
     control_ip = kube.get("service", "tulle-control", "-n", mesh.namespace)["spec"]["clusterIP"]
-    namespace(kube, "client", inject=True)
-    kube.kubectl("run", "curl", "-n", "client", "--image=example/curl:1", "--",
-                 "sleep", "infinity")
-    pod = kube.get("pod", "curl", "-n", "client")
+    annotate = ("annotate", "namespace", "default", "tulle.dev/inject=enabled")
+    record(f"kubectl {' '.join(annotate)}", kube.kubectl(*annotate).stdout)
+    try:
+        run = ("run", "curl", "--image=curlimages/curl", "--", "sleep", "infinity")
+        record(f"kubectl {' '.join(run)}", kube.kubectl(*run).stdout)
+    finally:
+        kube.kubectl("annotate", "namespace", "default", "tulle.dev/inject-")
+    names = ("get", "pod", "curl", "-o",
+             "jsonpath={.spec.initContainers[*].name} {.spec.containers[*].name}")
+    record(f"kubectl {' '.join(names[:-1])} '{names[-1]}'", kube.kubectl(*names).stdout)
+    pod = kube.get("pod", "curl", "-n", "default")
     init = next(c for c in pod["spec"]["initContainers"] if c["name"] == "tulle-init")
     sidecar = next(c for c in pod["spec"]["containers"] if c["name"] == "tulle-proxy")
     relay_dir = tempfile.TemporaryDirectory(prefix="tulle-relay-")
@@ -94,7 +106,7 @@ def meshed_pod(kube: Kube, mesh: InstalledMesh, tmp_path: Path
                               f"TCP:127.0.0.1:{mesh.control.port}"], stderr=subprocess.DEVNULL)
     try:
         with NetworkNamespace("client", tmp_path) as netns:
-            netns.hosts({f"tulle-control.{mesh.namespace}.svc": control_ip})
+            netns.hosts({f"tulle-control.{mesh.namespace}.svc": control_ip, "web": cluster_ip})
             for ip in [POD_IP, control_ip, *WEB_IPS]:
                 netns.run("ip", "addr", "add", f"{ip}/32", "dev", "lo")
             netns.run("ip", "route", "add", "default", "dev", "lo", "src", POD_IP)
@@ -121,7 +133,7 @@ def meshed_pod(kube: Kube, mesh: InstalledMesh, tmp_path: Path
         kube.kubectl("delete", "-f", "-", "--wait=false", stdin=WEB, check=False)
         kube.kubectl("delete", "pods", "-n", "default", "-l", "app=web", "--wait=false",
                      check=False)
-        kube.kubectl("delete", "namespace", "client", "--wait=false", check=False)
+        kube.kubectl("delete", "pod", "curl", "-n", "default", "--wait=false", check=False)
 
 
 def _curl(netns: NetworkNamespace, *args: str) -> list[str]:
@@ -140,15 +152,23 @@ def test_curl_reaches_every_endpoint_of_web_through_the_proxy(
             break
     answers = _curl(netns, *[f"http://{cluster_ip}/"] * 9)
     assert Counter(answers) == {"web-0": 3, "web-1": 3, "web-2": 3}, netns.logs()
+    seed = _curl(netns, "-s", "http://web", "http://web", "http://web")
+    assert sorted(seed) == ["web-0", "web-1", "web-2"]
+    record("kubectl exec curl -c curl -- curl -s -w '\\n' http://web http://web http://web",
+           "\n".join(seed))
     name = "web.default.svc.cluster.local"
     by_name = _curl(netns, "--resolve", f"{name}:80:{cluster_ip}", *[f"http://{name}/"] * 3)
     assert sorted(by_name) == ["web-0", "web-1", "web-2"]
-    stat = netns.run(TULLE, "stat", "--admin", "127.0.0.1:4191", "-o", "wide",
-                     "--window", "1s", "--direction", "outbound").stdout
+    metrics = netns.run("curl", "-s", "http://127.0.0.1:4191/metrics").stdout
+    # The proxy's own connections to the endpoints were not captured and looped back:
+    # each curl run is one captured connection, and the proxy keeps one per endpoint.
+    counts = {line.split()[0]: float(line.split()[-1]) for line in metrics.splitlines()
+              if line.startswith('tcp_open_total{direction="outbound"')}
+    assert counts['tcp_open_total{direction="outbound",peer="src"}'] <= 53, counts
+    assert counts['tcp_open_total{direction="outbound",peer="dst"}'] <= 6, counts
+    with netns.load(f"http://{cluster_ip}/", uid=APP_UID, seconds=6):
+        stat = netns.run(TULLE, "stat", "--admin", "127.0.0.1:4191", "-o", "wide",
+                         "--window", "5s", "--direction", "outbound").stdout
+    record("tulle stat -o wide --direction outbound", stat)
     for ip in WEB_IPS:
         assert f"{ip}:8080" in stat, stat
-    metrics = netns.run("curl", "-s", "http://127.0.0.1:4191/metrics").stdout
-    # The proxy's own connections to the endpoints were not captured and looped back.
-    src = next(line for line in metrics.splitlines()
-               if line.startswith('tcp_open_total{direction="outbound",peer="src"}'))
-    assert float(src.split()[-1]) <= 52, src

@@ -9,6 +9,7 @@ is stopped by its PID, and the namespace is deleted, when the test is done.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support.tools import require_tools, skip_outside_ci
@@ -95,6 +97,19 @@ class NetworkNamespace:
                                        env=env, cwd=REPO)
         self.processes.append((process, log_path))
         return process
+
+    @contextlib.contextmanager
+    def load(self, url: str, *, uid: int | None = None, seconds: float = 5.0,
+             pause: float = 0.05) -> Iterator[None]:
+        """Requests to ``url`` one after another (bounded: ``seconds``) while in the block."""
+        script = (f"end=$(( $(date +%s) + {int(seconds) + 1} )); while [ $(date +%s) -lt $end ];"
+                  f" do curl -s -o /dev/null --max-time 2 {url}; sleep {pause}; done")
+        process = self.spawn("load", "sh", "-c", script, uid=uid)
+        try:
+            yield
+        finally:
+            process.terminate()
+            process.wait(10)
 
     def backend(self, name: str, host: str, port: int) -> subprocess.Popen[bytes]:
         """tests.support.backend serving ``host:port`` in the namespace, answering its name."""

@@ -34,6 +34,7 @@ from tulle.config.schema_tulle import MeshServiceSpec, MeshSpec
 CRD_DIR = Path(__file__).resolve().parent / "chart" / "crds"
 # Go's regular expressions (RE2) have no lookaround: such patterns stay Tulle's to check.
 _NOT_RE2 = re.compile(r"\(\?[=!<]")
+_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number"}
 
 
 def structural(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str, Any]:
@@ -58,6 +59,10 @@ def structural(schema: dict[str, Any], definitions: dict[str, Any]) -> dict[str,
     if "description" in schema:
         node["description"] = schema["description"].split("\n\n")[0].replace("\n", " ")
     kind = schema.get("type")
+    values = [schema["const"]] if "const" in schema else schema.get("enum") or []
+    if kind is None and values:  # a literal: its type is its values' type
+        kinds = {_TYPES.get(type(value)) for value in values}
+        kind = kinds.pop() if len(kinds) == 1 else None
     if kind is not None:
         node["type"] = kind
     if "const" in schema:
