@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv system-deps clean
+.PHONY: demo test bench fuzz soak lint venv system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP) system-deps
 	$(BIN)/python -m bench
+
+# 2M codec inputs under atheris and 230k upstream cases through a real proxy (~20 min);
+# `make test` runs a 30-second version. Results: bench/results/fuzz.md.
+fuzz: $(STAMP)
+	$(BIN)/python -m bench fuzz
+
+# 10 minutes of mixed load with faults; RSS and open fds over time. bench/results/soak.md.
+soak: $(STAMP)
+	$(BIN)/python -m bench soak
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -285,9 +285,21 @@ def _start_floor(
 def _start_tulle(
     group: ProcessGroup, workdir: Path, backends: Backends, cpus: frozenset[int] | None
 ) -> Peer:
+    peer, _ = start_tulle(group, workdir, render_tulle_manifest(backends.endpoints), cpus)
+    _wait_serving("tulle", peer.process, "127.0.0.1", peer.port)  # type: ignore[arg-type]
+    return peer
+
+
+def start_tulle(
+    group: ProcessGroup, workdir: Path, manifest: str, cpus: frozenset[int] | None
+) -> tuple[Peer, int]:
+    """Start ``tulle proxy`` on ``manifest`` and wait until it is ready.
+
+    Returns the peer (its outbound listener) and the admin port.
+    """
     manifests = workdir / "tulle-manifests"
     manifests.mkdir(exist_ok=True)
-    (manifests / "bench.yaml").write_text(render_tulle_manifest(backends.endpoints))
+    (manifests / "bench.yaml").write_text(manifest)
     port, admin = free_ports(2)
     argv = [
         find_tool("tulle"), "proxy", "-f", str(manifests),
@@ -305,8 +317,7 @@ def _start_tulle(
             "tulle proxy did not become ready: "
             + _why_not(process, f"GET http://127.0.0.1:{admin}/ready did not answer 200")
         )
-    _wait_serving("tulle", process, "127.0.0.1", port)
-    return Peer("tulle", "127.0.0.1", port, process)
+    return Peer("tulle", "127.0.0.1", port, process), admin
 
 
 def _direct(

@@ -23,6 +23,7 @@ SCENARIOS: dict[str, str] = {
     "degrading_open_loop": "bench.scenarios.degrading_open_loop",
     "failover": "bench.scenarios.failover",
     "control_plane": "bench.scenarios.control_plane",
+    "fuzz": "bench.scenarios.fuzz",
 }
 
 

@@ -338,3 +338,21 @@ def test_large_body_in_the_same_feed_as_its_head() -> None:
     body = b"b" * (MAX_HEAD_BYTES + 1)
     data = lines("HTTP/1.1 200 OK", f"Content-Length: {len(body)}") + body
     assert parse_responses(data).messages[0].body == body
+
+
+@pytest.mark.parametrize("reason", [b"Whatev\x1cr", b"O\x00K", b"\x7f", b"A\x0bB"])
+def test_a_reason_phrase_with_control_characters_is_502_before_the_head(reason: bytes) -> None:
+    # RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ). The proxy
+    # forwards the reason as it came, so a control character would reach the client
+    # (found by the upstream fuzzer).
+    parser, recorder = parser_and_recorder()
+    with pytest.raises(RemoteProtocolError) as caught:
+        parser.feed(b"HTTP/1.1 200 " + reason + b"\r\nContent-Length: 0\r\n\r\n")
+    assert caught.value.status == 502
+    assert "reason" in caught.value.reason
+    assert recorder.events == []
+
+
+def test_a_reason_phrase_with_tabs_and_obs_text_is_kept() -> None:
+    [message] = parse_responses(lines(b"HTTP/1.1 200 O\tK \xe9t\xe9", "Content-Length: 0")).messages
+    assert message.head.reason == b"O\tK \xe9t\xe9"

@@ -29,6 +29,7 @@ had reached the backend. Those decisions are:
 
 from __future__ import annotations
 
+import re
 from typing import Protocol
 
 import httptools
@@ -41,6 +42,10 @@ from tulle.http.message import Headers, RequestHead, ResponseHead
 # Envoy's max_request_headers_kb (60 KiB): generous for real clients, small
 # enough that a slow or hostile one cannot make us hold much.
 MAX_HEAD_BYTES = 64 * 1024
+
+# RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ); llhttp lets
+# other control characters through, and the proxy forwards the reason as it came.
+_REASON_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 # The versions this codec speaks; llhttp also parses 0.9 and 2.0 request lines.
 _VERSIONS = ("1.1", "1.0")
@@ -372,6 +377,8 @@ class ResponseParser(_Parser):
         head.version = version = parser.get_http_version()
         if version not in _VERSIONS:
             raise RemoteProtocolError(f"the endpoint answered in HTTP version {version}", 502)
+        if _REASON_CONTROL.search(head.reason) is not None:
+            raise RemoteProtocolError("a control character in the status line's reason", 502)
         head.keep_alive = parser.should_keep_alive()
         if self._codings is not None:
             _response_codings(self._codings, version)
