@@ -24,6 +24,7 @@ SCENARIOS: dict[str, str] = {
     "failover": "bench.scenarios.failover",
     "control_plane": "bench.scenarios.control_plane",
     "fuzz": "bench.scenarios.fuzz",
+    "soak": "bench.scenarios.soak",
 }
 
 
