@@ -143,11 +143,12 @@ def _valid_response(rng: random.Random, close: bool) -> tuple[bytes, int, bytes,
     return data, status, body, until_close
 
 
-def _mutate(rng: random.Random, data: bytes) -> tuple[bytes, tuple[str, ...]]:
+def _mutate(rng: random.Random, data: bytes, start: int) -> tuple[bytes, tuple[str, ...]]:
+    """1–3 mutations of ``data`` at or after offset ``start``."""
     done = []
     for _ in range(rng.randint(1, 3)):
         kind = rng.choice(["flip", "splice", "cut", "repeat", "truncate", "append"])
-        at = rng.randint(0, max(0, len(data) - 1))
+        at = rng.randint(min(start, len(data)), max(start, len(data) - 1))
         if kind == "flip" and data:
             data = data[:at] + bytes([rng.randrange(256)]) + data[at + 1:]
         elif kind == "splice":
@@ -168,15 +169,16 @@ def _mutate(rng: random.Random, data: bytes) -> tuple[bytes, tuple[str, ...]]:
 def make_case(seed: int, number: int, pooled: bool = True, mutated_share: float = 0.6) -> Case:
     """Case ``number`` of the run with ``seed`` (the same every time).
 
-    With ``pooled`` False every answer says ``Connection: close`` (before any
-    mutation) and the backend closes after it, so the proxy does not put the
-    connection back in its pool.
+    With ``pooled`` False every answer says ``Connection: close`` on the line after
+    its status line, mutations touch only what follows that line, and the backend
+    closes after it: the proxy never puts the connection back in its pool.
     """
     rng = random.Random(seed * 1_000_003 + number)
     data, status, body, until_close = _valid_response(rng, close=not pooled)
     mutations: tuple[str, ...] = ()
     if rng.random() < mutated_share:
-        data, mutations = _mutate(rng, data)
+        start = 0 if pooled else data.index(b"\r\nConnection: close\r\n") + 21
+        data, mutations = _mutate(rng, data, start)
     cuts = tuple(sorted(rng.randint(1, max(1, len(data) - 1)) for _ in range(
         rng.choice([0, 0, 1, 2, 3]))))
     after = "close" if until_close else rng.choice(AFTER)

@@ -359,7 +359,14 @@ def build_report(result: SoakResult, image: str | None) -> Report:
     return Report(
         scenario="soak",
         title="Soak: steady mixed load with faults, memory and descriptors over time",
-        description=__doc__.split("\n\n")[1].replace("\n", " "),
+        description=(
+            "A real `tulle proxy` in front of four endpoints (three quick, one 100 ms "
+            "slow) under a steady mix of keep-alive clients, new connections, 64 KiB "
+            "uploads and 200 KB chunked downloads, slow readers of 2 MB answers and "
+            "clients that reset their connection, while quick endpoints are killed and "
+            "restarted in turn. The proxy's RSS and open descriptors are sampled every "
+            "second; the slope after the warm-up says whether anything grows."
+        ),
         tables=[resources, load],
         images=[image] if image else [],
         notes=notes,

@@ -356,3 +356,22 @@ def test_a_reason_phrase_with_control_characters_is_502_before_the_head(reason: 
 def test_a_reason_phrase_with_tabs_and_obs_text_is_kept() -> None:
     [message] = parse_responses(lines(b"HTTP/1.1 200 O\tK \xe9t\xe9", "Content-Length: 0")).messages
     assert message.head.reason == b"O\tK \xe9t\xe9"
+
+
+@pytest.mark.parametrize("status", ["052", "099", "600", "703", "999"])
+def test_a_status_outside_100_to_599_is_502_before_the_head(status: str) -> None:
+    # RFC 9110 §15: values outside 100..599 are invalid. Found by the codec fuzzer:
+    # "052" passed as an interim response while llhttp read a chunked body for it,
+    # and its trailers then reached a parser with no message open (a crash).
+    parser, recorder = parser_and_recorder()
+    with pytest.raises(RemoteProtocolError) as caught:
+        parser.feed(lines(f"HTTP/1.1 {status} X", "Transfer-Encoding: chunked")
+                    + b"0\r\nX-T: 1\r\n\r\n")
+    assert caught.value.status == 502
+    assert "status" in caught.value.reason
+    assert recorder.events == []
+
+
+def test_status_599_is_a_final_response() -> None:
+    [message] = parse_responses(lines("HTTP/1.1 599 Edge", "Content-Length: 0")).messages
+    assert message.head.status == 599

@@ -377,6 +377,8 @@ class ResponseParser(_Parser):
         head.version = version = parser.get_http_version()
         if version not in _VERSIONS:
             raise RemoteProtocolError(f"the endpoint answered in HTTP version {version}", 502)
+        if not 100 <= head.status <= 599:  # RFC 9110 §15: anything else is invalid
+            raise RemoteProtocolError(f"invalid status code {head.status}", 502)
         if _REASON_CONTROL.search(head.reason) is not None:
             raise RemoteProtocolError("a control character in the status line's reason", 502)
         head.keep_alive = parser.should_keep_alive()
