@@ -88,6 +88,12 @@ class _Recorder:
         self.messages[-1].trailers = trailers
         self.messages[-1].ended = True
 
+    def on_informational(self, head: ResponseHead) -> None:
+        if not 100 <= head.status < 200 or head.status == 101:
+            raise FuzzFailure(f"a {head.status} handed on as an interim response")
+        if self.messages and not self.messages[-1].ended:
+            raise FuzzFailure("an interim response inside a message")
+
 
 def _run(pieces: list[bytes], response: bool, head_request: bool
          ) -> tuple[list[_Message], int | None]:
