@@ -203,3 +203,15 @@ async def test_watches_resume_after_the_api_server_restarts(
     # Watches reconnect with a jittered backoff of at most 10 s.
     await watched.until(lambda c: _endpoints(c, f"{name}.default") == {"127.0.0.41:7005"},
                         timeout=15)
+
+
+async def test_a_watch_event_larger_than_a_read_buffer_arrives(
+    cluster: Cluster, watched: Watched
+) -> None:
+    name = unique("large")
+    await _post(cluster, "/apis/tulle.dev/v1alpha1/namespaces/default/meshservices", {
+        "apiVersion": "tulle.dev/v1alpha1", "kind": "MeshService",
+        "metadata": {"name": name, "annotations": {"note": "x" * 200_000}},
+        "spec": {"endpoints": [{"address": "127.0.0.51:80"}]},
+    })
+    await watched.until(lambda c: _endpoints(c, f"{name}.default") == {"127.0.0.51:80"})

@@ -7,8 +7,13 @@ import sys
 import click
 import yaml
 
+from tulle.kube.inject import ANNOTATIONS
 
-@click.command()
+_EPILOG = "Annotations on a workload or its pod template (as Linkerd's config.linkerd.io):\n\n" + \
+    "\n\n".join(f"{name}: {what}" for name, what in ANNOTATIONS.items())
+
+
+@click.command(epilog=_EPILOG)
 @click.argument("source", type=click.File("r"))
 @click.option("-n", "--control-plane-namespace", default="tulle", show_default=True,
               help="Where the control plane the proxies subscribe to runs.")

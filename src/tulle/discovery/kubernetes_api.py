@@ -31,6 +31,8 @@ REQUEST_TIMEOUT = 15.0
 CONNECT_TIMEOUT = 5.0
 # A list of every object of a kind in a big cluster is tens of MB; past this, refuse.
 MAX_BODY = 256 * 1024 * 1024
+# One object is at most about 1.5 MB in etcd; an event line past this is not one.
+MAX_EVENT = 16 * 1024 * 1024
 
 
 class ApiError(Exception):
@@ -49,12 +51,23 @@ class WatchStream:
         self._response = response
 
     async def lines(self) -> AsyncIterator[bytes]:
+        """Each event's line as it arrives. Lines are split here rather than by aiohttp's
+        readline, whose 128 KiB limit a large object (an EndpointSlice of 1,000
+        endpoints) passes; an event over ``MAX_EVENT`` ends the watch instead."""
+        pending = b""
         try:
-            async for line in self._response.content:
-                if line.strip():
-                    yield line
+            async for chunk in self._response.content.iter_any():
+                pending += chunk
+                *complete, pending = pending.split(b"\n")
+                for line in complete:
+                    if line.strip():
+                        yield line
+                if len(pending) > MAX_EVENT:
+                    raise ApiError(0, f"a watch event over {MAX_EVENT} bytes")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise ApiError(0, f"watch lost: {exc or type(exc).__name__}") from None
+        if pending.strip():
+            yield pending
 
     def close(self) -> None:
         self._response.close()
