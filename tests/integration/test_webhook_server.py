@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import socket
 import ssl
 from collections.abc import AsyncIterator
@@ -13,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tulle.control.webhook import MAX_BODY, InjectionWebhook, server_context
+from tulle.control.webhook import (
+    MAX_BODY,
+    InjectionWebhook,
+    ReloadingCertificate,
+    server_context,
+)
 from tulle.identity import CertificateAuthority
 from tulle.kube.inject import InjectConfig
 
@@ -95,3 +101,35 @@ async def test_bad_input_gets_a_clear_4xx(webhook: tuple, raw: bytes, status: in
     port, context = webhook
     got, answer = await _in_thread(port, context, raw)
     assert got == status and "error" in answer
+
+
+def _write_pair(folder: Path, ca: CertificateAuthority, bump: float) -> None:
+    issued = ca.issue("webhook", ip_addresses=["127.0.0.1"])
+    for name, data in (("tls.crt", issued.cert_pem), ("tls.key", issued.key_pem)):
+        path = folder / name
+        path.write_bytes(data)
+        os.utime(path, (bump, bump))
+
+
+async def test_a_renewed_certificate_is_served_without_a_restart(tmp_path: Path) -> None:
+    old, new = CertificateAuthority.generate("old"), CertificateAuthority.generate("new")
+    _write_pair(tmp_path, old, 1_000_000)
+    certificate = ReloadingCertificate(tmp_path, check_every=0)
+    server = InjectionWebhook(InjectConfig.from_chart(), lambda namespace: _no_annotations())
+    _, port = await server.start("127.0.0.1", 0, certificate.context)
+    try:
+        live = b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n"
+        trusting = {name: ssl.create_default_context(cadata=ca.cert_pem.decode())
+                    for name, ca in (("old", old), ("new", new))}
+        assert (await _in_thread(port, trusting["old"], live))[0] == 200
+        _write_pair(tmp_path, new, 2_000_000)  # as the kubelet updates a mounted Secret
+        assert (await _in_thread(port, trusting["new"], live))[0] == 200
+        assert certificate.reloads == 1
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await _in_thread(port, trusting["old"], live)
+    finally:
+        server.stop()
+
+
+async def _no_annotations() -> dict[str, str]:
+    return {}

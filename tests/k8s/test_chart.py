@@ -67,6 +67,11 @@ def test_helm_install_is_accepted_and_uninstall_cleans_up(kube: Kube) -> None:
         "Deployment", "MutatingWebhookConfiguration", "ServiceMesh"}
     present = kube.kubectl("get", "-f", "-", "-o", "name", stdin=manifest).stdout.split()
     assert len(present) == len(objects)
+    # An upgrade keeps the webhook's certificate (a new one would not match the running
+    # control plane until it reloads), and the CA bundle with it.
+    before = _webhook_tls(kube, namespace)
+    kube.helm("upgrade", "tulle", str(CHART), "-n", namespace, "--reuse-values")
+    assert _webhook_tls(kube, namespace) == before
     kube.helm("uninstall", "tulle", "-n", namespace, "--wait")
     left = kube.kubectl("get", "-f", "-", "-o", "name", "--ignore-not-found", stdin=manifest)
     assert left.stdout.strip() == ""
@@ -81,6 +86,14 @@ def test_tulle_install_applies_with_kubectl(kube: Kube) -> None:
     webhook = "mutatingwebhookconfiguration.admissionregistration.k8s.io/tulle-inject-tulle-kubectl"
     assert f"{webhook} created" in applied
     kube.kubectl("delete", "-f", "-", "--wait=false", stdin=_without_crds(rendered))
+
+
+def _webhook_tls(kube: Kube, namespace: str) -> tuple[str, str, str]:
+    secret = kube.get("secret", "tulle-webhook-tls", "-n", namespace)["data"]
+    webhook = kube.get("mutatingwebhookconfiguration", f"tulle-inject-{namespace}")
+    bundle = webhook["webhooks"][0]["clientConfig"]["caBundle"]
+    assert bundle == secret["ca.crt"]
+    return secret["ca.crt"], secret["tls.crt"], secret["tls.key"]
 
 
 def _without_crds(rendered: str) -> str:

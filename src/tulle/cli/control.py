@@ -88,6 +88,8 @@ def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_c
         if webhook is not None:
             webhook.stop()
         await plane.stop()
+        if cluster is not None:
+            await cluster.aclose()  # wait for the watches and the client to close
 
     try:
         uvloop.run(run())

@@ -22,6 +22,7 @@ import copy
 import json
 import logging
 import ssl
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -59,12 +60,62 @@ class _Request:
         self.ended = True
 
 
-def server_context(cert_dir: Path) -> ssl.SSLContext:
-    """TLS for the webhook from ``tls.crt`` and ``tls.key`` (a kubernetes.io/tls Secret)."""
+def _load(cert_dir: Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_dir / "tls.crt", cert_dir / "tls.key")
     return context
+
+
+class ReloadingCertificate:
+    """The webhook's TLS, from ``tls.crt`` and ``tls.key`` (a kubernetes.io/tls Secret),
+    read again when the files change: the kubelet updates a mounted Secret in place
+    (``tulle install | kubectl apply`` makes new certificates, so does a helm install
+    that replaced the Secret), and the API server trusts the new CA at once. Each TLS
+    handshake starts on ``context``; at most every ``check_every`` seconds it looks at
+    the files, and hands the handshake the newest context. A pair that does not load
+    (half written) is logged, and the previous one kept."""
+
+    def __init__(self, cert_dir: Path, check_every: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.cert_dir = cert_dir
+        self.check_every = check_every
+        self._clock = clock
+        self._stamp = self._stamps()
+        self._next_check = clock() + check_every
+        self.context = _load(cert_dir)
+        self.context.sni_callback = self._on_hello
+        self._current = self.context
+        self.reloads = 0
+
+    def _stamps(self) -> tuple[float, ...]:
+        try:
+            return tuple((self.cert_dir / name).stat().st_mtime for name in ("tls.crt", "tls.key"))
+        except OSError:
+            return ()
+
+    def _on_hello(self, connection: Any, server_name: str | None,
+                  context: ssl.SSLContext) -> None:
+        now = self._clock()
+        if now >= self._next_check:
+            self._next_check = now + self.check_every
+            stamp = self._stamps()
+            if stamp and stamp != self._stamp:
+                try:
+                    self._current = _load(self.cert_dir)
+                    self._stamp = stamp
+                    self.reloads += 1
+                    log.info("webhook certificate reloaded from %s", self.cert_dir)
+                except (OSError, ssl.SSLError) as exc:
+                    log.warning("cannot load the new webhook certificate (%s); keeping the "
+                                "previous one", exc)
+        if self._current is not context:
+            connection.context = self._current
+
+
+def server_context(cert_dir: Path) -> ssl.SSLContext:
+    """TLS for the webhook, following changes to its certificate files."""
+    return ReloadingCertificate(cert_dir).context
 
 
 def review_response(review: Any, patch: list[dict[str, Any]] | None) -> dict[str, Any]:

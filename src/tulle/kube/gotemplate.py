@@ -4,7 +4,8 @@
 deploy/helm/tulle, without helm: the chart stays the one source of truth, and this
 module renders it. It is a small, strict interpreter, not a general one: actions
 ``{{ }}`` with ``-`` trim markers and comments; ``if``/``else``/``with``/``define``/
-``end``; ``include``; variables (``$x := …``, ``$x = …``, ``$``); pipelines of fields,
+``end``; ``include``; ``lookup`` (which, as in ``helm template``, finds nothing);
+variables (``$x := …``, ``$x = …``, ``$``); pipelines of fields,
 variables, string and number literals, parenthesised pipelines and the functions in
 ``FUNCTIONS``. Anything else is a ``TemplateError`` naming the template and line, so
 a chart edit that needs more fails a test (tests/k8s compares this output with
@@ -223,6 +224,25 @@ def _refused(name: str) -> Callable[..., Any]:
     return refuse
 
 
+def _and(*values: Any) -> Any:
+    """Go's ``and``: the first false argument, else the last."""
+    for value in values:
+        if not truth(value):
+            return value
+    return values[-1] if values else None
+
+
+def _index(collection: Any, *keys: Any) -> Any:
+    for key in keys:
+        collection = collection.get(key) if isinstance(collection, dict) else None
+    return collection
+
+
+def _lookup(*args: Any) -> dict[str, Any]:
+    """Nothing, as ``helm template`` finds: rendering reads no cluster."""
+    return {}
+
+
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "default": _default,
     "quote": _quote,
@@ -230,6 +250,10 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "nindent": lambda spaces, text: "\n" + _indent(spaces, text),
     "indent": _indent,
     "b64enc": lambda text: base64.b64encode(str(text).encode()).decode(),
+    "b64dec": lambda text: base64.b64decode(str(text)).decode(),
+    "and": _and,
+    "index": _index,
+    "lookup": _lookup,
     "printf": _printf,
     "not": lambda value: not truth(value),
     "list": lambda *items: list(items),
