@@ -37,7 +37,8 @@ ANNOTATIONS = {
     "tulle.dev/skip-inbound-ports": "ports the init container leaves to reach the app directly",
     "tulle.dev/skip-outbound-ports": "destination ports the app reaches directly",
     "tulle.dev/skip-outbound-ips": "destination CIDRs the app reaches directly",
-    "tulle.dev/opaque-ports": "ports whose traffic is not HTTP (left uncaptured for now)",
+    "tulle.dev/opaque-ports": "ports whose traffic is not HTTP, replacing the default list "
+                              "(left uncaptured for now)",
     "tulle.dev/proxy-cpu-request": "the sidecar's CPU request",
     "tulle.dev/proxy-memory-request": "the sidecar's memory request",
     "tulle.dev/proxy-cpu-limit": "the sidecar's CPU limit",
@@ -101,12 +102,14 @@ def _annotations(*sources: dict[str, Any] | None) -> dict[str, str]:
 
 
 def _joined(*parts: str) -> str:
-    return ",".join(item.strip() for part in parts for item in part.split(",") if item.strip())
+    """Comma-separated lists as one, each item once, in order."""
+    items = (item.strip() for part in parts for item in part.split(","))
+    return ",".join(dict.fromkeys(item for item in items if item))
 
 
 def _init_container(config: InjectConfig, annotations: dict[str, str]) -> dict[str, Any]:
     proxy, ports = config.proxy, config.proxy["ports"]
-    opaque = annotations.get("tulle.dev/opaque-ports", "")
+    opaque = annotations.get("tulle.dev/opaque-ports", proxy.get("opaquePorts", ""))
     skip_inbound = _joined("4190", str(ports["admin"]), proxy.get("skipInboundPorts", ""),
                            annotations.get("tulle.dev/skip-inbound-ports", ""), opaque)
     skip_outbound = _joined(proxy.get("skipOutboundPorts", ""),

@@ -65,7 +65,7 @@ def test_annotations_reach_the_containers() -> None:
     spec = inject_object(pod, config)["spec"]
     init_args = spec["initContainers"][0]["args"]
     assert "--skip-inbound-ports=4190,4191,22,5432" in init_args
-    assert "--skip-outbound-ports=5432" in init_args
+    assert "--skip-outbound-ports=53,5432" in init_args  # the annotation replaces the list
     assert spec["containers"][0]["resources"]["limits"] == {"memory": "128Mi", "cpu": "2"}
     assert pod["spec"]["containers"] == [{"name": "a"}]  # the input is not changed
 
