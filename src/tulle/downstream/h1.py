@@ -381,7 +381,7 @@ class ClientConnection(asyncio.Protocol):
                 self._answer_malformed(exc)
         elif queue and receiving is queue[0]:  # a broken body, being forwarded
             receiving.close_after = True
-            if receiving.state is RESPONDING:
+            if receiving.state == RESPONDING:
                 receiving.cut(errors.MALFORMED_REQUEST.code)
             else:
                 receiving.answer(exc.status, errors.MALFORMED_REQUEST.code, exc.reason)

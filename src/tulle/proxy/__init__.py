@@ -1,9 +1,27 @@
-"""The data plane: listeners, per-connection protocols, and the request stack.
+"""The data plane's core: one request (`exchange`), its tries (`attempt`), the layers of
+its path (`layers`, assembled in `outbound` and `inbound`), and a running proxy
+(`server`).
 
-`ProxyServer` runs a proxy; `stack.build_stack` is the request path, layer by
-layer; `exchange.Exchange` is one request and its response.
+`ProxyServer` and `ProxyOptions` are the public entry points; `server` is the only
+module that needs every part.
 """
 
-from tulle.proxy.server import ProxyOptions, ProxyServer
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tulle.proxy.server import ProxyOptions, ProxyServer
+
+
+def __getattr__(name: str) -> Any:
+    # Lazily, so that importing one part (the codec's users, the errors table) does not
+    # import the whole proxy, and the sides can import the core without a cycle.
+    if name in ("ProxyOptions", "ProxyServer"):
+        from tulle.proxy import server
+
+        return getattr(server, name)
+    raise AttributeError(name)
+
 
 __all__ = ["ProxyOptions", "ProxyServer"]

@@ -24,11 +24,10 @@ the exchange decides what it means for the client.
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from tulle.http import LocalProtocolError
 from tulle.proxy import errors
+from tulle.proxy.transitions import Machine
 from tulle.resilience.retry import CONNECT_FAILURE, RESET, TIMEOUT
 
 if TYPE_CHECKING:
@@ -50,30 +49,32 @@ _CONNECT_ERRORS = {
 }
 
 
-class Phase(Enum):
-    CONNECTING = "connecting"  # waiting for the pool to lend a stream
-    SENT = "sent"  # the request head went out; waiting for the response head
-    RESPONDING = "responding"  # the response is flowing to the client
-    ENDED = "ended"  # the response ended
-    FAILED = "failed"
-    CANCELLED = "cancelled"  # abandoned: the exchange no longer wants it
+# Phases (see the theory of operation); ENDED and after: over.
+CONNECTING: Final = 0  # waiting for the pool to lend a stream
+SENT: Final = 1  # the request head went out; waiting for the response head
+RESPONDING: Final = 2  # the response is flowing to the client
+ENDED: Final = 3  # the response ended
+FAILED: Final = 4
+CANCELLED: Final = 5  # abandoned: the exchange no longer wants it
+# Events.
+_LEASED: Final = 0
+_HEAD: Final = 1
+_END: Final = 2
+_FAIL: Final = 3
+_CANCEL: Final = 4
+_RECONNECT: Final = 5  # a stale pooled connection: the same try on a new one
 
-
-CONNECTING, SENT, RESPONDING, ENDED, FAILED, CANCELLED = (
-    Phase.CONNECTING, Phase.SENT, Phase.RESPONDING, Phase.ENDED, Phase.FAILED, Phase.CANCELLED
-)  # fmt: skip
-_OVER = frozenset({ENDED, FAILED, CANCELLED})
-
-# (phase, event) -> next phase; events: "leased", "head", "end", "fail", "cancel", and
-# "reconnect" (a stale pooled connection: the same try on a new one).
-_TRANSITIONS: dict[Phase, dict[str, Phase]] = {
-    CONNECTING: {"leased": SENT, "fail": FAILED, "cancel": CANCELLED},
-    SENT: {"head": RESPONDING, "reconnect": CONNECTING, "fail": FAILED, "cancel": CANCELLED},
-    RESPONDING: {"end": ENDED, "fail": FAILED, "cancel": CANCELLED},
-    ENDED: {},
-    FAILED: {},
-    CANCELLED: {},
-}
+MACHINE = Machine(
+    "attempt",
+    states=("connecting", "sent", "responding", "ended", "failed", "cancelled"),
+    events=("leased", "head", "end", "fail", "cancel", "reconnect"),
+    moves={
+        "connecting": {"leased": "sent", "fail": "failed", "cancel": "cancelled"},
+        "sent": {"head": "responding", "reconnect": "connecting", "fail": "failed",
+                 "cancel": "cancelled"},
+        "responding": {"end": "ended", "fail": "failed", "cancel": "cancelled"},
+    },
+)
 
 
 class Attempt:
@@ -95,7 +96,7 @@ class Attempt:
     def __init__(self, exchange: Exchange, endpoint: Endpoint) -> None:
         self.exchange = exchange
         self.endpoint = endpoint
-        self.phase = CONNECTING
+        self.phase: int = CONNECTING
         self.stream: UpstreamStream | None = None
         self.sent_at = 0.0  # when the request was handed to the pool (for the balancer)
         self.probe = False  # the circuit breaker's probe of its endpoint
@@ -104,27 +105,19 @@ class Attempt:
         self.wheel: TimerWheel | None = None  # set by the forward layer when it arms one
         self.feedback: Feedback | None = None  # hears how the try went
 
-    def _move(self, event: str) -> None:
-        try:
-            self.phase = _TRANSITIONS[self.phase][event]
-        except KeyError:
-            raise LocalProtocolError(
-                f"attempt: {event!r} is not allowed while {self.phase.value}"
-            ) from None
-
     @property
     def over(self) -> bool:
-        return self.phase in _OVER
+        return self.phase >= ENDED
 
     # -- from the pool (LeaseWaiter) --
 
     @property
     def wants_lease(self) -> bool:
-        return self.phase is CONNECTING and self.stream is None
+        return self.phase == CONNECTING and self.stream is None
 
     def leased(self, stream: UpstreamStream) -> None:
         """The pool lends a stream: send the request head and the body held so far."""
-        self._move("leased")
+        self.phase = MACHINE.move(self.phase, _LEASED)
         self.stream = stream
         exchange = self.exchange
         body = exchange.take_held_body()
@@ -134,7 +127,7 @@ class Attempt:
         )
 
     def lease_failed(self, failure: ConnectFailure) -> None:
-        if self.phase is CONNECTING:
+        if self.phase == CONNECTING:
             error = _CONNECT_ERRORS.get(failure.code, errors.CONNECT_FAILED)
             reason = error.reason(endpoint=self.endpoint.address, detail=failure.detail)
             self._fail(CONNECT_FAILURE, error, reason, refused=failure.code == "connect-refused")
@@ -142,13 +135,13 @@ class Attempt:
     # -- from the upstream stream (ResponseSink) --
 
     def response_informational(self, head: ResponseHead) -> None:
-        if self.phase is SENT:
+        if self.phase == SENT:
             self.exchange.attempt_informational(head)
 
     def response_head(self, head: ResponseHead) -> None:
-        if self.phase is not SENT:
+        if self.phase != SENT:
             return
-        self._move("head")
+        self.phase = MACHINE.move(self.phase, _HEAD)
         if self.wheel_slot:
             self._disarm()
         feedback = self.feedback
@@ -157,13 +150,13 @@ class Attempt:
         self.exchange.attempt_responded(self, head)
 
     def response_body(self, data: bytes) -> None:
-        if self.phase is RESPONDING:
+        if self.phase == RESPONDING:
             self.exchange.attempt_body(data)
 
     def response_end(self, trailers: Headers | None) -> None:
-        if self.phase is not RESPONDING:
+        if self.phase != RESPONDING:
             return
-        self._move("end")
+        self.phase = MACHINE.move(self.phase, _END)
         exchange = self.exchange
         stream = self.stream
         self.stream = None
@@ -174,13 +167,13 @@ class Attempt:
         exchange.attempt_ended(self, trailers)
 
     def response_flush(self) -> None:
-        if self.phase is RESPONDING:
+        if self.phase == RESPONDING:
             self.exchange.client.flush()
 
     def upstream_lost(self, mid_response: bool) -> None:
         """The connection closed before the response ended."""
         phase = self.phase
-        if phase is SENT:
+        if phase == SENT:
             stream = self.stream
             exchange = self.exchange
             head = exchange.head
@@ -188,14 +181,14 @@ class Attempt:
                     and not head.has_body and head.method in _RESENDABLE):
                 # A reused keep-alive connection the endpoint had already closed: the
                 # request never reached it. Send it again on a new connection.
-                self._move("reconnect")
+                self.phase = MACHINE.move(self.phase, _RECONNECT)
                 self.stream = None
                 exchange.held = []
                 self.endpoint.pool.connect(self)
                 return
             self._fail(RESET, errors.UPSTREAM_RESET,
                        errors.UPSTREAM_RESET.reason(endpoint=self.endpoint.address))
-        elif phase is RESPONDING:
+        elif phase == RESPONDING:
             self._fail(RESET, errors.UPSTREAM_RESET, "the endpoint closed mid-response")
 
     def upstream_failed(self, reason: str) -> None:
@@ -213,7 +206,7 @@ class Attempt:
     # -- the per-try timer (the timer wheel) --
 
     def expired(self) -> None:
-        if self.phase is CONNECTING or self.phase is SENT:
+        if self.phase == CONNECTING or self.phase == SENT:
             timeout = self.exchange.per_try_timeout
             self._fail(TIMEOUT, errors.PER_TRY_TIMEOUT,
                        errors.PER_TRY_TIMEOUT.reason(timeout=timeout))
@@ -229,8 +222,8 @@ class Attempt:
         time), as if the try had failed, but the exchange is not told."""
         if self.over:
             return
-        responded = self.phase is RESPONDING
-        self._move("cancel")
+        responded = self.phase == RESPONDING
+        self.phase = MACHINE.move(self.phase, _CANCEL)
         if self.wheel_slot:
             self._disarm()
         self._reset_stream()
@@ -242,8 +235,8 @@ class Attempt:
 
     def _fail(self, condition: str, error: errors.ProxyError, reason: str,
               refused: bool = False) -> None:
-        responded = self.phase is RESPONDING
-        self._move("fail")
+        responded = self.phase == RESPONDING
+        self.phase = MACHINE.move(self.phase, _FAIL)
         if self.wheel_slot:
             self._disarm()
         self._reset_stream()

@@ -30,11 +30,10 @@ can send the body again.
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
-from tulle.http import LocalProtocolError
 from tulle.proxy.errors import ProxyError
+from tulle.proxy.transitions import Machine
 from tulle.resilience.retry import MAX_REPLAY_BODY
 
 if TYPE_CHECKING:
@@ -53,27 +52,33 @@ if TYPE_CHECKING:
 MAX_HELD_BODY = 64 * 1024
 
 
-class State(Enum):
-    ROUTING = "routing"  # in the stack, on its way to an endpoint
-    WAITING = "waiting"  # parked: for an endpoint to become available, or a retry's backoff
-    ATTEMPTING = "attempting"  # an attempt is connecting or waiting for the response head
-    RESPONDING = "responding"  # the response head went to the client; the body follows
-    DONE = "done"  # answered, cut, or the client left
+# States (see the theory of operation).
+ROUTING: Final = 0  # in the stack, on its way to an endpoint
+WAITING: Final = 1  # parked: for an endpoint to become available, or a retry's backoff
+ATTEMPTING: Final = 2  # an attempt is connecting or waiting for the response head
+RESPONDING: Final = 3  # the response head went to the client; the body follows
+DONE: Final = 4  # answered, cut, or the client left
+# Events.
+_ATTEMPT: Final = 0
+_PARK: Final = 1
+_RESUME: Final = 2
+_HEAD: Final = 3
+_ANSWER: Final = 4
+_END: Final = 5
+_LOST: Final = 6
 
-
-ROUTING, WAITING, ATTEMPTING, RESPONDING, DONE = (
-    State.ROUTING, State.WAITING, State.ATTEMPTING, State.RESPONDING, State.DONE
-)  # fmt: skip
-
-# (state, event) -> next state. Events: "attempt", "park", "resume", "head", "answer",
-# "end", "lost".
-_TRANSITIONS: dict[State, dict[str, State]] = {
-    ROUTING: {"attempt": ATTEMPTING, "park": WAITING, "answer": DONE, "lost": DONE},
-    WAITING: {"resume": ROUTING, "answer": DONE, "lost": DONE},
-    ATTEMPTING: {"head": RESPONDING, "park": WAITING, "answer": DONE, "lost": DONE},
-    RESPONDING: {"end": DONE, "answer": DONE, "lost": DONE},
-    DONE: {},
-}
+MACHINE = Machine(
+    "exchange",
+    states=("routing", "waiting", "attempting", "responding", "done"),
+    events=("attempt", "park", "resume", "head", "answer", "end", "lost"),
+    moves={
+        "routing": {"attempt": "attempting", "park": "waiting", "answer": "done", "lost": "done"},
+        "waiting": {"resume": "routing", "answer": "done", "lost": "done"},
+        "attempting": {"head": "responding", "park": "waiting", "answer": "done",
+                       "lost": "done"},
+        "responding": {"end": "done", "answer": "done", "lost": "done"},
+    },
+)
 
 
 class Exchange:
@@ -114,7 +119,7 @@ class Exchange:
         self.client = client
         self.head = head
         self.started_at = now
-        self.state = ROUTING
+        self.state: int = ROUTING
         # Set on the way in by the layers: where it goes and under which policy.
         self.target: ServiceTarget | None = None
         self.route: ResponseStats | None = None  # the HTTPRoute rule's stats, when routed
@@ -145,17 +150,9 @@ class Exchange:
         self.error = ""
         self.close_after = not head.keep_alive
 
-    def _move(self, event: str) -> None:
-        try:
-            self.state = _TRANSITIONS[self.state][event]
-        except KeyError:
-            raise LocalProtocolError(
-                f"exchange: {event!r} is not allowed while {self.state.value}"
-            ) from None
-
     @property
     def finished(self) -> bool:
-        return self.state is DONE
+        return self.state == DONE
 
     # -- what balancers may read (tulle.balance.RequestView) --
 
@@ -218,16 +215,16 @@ class Exchange:
     # -- the way in, driven by the layers --
 
     def start_attempt(self, attempt: Attempt) -> None:
-        self._move("attempt")
+        self.state = MACHINE.move(self.state, _ATTEMPT)
         self.attempt = attempt
 
     def park(self) -> None:
         """Wait: for an endpoint to become available, or for a retry's backoff."""
-        self._move("park")
+        self.state = MACHINE.move(self.state, _PARK)
         self.attempt = None
 
     def resume(self) -> None:
-        self._move("resume")
+        self.state = MACHINE.move(self.state, _RESUME)
 
     def send_continue(self) -> None:
         """Answer ``Expect: 100-continue`` once we know where the body goes."""
@@ -244,7 +241,7 @@ class Exchange:
         retry = self.retry
         if head.status >= 500 and retry is not None and retry.retries_status(self, attempt, head):
             return
-        self._move("head")
+        self.state = MACHINE.move(self.state, _HEAD)
         if self.wheel_slot:
             self._disarm()  # the request timeout is met
         self.status = head.status
@@ -264,14 +261,14 @@ class Exchange:
             self.close_after = True
         self.attempt = None
         self.client.send_response_end(trailers)
-        self._move("end")
+        self.state = MACHINE.move(self.state, _END)
         self._finish()
 
     def attempt_failed(self, attempt: Attempt, condition: str, error: ProxyError,
                        reason: str) -> None:
         """``attempt`` failed (it has reported and released itself): retry or answer."""
         self.attempt = None
-        if self.state is RESPONDING:
+        if self.state == RESPONDING:
             self.cut(error.code)
             return
         retry = self.retry
@@ -283,9 +280,9 @@ class Exchange:
 
     def fail(self, error: ProxyError, **details: object) -> None:
         """Answer with ``error`` (or cut the client, if the response has begun)."""
-        if self.state is RESPONDING:
+        if self.state == RESPONDING:
             self.cut(error.code)
-        elif self.state is not DONE:
+        elif self.state != DONE:
             self.answer(error.status, error.code, error.reason(**details))
 
     def answer(self, status: int, code: str, reason: str) -> None:
@@ -296,7 +293,7 @@ class Exchange:
         if not self.request_complete or status in (400, 431):
             self.close_after = True
         self.held = None
-        self._move("answer")
+        self.state = MACHINE.move(self.state, _ANSWER)
         self.client.send_local(status, reason, self)
         self._finish()
 
@@ -305,16 +302,16 @@ class Exchange:
         self._drop_attempt()
         self.error = code
         self.close_after = True
-        self._move("answer")
+        self.state = MACHINE.move(self.state, _ANSWER)
         self.client.cut()
         self._finish()
 
     def client_lost(self) -> None:
         """The client went away: let go of everything, count nothing."""
-        if self.state is DONE:
+        if self.state == DONE:
             return
         self._drop_attempt()
-        self._move("lost")
+        self.state = MACHINE.move(self.state, _LOST)
         if self.wheel_slot:
             self._disarm()
         target = self.target
@@ -323,7 +320,7 @@ class Exchange:
 
     def expired(self) -> None:
         """The timer wheel: the request timeout passed (the timeout layer answers)."""
-        if self.timeout is not None and self.state is not DONE:
+        if self.timeout is not None and self.state != DONE:
             self.timeout.expired(self)
 
     def _drop_attempt(self) -> None:
@@ -331,7 +328,7 @@ class Exchange:
         if attempt is not None:
             self.attempt = None
             attempt.cancel()
-        if self.state is WAITING and self.target is not None:
+        if self.state == WAITING and self.target is not None:
             self.target.forget_waiting(self)
 
     def _disarm(self) -> None:

@@ -14,6 +14,7 @@ hands the balancer the pickable set and lets waiting requests go.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,8 +29,6 @@ from tulle.telemetry.metrics import ResponseStats, ServiceCounters
 from tulle.upstream.pool import EndpointPool
 
 if TYPE_CHECKING:
-    import asyncio
-
     from tulle.proxy.exchange import Exchange
     from tulle.proxy.http_routes import RouteTable
     from tulle.proxy.layers import ExchangeLayer
@@ -141,7 +140,7 @@ class ServiceTarget:
         self.budget = budget
         self.retry_policy: RetryPolicy | None = None
         self.routes: RouteTable | None = None  # HTTPRoutes whose parent is this service
-        self.limits = Limits()
+        self.limits = Limits.model_validate({})
         self.endpoints: tuple[Endpoint, ...] = ()
         # The request path of this target, built with it (`tulle.proxy.outbound`).
         self.stack: ExchangeLayer = _unbuilt
@@ -175,7 +174,7 @@ class ServiceTarget:
             for parked in waiting:
                 parked.give_up.cancel()
                 exchange = parked.exchange
-                if exchange.state is WAITING:
+                if exchange.state == WAITING:
                     exchange.resume()
                     parked.resume(exchange)
 
@@ -194,7 +193,7 @@ class ServiceTarget:
         return True
 
     def _gave_up(self, exchange: Exchange) -> None:
-        if exchange.state is WAITING:
+        if exchange.state == WAITING:
             exchange.fail(errors.FAIL_FAST, service=self.key)
 
     def forget_waiting(self, exchange: Exchange) -> None:

@@ -60,8 +60,16 @@ class Recorder:
         return [(head_fields(m.head), m.body, m.trailers, m.ended) for m in self.messages]
 
 
+_REQUEST_FIELDS = ("method", "target", "version", "headers", "host", "content_length", "chunked",
+                   "keep_alive", "expect_continue")
+_RESPONSE_FIELDS = ("status", "reason", "version", "headers", "content_length", "chunked",
+                    "keep_alive")
+
+
 def head_fields(head: RequestHead | ResponseHead) -> tuple[object, ...]:
-    return tuple(getattr(head, name) for name in type(head).__slots__)
+    """What a head says, as comparable values (however it was parsed)."""
+    names = _REQUEST_FIELDS if isinstance(head, RequestHead) else _RESPONSE_FIELDS
+    return tuple(getattr(head, name) for name in names)
 
 
 def parse_requests(*pieces: bytes) -> Recorder:

@@ -493,3 +493,30 @@ def test_trailers_that_are_all_forbidden_end_with_none() -> None:
     data += b"0\r\nHost: evil\r\n\r\n"
     [message] = parse_requests(data).messages
     assert (message.trailers, message.ended) == (None, True)
+
+
+# -- heads read from the bytes, or collected from llhttp's callbacks ---------------
+
+
+def test_a_head_after_a_chunked_body_in_the_same_read_is_read_the_same() -> None:
+    """Where a request begins after a chunked body cannot be known without decoding the
+    chunks again, so its head is collected from llhttp's callbacks instead of cut from
+    the bytes: it must come out the same, down to what is forwarded."""
+    from tulle.http.h1.writer import request_head
+
+    get = lines("GET /x HTTP/1.1", "Host: web", "Connection: keep-alive, x-drop",
+                "X-Drop: 1", "X-Forwarded-For: 10.0.0.1", "Accept: */*")
+    chunked = lines("POST / HTTP/1.1", "Host: a", "Transfer-Encoding: chunked") + b"0\r\n\r\n"
+    alone = parse_requests(get).messages[0].head
+    after = parse_requests(chunked + get).messages[1].head
+    assert [(n, v) for n, v in after.headers] == [(n, v) for n, v in alone.headers]
+    assert request_head(after, b"10.0.0.9", b"web:80") == request_head(alone, b"10.0.0.9",
+                                                                       b"web:80")
+    forwarded = request_head(alone, b"10.0.0.9", b"web:80")
+    assert b"x-drop" not in forwarded.lower() and b"connection" not in forwarded.lower()
+    assert b"X-Forwarded-For: 10.0.0.1, 10.0.0.9\r\n" in forwarded
+
+
+def test_empty_lines_before_a_request_line_are_skipped() -> None:
+    head = only_head(b"\r\n\r\n" + lines("GET /a HTTP/1.1", "Host: web"))
+    assert (head.method, head.target, head.host) == (b"GET", b"/a", b"web")

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from typing import cast
+
+from tulle.balance import RoundRobin
+from tulle.config import LoadBalancer
 from tulle.http import RequestHead
 from tulle.proxy.routing import Router, authority_host, take_absolute_form
+from tulle.proxy.targets import ServiceTarget, TargetTimeouts
+from tulle.resilience import RetryBudget
+from tulle.telemetry.metrics import ResponseStats, ServiceCounters
 
 
-class Target:
-    def __init__(self, name: str, namespace: str = "default") -> None:
-        self.name = name
-        self.namespace = namespace
+def service(name: str, namespace: str = "default") -> ServiceTarget:
+    """A real target named so (the router reads only its name and namespace)."""
+    return ServiceTarget(
+        name, namespace, LoadBalancer.model_validate({}), RoundRobin(),
+        TargetTimeouts(request=None, connect=1.0), ResponseStats(("outbound", name, namespace, "")),
+        ServiceCounters(("outbound", name, namespace)), RetryBudget(0.2, 10, 10.0, time.monotonic),
+        cast(asyncio.AbstractEventLoop, None),  # routing never waits
+    )
 
 
 def request(host: str | None, target: str = "/") -> RequestHead:
@@ -21,8 +34,8 @@ def request(host: str | None, target: str = "/") -> RequestHead:
 
 
 def test_every_kubernetes_name_of_a_service_routes_to_it() -> None:
-    web, other = Target("web"), Target("web", "shop")
-    router = Router([web, other])  # type: ignore[list-item]
+    web, other = service("web"), service("web", "shop")
+    router = Router([web, other])
     for host in ("web", "WEB:80", "web.default", "web.default.svc",
                  "web.default.svc.cluster.local", "web.default.svc.cluster.local.:8080"):
         assert router.resolve(request(host)) is web, host
@@ -31,8 +44,8 @@ def test_every_kubernetes_name_of_a_service_routes_to_it() -> None:
 
 
 def test_a_bare_name_prefers_the_default_namespace() -> None:
-    shop, default = Target("api", "shop"), Target("api")
-    assert Router([shop, default]).resolve(request("api")) is default  # type: ignore[list-item]
+    shop, default = service("api", "shop"), service("api")
+    assert Router([shop, default]).resolve(request("api")) is default
 
 
 def test_authority_host_strips_ports_and_keeps_ipv6_literals() -> None:

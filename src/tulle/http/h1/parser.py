@@ -5,6 +5,19 @@ object (``on_head``, ``on_body``, ``on_end``), the push-style equivalent of
 h11's events that costs no allocation per event. Nothing here touches a socket
 or an event loop, so the codec is tested and fuzzed without a network.
 
+How a head is read, and why. llhttp parses every byte (it validates the head, frames
+the body, finds where each message ends), but a Python callback per header would cost
+more than everything else the proxy does with a head. So the head is taken from the
+bytes as they came: the parser knows where each message begins in the read that holds
+it (the start of the read, or where the previous message ended), and when llhttp says
+the head is complete, the head is the bytes from there to the blank line. Its lines are
+split once (C-level ``split``), and only the lines a proxy acts on — framing, Host,
+Expect, X-Forwarded-For and the hop-by-hop fields — are looked at one by one
+(`_scan`). The rest are forwarded as they came, and turned into (name, value) pairs
+only if something asks. Where a message begins cannot be known (a request pipelined
+in the same read after a chunked body), that one head is collected from llhttp's
+per-header callbacks instead: slower, and the same.
+
 Theory of operation: llhttp already refuses the request-smuggling shapes
 (Content-Length together with Transfer-Encoding, two Content-Length headers),
 bare LF line ends and invalid tokens. This module adds what llhttp leaves to its
@@ -30,12 +43,12 @@ had reached the backend. Those decisions are:
 from __future__ import annotations
 
 import re
-from typing import Protocol
+from typing import Any, Protocol
 
 import httptools
 
 from tulle.http.errors import RemoteProtocolError
-from tulle.http.headers import permitted_in_trailers
+from tulle.http.headers import HOP_BY_HOP, permitted_in_trailers
 from tulle.http.message import Headers, RequestHead, ResponseHead
 
 # Same order of magnitude as nginx's large_client_header_buffers (4 x 8k) and
@@ -125,6 +138,23 @@ def _userinfo_in_target(target: bytes) -> bool:
     return b"@" in authority
 
 
+# The lower-case header names the head scan acts on: framing, Host, Expect, the
+# X-Forwarded-For chain, and every hop-by-hop field (dropped when forwarding).
+_SPECIAL: frozenset[bytes] = HOP_BY_HOP | {
+    b"host", b"content-length", b"transfer-encoding", b"x-forwarded-for",
+}
+# Tokens of a Connection header that do not name a field to drop (see headers.py).
+_CONNECTION_OPTIONS: frozenset[bytes] = HOP_BY_HOP | {b"close", b"", b"content-length",
+                                                      b"host"}
+
+_EMPTY_LINE = (b"\r", b"\n")
+
+# Where the parser is in the current message.
+_IDLE = 0  # between messages
+_HEAD = 1  # a message began; its head is not complete
+_BODY = 2  # the head was handed on; the body (or the end) follows
+
+
 class MessageHandler(Protocol):
     """What a parser calls as a message goes by."""
 
@@ -138,39 +168,118 @@ class MessageHandler(Protocol):
         """An interim (1xx) response, before the final one (responses only)."""
 
 
-class _Parser:
-    """Shared state of the request and response parsers.
+def _scan(head: RequestHead | ResponseHead, lines: list[bytes], request: bool) -> bytes | None:
+    """Read the header lines a proxy acts on into ``head``, and say which are forwarded.
 
-    The head-size cap counts two ways, because llhttp reports no offsets: the
-    bytes of the request line and headers as their callbacks deliver them, and
-    every byte of a read that arrives while a head begun earlier is still
-    incomplete (which catches one enormous header line sent slowly, before any
-    callback could count it).
+    Sets the content length, Host and Expect (requests), and ``head``'s lines: all of
+    them, and those forwarded (without the hop-by-hop fields, RFC 9110 §7.6.1).
+    Returns the Transfer-Encoding lines joined, for the caller to judge (None: none).
+    """
+    codings: bytes | None = None
+    dropped: list[int] | None = None
+    named: set[bytes] | None = None
+    xff = -1
+    for index, line in enumerate(lines):
+        colon = line.find(b":")
+        name = line[:colon].lower()
+        if name not in _SPECIAL:
+            continue
+        value = line[colon + 1:].strip(b" \t")
+        if name == b"content-length":
+            head.content_length = int(value)
+            continue
+        if name == b"host":
+            if request:
+                assert isinstance(head, RequestHead)
+                if head.host is not None:
+                    raise RemoteProtocolError("more than one Host header")
+                if b"@" in value:
+                    raise RemoteProtocolError(
+                        "userinfo (user@) in the Host header (RFC 9110 §4.2.4)"
+                    )
+                head.host = value
+            continue
+        if name == b"x-forwarded-for":
+            xff = index
+            continue
+        # Hop-by-hop: not forwarded.
+        dropped = [index] if dropped is None else [*dropped, index]
+        if name == b"transfer-encoding":
+            codings = value if codings is None else codings + b"," + value
+        elif name == b"connection":
+            for token in value.split(b","):
+                token = token.strip(b" \t").lower()
+                if token not in _CONNECTION_OPTIONS:
+                    named = {token} if named is None else named | {token}
+        elif name == b"expect" and request and value.lower() == b"100-continue":
+            assert isinstance(head, RequestHead)
+            head.expect_continue = True
+    if dropped is None and named is None:
+        forward = lines
+    else:
+        gone = set(dropped or ())
+        forward = [
+            line for index, line in enumerate(lines)
+            if index not in gone
+            and (named is None or line[:line.find(b":")].lower() not in named)
+        ]
+    head.set_lines(lines, forward)
+    if request:
+        assert isinstance(head, RequestHead)
+        head.forwarded_for = -1 if xff < 0 else forward.index(lines[xff])
+    return codings
+
+
+class _Parser:
+    """Shared state of the request and response parsers (see the module note).
+
+    The head-size cap counts the head's bytes as they arrive: the bytes held from
+    earlier reads while a head is incomplete, and the whole head once complete (for
+    a collected head, the pieces llhttp delivered and every byte of a read that left
+    the head incomplete).
     """
 
     __slots__ = (
-        "_began",
+        "_body_pos",
         "_codings",
+        "_collect",
+        "_data",
+        "_delivered",
         "_handler",
         "_head",
         "_head_bytes",
-        "_in_body",
+        "_next",
         "_parser",
+        "_pieces",
+        "_prefix",
         "_raw_head_bytes",
+        "_start",
+        "_state",
         "_too_large",
         "_trailers",
+        "_url",
     )
+
+    _parser: Any  # the subclass's llhttp parser (httptools has no common base to name)
 
     def __init__(self, handler: MessageHandler, too_large: int) -> None:
         self._handler = handler
+        self._too_large = too_large  # the status for a head over the cap
+        self._state = _IDLE
         self._head: RequestHead | ResponseHead | None = None
+        self._data = b""  # the read being parsed
+        self._next = 0  # where the next message begins in it (-1: not known)
+        self._start = 0  # where the current head begins in it (-1: collected instead)
+        self._prefix: bytes | None = None  # the current head's bytes from earlier reads
+        self._body_pos = 0  # where the body's bytes begin in this read (-1: not known)
+        self._delivered = 0  # body bytes handed on from this read
+        self._collect = False  # this head is collected from llhttp's callbacks
+        self._pieces: Headers = []
+        self._url = b""
+        self._codings: bytes | None = None
         self._head_bytes = 0
         self._raw_head_bytes = 0
-        self._began = False
-        self._in_body = False
         self._trailers: Headers | None = None
-        self._codings: bytes | None = None  # the head's Transfer-Encoding lines, joined
-        self._too_large = too_large  # the status for a head over the cap
 
     # Per direction: how bytes llhttp rejects are described, and the status they
     # earn (a client's: 400; an upstream's: 502).
@@ -199,26 +308,60 @@ class _Parser:
             raise RemoteProtocolError(f"{self._MALFORMED}: {reason}", self._BAD_STATUS) from None
 
     def _feed(self, data: bytes) -> None:
-        mid_head = self._head is not None and not self._in_body
-        self._began = False
+        state = self._state
+        self._data = data
+        if state == _IDLE:
+            self._next = 0
+        elif state == _BODY:
+            self._body_pos = 0  # the body goes on from the start of this read
+            self._delivered = 0
+        else:
+            self._start = 0  # the head goes on from the start of this read
         self._parser.feed_data(data)
-        if self._head is not None and not self._in_body:
-            if mid_head and not self._began:
+        if self._state != _HEAD:
+            return
+        # The read ended inside a head: keep its bytes, within the cap.
+        if self._collect:
+            if state == _HEAD:
                 self._raw_head_bytes += len(data)
             if max(self._head_bytes, self._raw_head_bytes) > MAX_HEAD_BYTES:
                 raise RemoteProtocolError("message head larger than 64 KiB", self._too_large)
+            return
+        piece = data[self._start:] if self._start else data
+        prefix = self._prefix
+        prefix = self._prefix = piece if prefix is None else prefix + piece
+        if len(prefix) > MAX_HEAD_BYTES:
+            raise RemoteProtocolError("message head larger than 64 KiB", self._too_large)
 
     # -- callbacks shared by both directions (names fixed by httptools) --
 
-    def _begin(self, head: RequestHead | ResponseHead) -> None:
-        self._head = head
-        self._head_bytes = 0
-        self._raw_head_bytes = 0
+    def on_message_begin(self) -> None:
+        self._state = _HEAD
+        self._head = self._new_head()
+        start = self._start = self._next
+        self._prefix = None
         self._codings = None
-        self._began = True
+        self._trailers = None
+        self._collect = collect = start < 0
+        if collect:
+            self._pieces = []
+            self._url = b""
+            self._head_bytes = 0
+            self._raw_head_bytes = 0
+
+    def on_url(self, url: bytes) -> None:
+        if self._collect:
+            self._url += url
+            self._head_bytes += len(url)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                raise RemoteProtocolError("request target larger than 64 KiB", 431)
+
+    def on_status(self, reason: bytes) -> None:
+        if self._collect:
+            self._url += reason  # the reason phrase, for a collected response head
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if self._in_body:
+        if self._state == _BODY:
             # Trailers count against the same cap as the head they extend.
             self._head_bytes += len(name) + len(value) + 4
             if self._head_bytes > MAX_HEAD_BYTES:
@@ -228,34 +371,63 @@ class _Parser:
             if self._trailers is None:
                 self._trailers = []
             self._trailers.append((name, value))
-            return
-        head = self._head
-        assert head is not None
-        self._head_bytes += len(name) + len(value) + 4
-        if self._head_bytes > MAX_HEAD_BYTES:
+        elif self._collect:
+            self._head_bytes += len(name) + len(value) + 4
+            if self._head_bytes > MAX_HEAD_BYTES:
+                raise RemoteProtocolError("message head larger than 64 KiB", self._too_large)
+            self._pieces.append((name, value.strip(b" \t")))
+
+    def _head_lines(self) -> tuple[bytes, list[bytes]]:
+        """The start line and header lines of the head llhttp just completed."""
+        if self._collect:
+            self._body_pos = -1
+            lines = [name + b": " + value for name, value in self._pieces]
+            return b"", lines
+        data = self._data
+        start = self._start
+        prefix = self._prefix
+        if prefix is None:
+            if data[start:start + 1] in _EMPTY_LINE:
+                # Empty lines before a request line are skipped (RFC 9112 §2.2).
+                start = len(data) - len(data[start:].lstrip(b"\r\n"))
+            end = data.find(b"\r\n\r\n", start)
+            raw = data[start:end]
+            self._body_pos = end + 4
+        else:
+            self._prefix = None
+            tail = prefix[-3:]  # the blank line may straddle the two reads
+            end = (tail + data).find(b"\r\n\r\n") - len(tail)
+            raw = (prefix + data[:end]) if end > 0 else prefix[:len(prefix) + end]
+            self._body_pos = end + 4
+            raw = raw.lstrip(b"\r\n")  # empty lines before a request line (RFC 9112 §2.2)
+        if len(raw) > MAX_HEAD_BYTES:
             raise RemoteProtocolError("message head larger than 64 KiB", self._too_large)
-        head.headers.append((name, value))
-        lname = name.lower()
-        if lname == b"content-length":
-            head.content_length = int(value)
-        elif lname == b"transfer-encoding":
-            # Judged whole in on_headers_complete (see _request_codings).
-            codings = self._codings
-            self._codings = value if codings is None else codings + b"," + value
+        lines = raw.split(b"\r\n")
+        return lines[0], lines[1:]
 
     def on_body(self, body: bytes) -> None:
-        if self._head is None:
+        if self._state != _BODY:
             # Only after a response to HEAD, which we end at its head: the peer
             # sent bytes no request asked for (we never pipeline upstream).
             raise RemoteProtocolError("bytes after a response that has no body", 502)
+        self._delivered += len(body)
         self._handler.on_body(body)
 
     def on_message_complete(self) -> None:
+        if self._state != _BODY:
+            return  # the end of an interim (1xx) response, or of one ended at its head
+        head = self._head
+        assert head is not None
+        body_pos = self._body_pos
+        self._next = -1 if body_pos < 0 or head.chunked else body_pos + self._delivered
+        self._state = _IDLE
+        self._head = None
         trailers = self._trailers
         self._trailers = None
-        self._in_body = False
-        self._head = None
         self._handler.on_end(trailers)
+
+    def _new_head(self) -> RequestHead | ResponseHead:
+        raise NotImplementedError
 
 
 class RequestParser(_Parser):
@@ -268,57 +440,41 @@ class RequestParser(_Parser):
         super().__init__(handler, too_large=431)
         self._parser = httptools.HttpRequestParser(self)
 
-    # -- httptools callbacks --
-
-    def on_message_begin(self) -> None:
-        self._begin(RequestHead())
-
-    def on_url(self, url: bytes) -> None:
-        head = self._head
-        assert head is not None
-        head.target += url
-        self._head_bytes += len(url)
-        if self._head_bytes > MAX_HEAD_BYTES:
-            raise RemoteProtocolError("request target larger than 64 KiB", 431)
+    def _new_head(self) -> RequestHead:
+        return RequestHead()
 
     def on_headers_complete(self) -> None:
         head = self._head
         assert isinstance(head, RequestHead)
         parser = self._parser
-        head.method = parser.get_method()
         head.version = version = parser.get_http_version()
         if version not in _VERSIONS:
             raise RemoteProtocolError(
                 f"HTTP version {version} is not supported (1.0 and 1.1 are)", 505
             )
+        start_line, lines = self._head_lines()
+        head.method = method = parser.get_method()
+        head.target = target = (
+            self._url if self._collect else start_line[len(method) + 1:start_line.rindex(b" ")]
+        )
         head.keep_alive = parser.should_keep_alive()
         if parser.should_upgrade():
             raise RemoteProtocolError("protocol upgrades (WebSocket, h2c) are not supported")
-        if head.method == b"CONNECT":
+        if method == b"CONNECT":
             raise RemoteProtocolError("CONNECT tunnels are not supported")
-        for name, value in head.headers:
-            lname = name.lower()
-            if lname == b"host":
-                if head.host is not None:
-                    raise RemoteProtocolError("more than one Host header")
-                head.host = value.strip(b" \t")  # llhttp keeps trailing white space
-                if b"@" in value:
-                    raise RemoteProtocolError(
-                        "userinfo (user@) in the Host header (RFC 9110 §4.2.4)"
-                    )
-            elif lname == b"expect" and value.strip(b" \t").lower() == b"100-continue":
-                head.expect_continue = True
+        codings = _scan(head, lines, request=True)
         if head.host is None and version == "1.1":
             raise RemoteProtocolError("HTTP/1.1 request without a Host header")
-        target = head.target
         if target[:1] != b"/" and b"@" in target and _userinfo_in_target(target):
             raise RemoteProtocolError(
                 "userinfo (user@) in the request target's authority (RFC 9110 §4.2.4)"
             )
-        if self._codings is not None:
-            _request_codings(self._codings, version)
+        if codings is not None:
+            _request_codings(codings, version)
             head.chunked = True
-        self._in_body = True
+        self._state = _BODY
+        self._head_bytes = 0
+        self._delivered = 0
         self._handler.on_head(head)
 
 
@@ -342,13 +498,16 @@ class ResponseParser(_Parser):
         self._no_body = False
         self._until_close = False
 
+    def _new_head(self) -> ResponseHead:
+        return ResponseHead()
+
     def expect_no_body(self) -> None:
         """The next response answers a HEAD request: it ends with its head."""
         self._no_body = True
 
     def feed_eof(self) -> bool:
         """The peer closed. True when that ended a read-until-close body."""
-        if self._head is not None and self._in_body and self._until_close:
+        if self._state == _BODY and self._until_close:
             self._until_close = False
             self.on_message_complete()
             return True
@@ -357,44 +516,44 @@ class ResponseParser(_Parser):
     @property
     def mid_message(self) -> bool:
         """True between the first byte of a response and its end."""
-        return self._head is not None
-
-    # -- httptools callbacks --
-
-    def on_message_begin(self) -> None:
-        self._begin(ResponseHead())
-
-    def on_status(self, reason: bytes) -> None:
-        head = self._head
-        assert isinstance(head, ResponseHead)
-        head.reason += reason
+        return self._state != _IDLE
 
     def on_headers_complete(self) -> None:
         head = self._head
         assert isinstance(head, ResponseHead)
         parser = self._parser
-        head.status = parser.get_status_code()
+        head.status = status = parser.get_status_code()
         head.version = version = parser.get_http_version()
         if version not in _VERSIONS:
             raise RemoteProtocolError(f"the endpoint answered in HTTP version {version}", 502)
-        if not 100 <= head.status <= 599:  # RFC 9110 §15: anything else is invalid
-            raise RemoteProtocolError(f"invalid status code {head.status}", 502)
+        if not 100 <= status <= 599:  # RFC 9110 §15: anything else is invalid
+            raise RemoteProtocolError(f"invalid status code {status}", 502)
+        start_line, lines = self._head_lines()
+        if self._collect:
+            head.reason = self._url
+        else:
+            parts = start_line.split(b" ", 2)
+            head.reason = parts[2] if len(parts) > 2 else b""
         if _REASON_CONTROL.search(head.reason) is not None:
             raise RemoteProtocolError("a control character in the status line's reason", 502)
         head.keep_alive = parser.should_keep_alive()
-        if self._codings is not None:
-            _response_codings(self._codings, version)
+        codings = _scan(head, lines, request=False)
+        if codings is not None:
+            _response_codings(codings, version)
             head.chunked = True
-        if head.status < 200:
+        if status < 200:
             # Interim response (100 Continue, 103 Early Hints): llhttp parses it as a
             # message of its own; it is handed on (a proxy forwards it, RFC 9110
-            # §15.2) and the final response follows.
-            self._head = None
-            if head.status != 101:  # a switch is an upgrade, refused below
+            # §15.2) and the final response follows right after its head.
+            self._state = _IDLE
+            self._next = self._body_pos
+            if status != 101:  # a switch is an upgrade, refused by llhttp below
                 self._handler.on_informational(head)
             return
-        self._in_body = True
-        no_body = self._no_body or head.status in (204, 304)
+        self._state = _BODY
+        self._head_bytes = 0
+        self._delivered = 0
+        no_body = self._no_body or status == 204 or status == 304
         self._until_close = not no_body and head.content_length is None and not head.chunked
         if self._until_close:
             head.keep_alive = False
@@ -405,8 +564,3 @@ class ResponseParser(_Parser):
             self._no_body = False
             self._parser = httptools.HttpResponseParser(self)
             self.on_message_complete()
-
-    def on_message_complete(self) -> None:
-        if self._head is None:
-            return  # end of an interim (1xx) response
-        super().on_message_complete()

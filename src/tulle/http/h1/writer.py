@@ -16,8 +16,8 @@ from tulle.http.message import Headers, RequestHead, ResponseHead
 VIA = b"1.1 tulle"
 _VIA = (b"via", VIA)
 _CHUNKED = (b"transfer-encoding", b"chunked")
-_CLOSE = (b"connection", b"close")
-_KEEP_ALIVE = (b"connection", b"keep-alive")
+_VIA_LINE = b"via: " + VIA
+_CHUNKED_LINE = b"transfer-encoding: chunked"
 
 _REASONS: dict[int, bytes] = {
     100: b"Continue",
@@ -56,6 +56,25 @@ def encode_head(start_line: bytes, headers: Headers) -> bytes:
 def request_head(head: RequestHead, client_ip: bytes, authority: bytes) -> bytes:
     """The head of ``head`` as the proxy forwards it; ``authority`` is the Host sent when
     the request had none."""
+    forward = head.forward_lines
+    if forward is None:
+        return _request_head_from_pairs(head, client_ip, authority)
+    lines = [head.method + b" " + head.target + b" HTTP/1.1", *forward]
+    if head.host is None:
+        lines.append(b"host: " + authority)
+    lines.append(_VIA_LINE)
+    chain = head.forwarded_for
+    if chain < 0:
+        lines.append(b"x-forwarded-for: " + client_ip)
+    else:
+        lines[chain + 1] += b", " + client_ip
+    if head.chunked:
+        lines.append(_CHUNKED_LINE)
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
+
+
+def _request_head_from_pairs(head: RequestHead, client_ip: bytes, authority: bytes) -> bytes:
     headers = end_to_end(head.headers)
     if head.host is None:
         headers.append((b"host", authority))
@@ -70,26 +89,27 @@ def response_head(head: ResponseHead, chunked: bool, close: bool, keep_alive: bo
     """The head of ``head`` as the proxy forwards it to a client: ``chunked`` when the body
     is re-chunked, ``close`` when the connection ends after it, ``keep_alive`` to say
     that it does not to an HTTP/1.0 client."""
-    headers = end_to_end(head.headers)
-    headers.append(_VIA)
-    if chunked:
-        headers.append(_CHUNKED)
-    if close:
-        headers.append(_CLOSE)
-    elif keep_alive:
-        headers.append(_KEEP_ALIVE)
     status = head.status
-    return encode_head(b"HTTP/1.1 %d %b" % (status, head.reason or reason_phrase(status)),
-                       headers)
+    lines = [b"HTTP/1.1 %d %b" % (status, head.reason or reason_phrase(status))]
+    forward = head.forward_lines
+    if forward is None:
+        lines.extend(name + b": " + value for name, value in end_to_end(head.headers))
+    else:
+        lines.extend(forward)
+    lines.append(_VIA_LINE)
+    if chunked:
+        lines.append(_CHUNKED_LINE)
+    if close:
+        lines.append(b"connection: close")
+    elif keep_alive:
+        lines.append(b"connection: keep-alive")
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
 
 
 def informational_head(head: ResponseHead) -> bytes:
     """An interim (1xx) response as forwarded: its headers and ``Via`` (RFC 9110 §15.2)."""
-    headers = end_to_end(head.headers)
-    headers.append(_VIA)
-    status = head.status
-    return encode_head(b"HTTP/1.1 %d %b" % (status, head.reason or reason_phrase(status)),
-                       headers)
+    return response_head(head, chunked=False, close=False, keep_alive=False)
 
 
 def encode_chunk(data: bytes) -> bytes:

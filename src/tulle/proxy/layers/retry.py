@@ -98,6 +98,6 @@ class Retry:
         self.loop.call_later(backoff(exchange.tries, _jitter), self._resend, exchange)
 
     def _resend(self, exchange: Exchange) -> None:
-        if exchange.state is WAITING:
+        if exchange.state == WAITING:
             exchange.resume()
             self.inner(exchange)
