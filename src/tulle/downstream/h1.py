@@ -35,6 +35,7 @@ from tulle.http.h1.writer import (
 from tulle.proxy import errors
 from tulle.proxy.errors import local_response
 from tulle.proxy.exchange import RESPONDING, Exchange
+from tulle.proxy.streams import ClientStream
 from tulle.transport.original_dst import redirected_destination
 
 if TYPE_CHECKING:
@@ -61,7 +62,10 @@ _WRITING = 4  # the client is not reading what it is sent
 _ERROR = 8  # a protocol error: nothing more is read
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(ClientStream):
+    """An asyncio protocol (uvloop calls it by name; it needs no base class), and the
+    client side of the exchange at the head of its queue."""
+
     __slots__ = (
         "_deadline_kind",
         "_half_closed",

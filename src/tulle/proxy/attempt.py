@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from tulle.proxy import errors
+from tulle.proxy.streams import LeaseWaiter
 from tulle.proxy.transitions import Machine
 from tulle.resilience.retry import CONNECT_FAILURE, RESET, TIMEOUT
 
@@ -77,7 +78,7 @@ MACHINE = Machine(
 )
 
 
-class Attempt:
+class Attempt(LeaseWaiter):
     """One try of ``exchange`` on ``endpoint`` (see the module note)."""
 
     __slots__ = (
@@ -111,7 +112,6 @@ class Attempt:
 
     # -- from the pool (LeaseWaiter) --
 
-    @property
     def wants_lease(self) -> bool:
         return self.phase == CONNECTING and self.stream is None
 

@@ -1,4 +1,4 @@
-"""The Protocols the request core speaks through: the client's side, the upstream's side.
+"""The interfaces the request core speaks through: the client's side, the upstream's side.
 
 The exchange, its attempts and the layers never touch a socket or a codec. The client
 side of one request (`ClientStream`: an HTTP/1.1 connection answering one request at a
@@ -11,32 +11,37 @@ Events flow the other way through `ResponseSink` (what an upstream stream tells 
 attempt it carries) and `LeaseWaiter` (what a pool tells the attempt that asked it
 for a stream). A pool never sees an exchange: only a waiter, which says through
 `LeaseWaiter.wants_lease` whether it still wants what it asked for.
+
+They are *traits* (mypy_extensions): abstract base classes the sides inherit, which
+mypyc calls through a table instead of looking methods up by name (setup.py); in pure
+Python a trait is an ordinary base class.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
+
+try:
+    from mypy_extensions import trait
+except ImportError:  # pure Python without mypy installed: a trait is a plain base class
+    def trait(cls):  # type: ignore[no-redef]
+        return cls
 
 if TYPE_CHECKING:
     from tulle.http import Headers, RequestHead, ResponseHead
     from tulle.proxy.exchange import Exchange
 
 
-class ClientStream(Protocol):
+@trait
+class ClientStream:
     """The client's side of one request: where its response goes."""
 
-    @property
-    def peer_ip(self) -> bytes:
-        """The client's address, for X-Forwarded-For and hashing."""
+    __slots__ = ()
 
-    @property
-    def original_dst(self) -> tuple[str, int] | None:
-        """Where the connection was going before iptables redirected it (None: not
-        captured), as (ip, port)."""
-
-    @property
-    def draining(self) -> bool:
-        """True while the proxy shuts down: the connection closes after this answer."""
+    peer_ip: bytes  # the client's address, for X-Forwarded-For and hashing
+    # Where the connection was going before iptables redirected it, as (ip, port); None
+    # when it was not captured.
+    original_dst: tuple[str, int] | None
 
     def send_continue(self) -> None:
         """Tell the client to send its body (``100 Continue``)."""
@@ -69,8 +74,11 @@ class ClientStream(Protocol):
         """``exchange`` is answered (or cut): the client side may move on."""
 
 
-class UpstreamStream(Protocol):
+@trait
+class UpstreamStream:
     """An attempt's lease on an upstream connection: where its request goes."""
+
+    __slots__ = ()
 
     reused: bool  # it carried a request before this one (a stale keep-alive may be closed)
 
@@ -100,8 +108,11 @@ class UpstreamStream(Protocol):
         """Abandon this lease: whatever the endpoint still sends is not wanted."""
 
 
-class ResponseSink(Protocol):
+@trait
+class ResponseSink:
     """What an upstream stream reports to the attempt it carries."""
+
+    __slots__ = ()
 
     def response_informational(self, head: ResponseHead) -> None: ...
 
@@ -126,20 +137,26 @@ class ResponseSink(Protocol):
     def resume_request(self) -> None: ...
 
 
-class ConnectFailure(Protocol):
+@trait
+class ConnectFailure:
     """Why a pool could not lend a stream: the error the client will see, if any."""
+
+    __slots__ = ()
 
     code: str  # connect-refused, connect-timeout, connect-failed, local-exhaustion
     detail: str
 
 
-class LeaseWaiter(ResponseSink, Protocol):
+@trait
+class LeaseWaiter(ResponseSink):
     """What a pool lends a stream to (and the stream then reports to)."""
 
-    @property
+    __slots__ = ()
+
     def wants_lease(self) -> bool:
         """False once the waiter is over (its try timed out, was retried, its client left):
         a connection made for it is then kept idle for the next request."""
+        raise NotImplementedError
 
     def leased(self, stream: UpstreamStream) -> None: ...
 

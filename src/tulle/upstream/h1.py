@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from tulle.http import RemoteProtocolError, RequestHead, ResponseHead, ResponseParser
 from tulle.http.h1.writer import encode_chunk, encode_last_chunk, request_head
+from tulle.proxy.streams import UpstreamStream
 from tulle.telemetry.metrics import TcpStats
 
 if TYPE_CHECKING:
@@ -24,7 +25,10 @@ if TYPE_CHECKING:
     from tulle.upstream.pool import EndpointPool
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(UpstreamStream):
+    """An asyncio protocol (uvloop calls it by name; it needs no base class) and the
+    stream an attempt leases."""
+
     __slots__ = (
         "_authority",
         "_chunked",

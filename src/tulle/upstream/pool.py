@@ -29,8 +29,9 @@ import logging
 import random
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from tulle.proxy import streams
 from tulle.telemetry.metrics import TcpStats
 from tulle.upstream.h1 import UpstreamConnection
 
@@ -51,7 +52,7 @@ _LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 _jitter = random.Random()
 
 
-class ConnectFailure:
+class ConnectFailure(streams.ConnectFailure):
     """Why a connection could not be made: a metrics code and a detail for people."""
 
     __slots__ = ("code", "detail")
@@ -123,28 +124,31 @@ class EndpointPool:
 
     def connect(self, waiter: LeaseWaiter) -> None:
         """Open a new connection for ``waiter`` (never an idle one)."""
-        loop = self._loop
-        task = loop.create_task(
-            loop.create_connection(partial(UpstreamConnection, self, self.tcp), self.host,
-                                   self.port)
-        )
-        timer = loop.call_later(self.connect_timeout, task.cancel)
+        task, timer = self._open()
         task.add_done_callback(partial(self._connected, waiter, timer))
+
+    def _open(self) -> tuple[asyncio.Task, asyncio.TimerHandle]:
+        """Start connecting, within the connect timeout."""
+        loop = self._loop
+        # A plain class, not asyncio.Protocol: asyncio and uvloop call protocols by name.
+        factory = cast(Callable[[], asyncio.Protocol], partial(UpstreamConnection, self, self.tcp))
+        task = loop.create_task(loop.create_connection(factory, self.host, self.port))
+        return task, loop.call_later(self.connect_timeout, task.cancel)
 
     def _connected(self, waiter: LeaseWaiter, timer: asyncio.TimerHandle,
                    task: asyncio.Task) -> None:
         timer.cancel()
         failure = self._failure(task)
-        if not waiter.wants_lease:
+        if not waiter.wants_lease():
             # The try this connection was for is over (timed out, retried elsewhere, the
             # client left): keep a connection that worked, forget one that didn't.
             if failure is None:
-                self.release(task.result()[1])
+                self.release(cast(UpstreamConnection, task.result()[1]))
             return
         if failure is not None:
             waiter.lease_failed(failure)
             return
-        conn = task.result()[1]
+        conn = cast(UpstreamConnection, task.result()[1])
         conn.sink = waiter
         waiter.leased(conn)
 
@@ -217,12 +221,7 @@ class EndpointPool:
         self._reconnect = None
         if self.retired:
             return
-        loop = self._loop
-        task = loop.create_task(
-            loop.create_connection(partial(UpstreamConnection, self, self.tcp), self.host,
-                                   self.port)
-        )
-        timer = loop.call_later(self.connect_timeout, task.cancel)
+        task, timer = self._open()
         task.add_done_callback(partial(self._reconnected, timer))
 
     def _reconnected(self, timer: asyncio.TimerHandle, task: asyncio.Task) -> None:
@@ -232,7 +231,7 @@ class EndpointPool:
                 self._schedule_reconnect()
             return
         self.reachable = True
-        self.release(task.result()[1])
+        self.release(cast(UpstreamConnection, task.result()[1]))
         self._notify()
 
     def _notify(self) -> None:
