@@ -100,13 +100,17 @@ def test_init_is_idempotent(pod: NetworkNamespace) -> None:
     before = _rules(pod)
     pod.run(TULLE, "init", "--proxy-uid", str(PROXY_UID))
     assert _rules(pod) == before
+    assert "TULLE" not in pod.run("ip6tables-save", "-t", "nat").stdout  # IPv6: opt-in
     assert before.count("-j TULLE_OUTBOUND") == 1 and before.count("-j TULLE_INBOUND") == 1
     assert "-A TULLE_OUTBOUND -m owner --uid-owner 2102 -j RETURN" in before
-    dry = pod.run(TULLE, "init", "--dry-run", "--no-ipv6").stdout
+    dry = pod.run(TULLE, "init", "--dry-run").stdout
     assert "-A TULLE_OUTBOUND -p tcp -j REDIRECT --to-ports 4140" in dry
     assert _rules(pod) == before  # a dry run changes nothing
-    assert "-A TULLE_INBOUND -p tcp -j REDIRECT --to-ports 4143" in pod.run(
-        "ip6tables-save", "-t", "nat").stdout
+    for _ in range(2):
+        pod.run(TULLE, "init", "--proxy-uid", str(PROXY_UID), "--ipv6")
+    saved6 = pod.run("ip6tables-save", "-t", "nat").stdout
+    assert saved6.count("-A OUTPUT -j TULLE_OUTBOUND") == 1
+    assert "-A TULLE_OUTBOUND -d ::1/128 -j RETURN" in saved6
 
 
 def _rules(pod: NetworkNamespace) -> str:
@@ -136,3 +140,36 @@ def test_inbound_goes_to_the_app_on_its_original_port(tmp_path: Path) -> None:
         assert answer.stdout == "app", pod.logs()
         metrics = pod.run("curl", "-s", "http://127.0.0.1:4191/metrics").stdout
         assert 'response_total{' in metrics and 'direction="inbound"' in metrics
+
+
+V6_MANIFEST = """\
+apiVersion: tulle.dev/v1alpha1
+kind: MeshService
+metadata: {name: web}
+spec:
+  clusterIP: "fd00:96::50"
+  port: 80
+  loadBalancer: {algorithm: round-robin}
+  endpoints:
+    - {address: "[fd00:244:1::1]:8080"}
+    - {address: "[fd00:244:1::2]:8080"}
+"""
+
+
+def test_ipv6_is_routed_by_ip6t_so_original_dst(tmp_path: Path) -> None:
+    """The same over IPv6: ip6tables rules (tulle init --ipv6) and a proxy whose outbound
+    listener is on IPv6 loopback."""
+    require_namespaces()
+    endpoints = ["fd00:244:1::1", "fd00:244:1::2"]
+    with readable_copy({"web.yaml": V6_MANIFEST}) as manifests, \
+            NetworkNamespace("pod6", tmp_path) as pod:
+        for ip in ["fd00:244::5", *endpoints]:
+            pod.run("ip", "-6", "addr", "add", f"{ip}/128", "dev", "lo", "nodad")
+        pod.run("ip", "-6", "route", "add", "default", "dev", "lo", "src", "fd00:244::5")
+        for index, ip in enumerate(endpoints):
+            pod.backend(f"web6-{index}", ip, 8080)
+        pod.run(TULLE, "init", "--proxy-uid", str(PROXY_UID), "--ipv6")
+        _proxy(pod, Path(manifests), "--outbound", "[::1]:4140", "--inbound", "off")
+        answers = _curl(pod, *["http://[fd00:96::50]/"] * 4)
+        assert Counter(answers) == {"web6-0": 2, "web6-1": 2}, pod.logs()
+        assert _curl(pod, f"http://[{endpoints[1]}]:8080/") == ["web6-1"]

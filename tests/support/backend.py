@@ -152,6 +152,8 @@ class Backend(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, name: str, port: int = 0, host: str = "127.0.0.1") -> None:
+        if ":" in host:
+            self.address_family = socket.AF_INET6
         super().__init__((host, port), _Handler)
         self.name = name
         self.lock = threading.Lock()

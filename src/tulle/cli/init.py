@@ -29,8 +29,9 @@ def _ports(value: str, flag: str) -> tuple[str, ...]:
               help="Destination ports the app reaches directly, e.g. 25,3306.")
 @click.option("--skip-outbound-cidrs", default="", metavar="CIDRS",
               help="Destination networks the app reaches directly, e.g. 169.254.169.254/32.")
-@click.option("--ipv6/--no-ipv6", default=True, show_default=True,
-              help="Install the same rules with ip6tables.")
+@click.option("--ipv6/--no-ipv6", default=False, show_default=True,
+              help="Also capture IPv6 (ip6tables), for a proxy listening on IPv6 "
+                   "(--outbound [::1]:4140). Off: IPv6 traffic flows uncaptured.")
 @click.option("--dry-run", is_flag=True, help="Print the rules (iptables-restore input); change "
                                               "nothing.")
 def init(proxy_uid: int, inbound_port: int, outbound_port: int, skip_inbound_ports: str,

@@ -9,9 +9,10 @@ option numbers are 80 (``linux/netfilter_ipv4.h``, ``linux/netfilter_ipv6/ip6_ta
 Linkerd's proxy reads the same option for the same reason.
 
 A connection that was not redirected has no NAT entry: the call fails (ENOENT), and
-so does any socket that is not TCP over IP. Both mean "no original destination",
-and the caller falls back to the Host header. Read once per connection, never per
-request.
+so does any socket that is not TCP over IP. Both mean "no original destination", and
+the caller falls back to the Host header. Read once per connection, never per
+request. Listeners are single-family (asyncio sets IPV6_V6ONLY), so an IPv6 socket
+only ever carries IPv6 connections.
 """
 
 from __future__ import annotations
@@ -37,10 +38,7 @@ def original_destination(sock: socket.socket) -> tuple[str, int] | None:
         if family == socket.AF_INET6:
             raw = sock.getsockopt(_SOL_IPV6, IP6T_SO_ORIGINAL_DST, _SOCKADDR_IN6)
             port = struct.unpack_from("!H", raw, 2)[0]
-            host = socket.inet_ntop(socket.AF_INET6, raw[8:24])
-            if host.startswith("::ffff:") and "." in host:  # an IPv4 client on a dual-stack socket
-                host = host[7:]
-            return host, port
+            return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port
     except OSError:
         return None
     return None
