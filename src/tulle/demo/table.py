@@ -4,6 +4,8 @@ Rows come from a :class:`tulle.telemetry.scrape.Window` — the proxy's own
 counters over the last second — so the table shows what the mesh measured, the
 same numbers Prometheus would. Every endpoint the demo configured gets a row
 even before it has traffic, in manifest order, so rows do not jump around.
+SHARE is each endpoint's part of the service's responses: where the balancer sent
+the traffic (the slow endpoint's should be small, docs/demo.md).
 """
 
 from __future__ import annotations
@@ -30,14 +32,22 @@ def _rate(value: float | None) -> str:
 def _ms(value: float | None) -> str:
     if value is None:
         return NO_VALUE
-    return f"{value:.0f} ms" if value >= 10 else f"{value:.1f} ms"
+    return f"{value:.1f}ms" if value < 9.95 else f"{value:.0f}ms"  # never "10.0ms"
 
 
-def _cells(signals: Signals | None) -> list[str]:
+def _share(signals: Signals | None, total: Signals | None) -> str:
+    if total is None or total.responses <= 0:
+        return NO_VALUE
+    responses = 0.0 if signals is None else signals.responses
+    return f"{responses / total.responses * 100:.0f}%"
+
+
+def _cells(signals: Signals | None, total: Signals | None) -> list[str]:
     if signals is None:
-        return ["0.0", NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE]
+        return ["0.0", _share(None, total), NO_VALUE, NO_VALUE, NO_VALUE, NO_VALUE]
     return [
         f"{signals.rps:.1f}",
+        _share(signals, total),
         _rate(signals.success_rate),
         _ms(signals.p50),
         _ms(signals.p95),
@@ -62,20 +72,23 @@ def build_table(
         title=title,
         box=box.ASCII if ascii_only else box.SIMPLE_HEAVY,
         title_justify="left",
+        pad_edge=False,
     )
-    # Sized to fit an 80-column terminal with roles of up to ~10 characters.
+    # Sized to fit an 80-column terminal with roles of up to ~10 characters (a test
+    # checks): no padding at the edges, "6.5ms" rather than "6.5 ms".
     table.add_column("NAME", no_wrap=True)
     table.add_column("ROLE", no_wrap=True)
-    for heading in ("RPS", "SUCCESS", "P50", "P95", "P99"):
+    for heading in ("RPS", "SHARE", "SUCCESS", "P50", "P95", "P99"):
         table.add_column(heading, justify="right", no_wrap=True)
 
     by_endpoint: Mapping[Target, Signals] = window.endpoints if window else {}
     services: Mapping[Target, Signals] = window.services if window else {}
-    table.add_row(service.service, "total", *_cells(services.get(service)), style="bold")
+    total = services.get(service)
+    table.add_row(service.service, "total", *_cells(total, total), style="bold")
     for address, role in endpoints:
         signals = by_endpoint.get(service._replace(endpoint=address))
-        table.add_row(f"  {address}", role, *_cells(signals))
+        table.add_row(f"  {address}", role, *_cells(signals, total))
     own = by_endpoint.get(service)
     if own is not None and own.responses > 0:
-        table.add_row("  (proxy)", "by proxy", *_cells(own))
+        table.add_row("  (proxy)", "by proxy", *_cells(own, total))
     return table

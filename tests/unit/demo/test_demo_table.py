@@ -35,11 +35,40 @@ def test_rows_show_rps_success_and_percentiles() -> None:
         services={WEB: Signals(49, 1, 50.0, 0.98, 3.0, 7.5, 9.5)},
     )
     text = render(window)
-    cells = [cell.strip() for cell in line_of(text, "127.0.0.1:9001").split("|")[3:8]]
-    assert cells == ["50.0", "98.00%", "3.0 ms", "7.5 ms", "9.5 ms"]
+    cells = [cell.strip() for cell in line_of(text, "127.0.0.1:9001").split("|")[3:9]]
+    assert cells == ["50.0", "100%", "98.00%", "3.0ms", "7.5ms", "9.5ms"]
     # An endpoint with no traffic still has its row, empty.
     assert "0.0" in line_of(text, "127.0.0.1:9002")
     assert "50.0" in line_of(text, "total")
+
+
+def test_share_is_each_endpoints_part_of_the_services_responses() -> None:
+    """What the balancer did, at a glance: the slow endpoint's share is small."""
+    fast, slow = (WEB._replace(endpoint=address) for address, _ in ROWS)
+    window = Window(
+        seconds=1.0,
+        endpoints={fast: Signals(49, 0, 49.0, 1.0, 6.0, 9.0, 9.8),
+                   slow: Signals(1, 0, 1.0, 1.0, 60.0, 60.0, 60.0)},
+        services={WEB: Signals(50, 0, 50.0, 1.0, 6.0, 9.0, 12.0)},
+    )
+    text = render(window)
+    share = [line_of(text, row).split("|")[4].strip() for row in ("9001", "9002", "total")]
+    assert share == ["98%", "2%", "100%"]
+
+
+def test_the_table_fits_an_80_column_terminal() -> None:
+    window = Window(
+        seconds=1.0,
+        endpoints={WEB._replace(endpoint="127.0.0.1:9002"): Signals(9, 1, 10.0, 0.9, 73.0,
+                                                                      97.0, 99.0)},
+        services={WEB: Signals(49, 1, 50.0, 0.98, 8.2, 92.0, 98.0)},
+    )
+    for ascii_only in (True, False):
+        console = Console(width=200, record=True, file=io.StringIO())
+        console.print(build_table(window, WEB, [("127.0.0.1:9002", "slow ~60ms")], "web",
+                                  ascii_only=ascii_only))
+        text = console.export_text()
+        assert max(len(line.rstrip()) for line in text.splitlines()) <= 80, text
 
 
 def test_before_the_first_window_every_row_is_empty() -> None:
