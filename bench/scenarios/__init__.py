@@ -25,6 +25,7 @@ SCENARIOS: dict[str, str] = {
     "control_plane": "bench.scenarios.control_plane",
     "fuzz": "bench.scenarios.fuzz",
     "soak": "bench.scenarios.soak",
+    "balancing": "bench.scenarios.balancing",
 }
 
 

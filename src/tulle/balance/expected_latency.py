@@ -14,8 +14,15 @@ Derived from how Linkerd's balancer (peak-EWMA with power of two choices, which
    a share. Latency inside the band does not shorten turns: if it did, whichever
    estimate converged first would earn more answers, converge faster still and pull
    away (a cold first answer would then starve an equal endpoint after all). An
-   endpoint nobody has measured ranks with the best
-   (`tulle.balance.response_estimate`).
+   endpoint ranks with the best until its second answer
+   (`tulle.balance.response_estimate`). And an endpoint once out of the band is not
+   out for good: up to ``SCAN_LIMIT`` endpoints, an idle one gets a *second opinion*
+   every (quality ÷ band edge)^k turns, k the second opinions in a row that upheld the
+   verdict (see ``EXPLORE_POWER``), so an equal endpoint that a paused process or a few
+   unlucky answers pushed out is back within a few turns at any request rate, while a
+   truly slow one is asked less and less often. (Above ``SCAN_LIMIT`` the time-based
+   staleness probes of `response_estimate` do this: there each of many proxies sends
+   each endpoint a trickle, and turn-based second opinions would add up to a share.)
 2. **A slow endpoint ranked second of three gets a third of the picks.** P2C's share
    depends on rank, not on how much worse an endpoint is. Up to ``SCAN_LIMIT``
    endpoints, every pick scans them all, so a slow endpoint gets a request only when
@@ -27,10 +34,10 @@ Derived from how Linkerd's balancer (peak-EWMA with power of two choices, which
 3. **Failures compound.** Failure rate and latency are estimated apart and meet only
    here, bounded: quality = latency × (1 + ``FAILURE_WEIGHT`` × failure rate). A
    fast endpoint failing 5% is 1.5× dearer: it gets fewer turns but stays in rotation.
-   One failing 10% or more leaves the rotation while the others can serve, and nothing
-   is ever dearer than 11× its latency. Consecutive failures are the circuit breaker's
-   business (it takes the endpoint out of the set), outliers the outlier detector's;
-   the balancer only prices.
+   One failing 10% or more leaves the rotation while the others can serve (second
+   opinions aside), and nothing is ever dearer than 11× its latency. Consecutive
+   failures are the circuit breaker's business (it takes the endpoint out of the set),
+   outliers the outlier detector's; the balancer only prices.
 4. **Outstanding load.** cost = quality × (1 + in-flight ÷ capacity), compared exactly
    (the band applies to quality, never to load): among the good endpoints a request
    goes to the one with the least outstanding work per unit of weight. That is
@@ -50,12 +57,17 @@ and the load an endpoint may hold, whatever their scale.
 
 Theory of operation, per pick: (a) every ``REFRESH_SECONDS`` the reference (the best
 measured latency) is recomputed; (b) each candidate's quality is read
-(`ResponseEstimate.quality`, or the stall time if longer); (c) qualities below
-``BAND`` × the best candidate's count as the best's; (d) cost = quality × (1 +
-in-flight ÷ capacity), the lowest cost wins, an exact tie goes to the earliest
-deadline; (e) the winner's deadline moves to max(its deadline, the virtual time −
-``CREDIT``) + (1 + ``FAILURE_WEIGHT`` × failure rate) ÷ capacity, and the virtual time
-up to where the winner's turn began.
+(`ResponseEstimate.quality`, or the stall time if longer); (c) qualities below the
+band's edge, ``BAND`` × the best candidate's, count as the best's, and such a
+candidate's deadline is never more than one of its turns ahead of the virtual time;
+(d) cost = quality × (1 + in-flight ÷ capacity), the lowest cost wins, an exact tie
+goes to the earliest deadline — unless an idle candidate out of the band is due (its
+deadline has passed), which gets the pick as a second opinion; (e) the winner's turn
+starts at its deadline, or at the virtual time − ``CREDIT`` if later (without the
+credit for a second opinion), and lasts (1 + ``FAILURE_WEIGHT`` × failure rate) ÷
+capacity, × (quality ÷ band edge)^k when out of the band; the virtual time moves up to
+where the turn began. An answer that brings what the endpoint learned back into the band
+ends its verdict and brings its deadline back to one turn away.
 """
 
 from __future__ import annotations
@@ -67,7 +79,7 @@ from typing import Generic
 
 from tulle.balance.base import E, RequestView
 from tulle.balance.clock import Clock
-from tulle.balance.response_estimate import FRESH, ResponseEstimate
+from tulle.balance.response_estimate import FRESH, WARM_UP, ResponseEstimate
 from tulle.balance.weighted_random import WeightedSampler
 
 # Qualities within this factor of the best count as equal. Wide enough for noise
@@ -81,6 +93,20 @@ FAILURE_WEIGHT = 10.0
 # Up to this many endpoints every pick scans them all (~1.5 µs at 8); above, SAMPLE.
 SCAN_LIMIT = 8
 SAMPLE = 4
+# Out of the band, an idle endpoint still gets a turn once every (quality ÷ limit) to
+# the power k, k the answers in a row to such turns that were out of the band too
+# (slower than BAND × the reference, or failed), at least 1 and at most this: the surer
+# the verdict, the rarer the second opinion. Judged 5× slow on answers that may all
+# have been cold, an
+# endpoint is tried again after 2.5 turns, and one good answer makes it 1 again; found
+# slow 8 times in a row, 10× slower is tried every 390,625 turns. An endpoint left
+# behind while the others' estimates fell, or by unlucky answers, is corrected within a
+# few turns at any request rate; a slow one costs a handful of requests.
+EXPLORE_POWER = 8
+# A second opinion upholds a verdict only this long after the last one that did: answers
+# close together may share one passing cause (a paused process, a full queue), and
+# should not harden a verdict the endpoint could lose a moment later.
+CONFIRM_SPACING = 0.1
 # Turns an endpoint may be behind the rotation and still catch up: enough for one drawn
 # late above SCAN_LIMIT, too few for one back from a long absence to take a burst.
 CREDIT = 2.0
@@ -163,7 +189,8 @@ class ExpectedLatency(Generic[E]):
         now = self._clock()
         if now - self._refreshed > REFRESH_SECONDS:
             self._refresh_reference(now)
-        if len(members) <= SCAN_LIMIT:
+        scan = len(members) <= SCAN_LIMIT
+        if scan:
             candidates = members
         else:
             candidates = self._drawn
@@ -175,7 +202,7 @@ class ExpectedLatency(Generic[E]):
         best_quality = math.inf
         for endpoint, state in candidates:
             if state.stamp >= fresh_since:  # the common case, inlined
-                quality = (state.latency if state.measured else reference) * (
+                quality = (state.latency if state.answers >= WARM_UP else reference) * (
                     1.0 + FAILURE_WEIGHT * state.failure)
             else:
                 quality = state.quality(now, self._decay, reference, self._reference_log,
@@ -187,24 +214,49 @@ class ExpectedLatency(Generic[E]):
                 best_quality = quality
         limit = BAND * best_quality
         chosen, chosen_state = candidates[0]
-        chosen_cost = math.inf
+        chosen_cost = chosen_due = math.inf
+        explore: ResponseEstimate | None = None
+        explore_endpoint = chosen
+        virtual_time = self._virtual_time
         for endpoint, state in candidates:
             quality = state.scratch
-            cost = (best_quality if quality < limit else quality) * (
-                1.0 + endpoint.in_flight / state.capacity)
-            if cost < chosen_cost or (cost == chosen_cost
-                                      and state.deadline < chosen_state.deadline):
-                chosen, chosen_state, chosen_cost = endpoint, state, cost
+            due = state.deadline
+            if quality < limit:
+                quality = best_quality
+                # In the band, never more than one of its own turns away: a deadline set
+                # far ahead by a second opinion must not keep it out once it is back.
+                turn = (1.0 + FAILURE_WEIGHT * state.failure) / state.capacity
+                if due > virtual_time + turn:
+                    due = state.deadline = virtual_time + turn
+            elif (scan and due <= virtual_time and not endpoint.in_flight
+                  and (explore is None or due < explore.deadline)):
+                explore, explore_endpoint = state, endpoint  # idle, out of the band, due
+            cost = quality * (1.0 + endpoint.in_flight / state.capacity)
+            if cost < chosen_cost or (cost == chosen_cost and due < chosen_due):
+                chosen, chosen_state, chosen_cost, chosen_due = endpoint, state, cost, due
+        if explore is not None:  # its turn has come: one request tells how it does now
+            chosen, chosen_state, chosen_due = explore_endpoint, explore, explore.deadline
+        # A second opinion: what it learned says out of the band (if staleness has let
+        # it back into the ranking, this is how its verdict gets checked).
+        failure_factor = 1.0 + FAILURE_WEIGHT * chosen_state.failure
+        learned = (chosen_state.latency if chosen_state.answers >= WARM_UP else reference
+                   ) * failure_factor
+        worse = max(learned, chosen_state.scratch)
+        chosen_state.exploring = worse >= limit
+        turn = failure_factor / chosen_state.capacity
+        if worse >= limit:
+            turn *= (worse / limit) ** max(1, chosen_state.confirmed)
         if not chosen.in_flight:
             chosen_state.busy_since = now
         # A turn lasts (1 + FAILURE_WEIGHT × failure rate) ÷ capacity: latencies in the
         # band are equal, so they take equal turns (turns in proportion to speed would
         # let whichever estimate converged first pull away); failures and weight count.
-        start = max(chosen_state.deadline, self._virtual_time - CREDIT)
-        if start > self._virtual_time:
+        # Out of the band, a turn is (quality ÷ limit)^k times longer (EXPLORE_POWER).
+        # A second opinion starts now: the catch-up CREDIT is for endpoints in the band.
+        start = max(chosen_due, virtual_time if worse >= limit else virtual_time - CREDIT)
+        if start > virtual_time:
             self._virtual_time = start
-        chosen_state.deadline = start + (1.0 + FAILURE_WEIGHT * chosen_state.failure) / (
-            chosen_state.capacity)
+        chosen_state.deadline = start + turn
         return chosen
 
     # -- feedback
@@ -213,8 +265,20 @@ class ExpectedLatency(Generic[E]):
         state = self._states.get(endpoint)
         if state is None:
             return  # removed by an update since it was picked
-        state.observe(latency, ok, self._clock(), self._decay,
-                      self._reference_log if self._reference_known else None)
+        state.observe(latency, ok, self._clock(), self._decay, self._reference_log)
+        limit = BAND * self._reference
+        learned = state.latency if state.answers >= WARM_UP else self._reference
+        if learned * (1.0 + FAILURE_WEIGHT * state.failure) < limit:
+            if state.confirmed:  # a verdict overturned: back in the rotation now
+                turn = (1.0 + FAILURE_WEIGHT * state.failure) / state.capacity
+                state.deadline = min(state.deadline, self._virtual_time + turn)
+            state.confirmed = 0  # what it learned is in the band again: no verdict stands
+        elif (state.exploring and (not ok or latency >= limit)
+              and state.confirmed < EXPLORE_POWER
+              and state.stamp - state.confirmed_at >= CONFIRM_SPACING):
+            state.confirmed += 1  # a second opinion upheld the verdict
+            state.confirmed_at = state.stamp
+        state.exploring = False
         if state.measured and (not self._reference_known
                                or state.log_latency < self._reference_log):
             self._reference_known = True
