@@ -26,6 +26,7 @@ from tulle.config.schema_policy import (
     _HASH_ONLY,
     CircuitBreaker,
     HealthCheck,
+    Limits,
     LoadBalancer,
     OutlierDetection,
     Retries,
@@ -104,6 +105,7 @@ def _service(data: dict[str, Any]) -> Service:
         circuit_breaker=optional(CircuitBreaker, "circuitBreaker"),
         outlier_detection=optional(OutlierDetection, "outlierDetection"),
         health_check=optional(HealthCheck, "healthCheck"),
+        limits=optional(Limits, "limits") or Limits(),
         cluster_ip=_cluster_ip(data.get("clusterIP")),
     )
 

@@ -106,3 +106,19 @@ def test_snapshot_round_trips_the_examples() -> None:
     config = load("examples")
     again = config_from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config
+
+
+def test_snapshot_carries_limits_and_cluster_ip() -> None:
+    objects = [
+        {"apiVersion": "tulle.dev/v1alpha1", "kind": "MeshService",
+         "metadata": {"name": "web", "namespace": "default"},
+         "spec": {"clusterIP": "10.96.0.7",
+                  "limits": {"failFastAfter": "250ms", "pendingRequests": 5}}},
+    ]
+    config, problems = config_from_objects(objects)
+    assert problems == []
+    again = config_from_dict(json.loads(json.dumps(config.to_dict())))
+    service = again.services["web.default"]
+    assert (service.limits.fail_fast_after, service.limits.pending_requests) == (0.25, 5)
+    assert service.cluster_ip == "10.96.0.7"
+    assert again == config
