@@ -75,7 +75,8 @@ class _Head:
 class RequestHead(_Head):
     """A parsed request line and headers, as received."""
 
-    __slots__ = ("expect_continue", "forwarded_for", "host", "method", "target")
+    __slots__ = ("expect_continue", "forwarded_for", "grpc", "host", "method", "protocol",
+                 "target")
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,6 +86,10 @@ class RequestHead(_Head):
         self.expect_continue: bool = False
         # Which of ``forward_lines`` ends the X-Forwarded-For chain (-1: none).
         self.forwarded_for = -1
+        # A gRPC call (content-type application/grpc; only HTTP/2 carries one).
+        self.grpc: bool = False
+        # HTTP/2's ``:protocol`` of an extended CONNECT (RFC 8441), e.g. b"websocket".
+        self.protocol: bytes | None = None
 
     @property
     def has_body(self) -> bool:
