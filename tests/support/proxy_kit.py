@@ -82,5 +82,7 @@ class ProxyKit:
         target = self.mesh.outbound.targets[service]
         return next(e for e in target.endpoints if e.address == address)
 
-    def responses(self, service: str = "web", endpoint: str = "") -> dict[tuple[int, str], int]:
-        return dict(self.metrics.responses("outbound", service, "default", endpoint).responses)
+    def responses(self, service: str = "web", endpoint: str = "") -> dict[tuple, int]:
+        """Responses by (status, error), and (status, error, grpc-status) for gRPC ones."""
+        stats = self.metrics.responses("outbound", service, "default", endpoint).responses
+        return {(s, e) if g < 0 else (s, e, g): n for (s, e, g), n in stats.items()}

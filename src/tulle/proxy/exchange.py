@@ -91,6 +91,7 @@ class Exchange:
         "deadline",
         "endpoint",
         "error",
+        "grpc_status",
         "head",
         "held",
         "held_bytes",
@@ -148,6 +149,7 @@ class Exchange:
         # The outcome.
         self.status = 0
         self.error = ""
+        self.grpc_status = -1  # a gRPC call's grpc-status (tulle.grpc), once known
         self.close_after = not head.keep_alive
 
     @property

@@ -21,6 +21,7 @@ from tulle.resilience import (
     Sample,
     select_outliers,
 )
+from tulle.telemetry.metrics import classify
 
 log = logging.getLogger("tulle.failover")
 
@@ -28,9 +29,9 @@ log = logging.getLogger("tulle.failover")
 def _totals(endpoint: Endpoint) -> tuple[int, int]:
     """(answers, failures) of the endpoint so far, tries that were retried included."""
     total = failures = endpoint.failed_tries
-    for (status, error), count in list(endpoint.stats.responses.items()):
+    for (status, error, grpc), count in list(endpoint.stats.responses.items()):
         total += count
-        if error or status >= 500:
+        if classify(status, error, grpc) == "failure":
             failures += count
     return total, failures
 

@@ -17,16 +17,11 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from tulle.telemetry.metrics import LATENCY_BUCKETS_MS, Metrics, ResponseStats
+from tulle.telemetry.metrics import LATENCY_BUCKETS_MS, Metrics, ResponseStats, classify
 
 _ENDPOINT_LABELS = ["direction", "dst_service", "dst_namespace", "endpoint"]
 _TCP_LABELS = ["direction", "peer"]
 _ROUTE_ONLY_LABELS = ["direction", "dst_service", "dst_namespace", "route"]
-
-
-def classify(status: int, error: str) -> str:
-    """Linkerd's classification: 5xx and proxy-made errors are failures."""
-    return "failure" if error or status >= 500 else "success"
 
 
 class MeshCollector(Collector):
@@ -139,8 +134,15 @@ def _response_families(
     for stats in all_stats:
         labels = list(stats.labels)
         requests.add_metric(labels, stats.requests)
-        for (status, error), count in list(stats.responses.items()):
-            responses.add_metric([*labels, str(status), classify(status, error), error], count)
+        for (status, error, grpc), count in list(stats.responses.items()):
+            values = [*labels, str(status), classify(status, error, grpc), error]
+            if grpc < 0:
+                responses.add_metric(values, count)
+            else:  # gRPC responses carry grpc_status_code too (Linkerd's label)
+                names = [*label_names, "status_code", "classification", "error",
+                         "grpc_status_code"]
+                responses.add_sample(f"{prefix}response_total",
+                                     dict(zip(names, [*values, str(grpc)], strict=True)), count)
         cumulative = 0
         buckets = []
         for bound, count in zip(bounds, list(stats.latency.counts), strict=True):

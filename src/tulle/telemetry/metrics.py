@@ -22,6 +22,16 @@ LATENCY_BUCKETS_MS: tuple[int, ...] = (
 )  # fmt: skip
 
 
+def classify(status: int, error: str, grpc_status: int = -1) -> str:
+    """Linkerd's classification: 5xx and proxy-made errors are failures, and a gRPC
+    response is classified by its grpc-status (0 is a success; `tulle.grpc.status`)."""
+    if error:
+        return "failure"
+    if grpc_status >= 0:
+        return "success" if grpc_status == 0 else "failure"
+    return "failure" if status >= 500 else "success"
+
+
 class LatencyHistogram:
     """Counts per fixed bucket (the last slot is +Inf) and the running sum."""
 
@@ -39,8 +49,9 @@ class LatencyHistogram:
 class ResponseStats:
     """Requests and responses of one (direction, service, endpoint).
 
-    ``responses`` is keyed by (status code, error); ``error`` is empty when an
-    endpoint answered and names the cause when the proxy answered itself.
+    ``responses`` is keyed by (status code, error, grpc-status); ``error`` is empty
+    when an endpoint answered and names the cause when the proxy answered itself;
+    grpc-status is -1 for anything but a gRPC response.
     """
 
     __slots__ = ("labels", "latency", "requests", "responses")
@@ -48,11 +59,11 @@ class ResponseStats:
     def __init__(self, labels: tuple[str, str, str, str]) -> None:
         self.labels = labels  # direction, dst_service, dst_namespace, endpoint
         self.requests = 0
-        self.responses: dict[tuple[int, str], int] = {}
+        self.responses: dict[tuple[int, str, int], int] = {}
         self.latency = LatencyHistogram()
 
-    def record(self, status: int, error: str, latency_ms: float) -> None:
-        key = (status, error)
+    def record(self, status: int, error: str, latency_ms: float, grpc_status: int = -1) -> None:
+        key = (status, error, grpc_status)
         responses = self.responses
         responses[key] = responses.get(key, 0) + 1
         self.latency.observe(latency_ms)
@@ -61,8 +72,8 @@ class ResponseStats:
 class TcpStats:
     """Connections and bytes of one (direction, peer)."""
 
-    __slots__ = ("closed", "labels", "local_exhaustion", "opened", "read_bytes", "send_timeouts",
-                 "write_bytes")
+    __slots__ = ("abuse_closes", "closed", "labels", "local_exhaustion", "opened", "read_bytes",
+                 "send_timeouts", "write_bytes")
 
     def __init__(self, labels: tuple[str, str]) -> None:
         self.labels = labels  # direction, peer ("src": clients, "dst": upstreams)
@@ -72,6 +83,8 @@ class TcpStats:
         self.write_bytes = 0
         self.send_timeouts = 0  # clients cut off for not reading what they were sent
         self.local_exhaustion = 0  # connects that failed for want of fds or memory
+        # HTTP/2 clients closed for abusing the protocol (rapid reset, control floods).
+        self.abuse_closes = 0
 
 
 class ServiceCounters:

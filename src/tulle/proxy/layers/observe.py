@@ -43,7 +43,7 @@ class Observe:
             stats.latency.observe((self.clock() - exchange.started_at) * 1000.0)
 
     def finished(self, exchange: Exchange) -> None:
-        key = (exchange.status, exchange.error)
+        key = (exchange.status, exchange.error, exchange.grpc_status)
         stats = exchange.stats
         if stats is not None:
             if exchange.endpoint is None:
