@@ -37,7 +37,8 @@ from tulle.config.yaml_reader import Document
 ZONE_ENVIRONMENT_VARIABLE = "TULLE_ZONE"
 SERVICE_KINDS = ("MeshService", "Service")
 # Service.appProtocol values that name a Tulle protocol; anything else is HTTP.
-_APP_PROTOCOLS = {"http": "http", "grpc": "grpc", "tcp": "tcp", "kubernetes.io/h2c": "http"}
+_APP_PROTOCOLS = {"http": "http", "http2": "http2", "grpc": "grpc", "tcp": "tcp",
+                  "kubernetes.io/h2c": "http2"}
 
 Policy = TypeVar("Policy", bound=BaseModel)
 

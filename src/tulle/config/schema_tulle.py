@@ -37,7 +37,10 @@ from tulle.config.schema_policy import (
 )
 
 TULLE_API_VERSION = "tulle.dev/v1alpha1"
-PROTOCOLS: tuple[str, ...] = ("http", "grpc", "tcp")
+# What the service's endpoints speak: http (HTTP/1.1; HTTP/2 clients are translated),
+# http2 (h2c with prior knowledge; HTTP/1.1 clients are translated), grpc (h2c, and
+# responses classified by grpc-status), tcp (opaque). docs/protocols.md.
+PROTOCOLS: tuple[str, ...] = ("http", "http2", "grpc", "tcp")
 Protocol = Literal[PROTOCOLS]  # type: ignore[valid-type]
 
 # Ports from DESIGN.md: outbound 4140, inbound 4143, admin 4191 (as Linkerd).

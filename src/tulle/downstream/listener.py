@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from tulle.downstream.h1 import ClientConnection
     from tulle.proxy.layers import ExchangeLayer
     from tulle.proxy.runtime import Runtime
     from tulle.telemetry.metrics import ResponseStats, TcpStats
@@ -14,6 +13,16 @@ if TYPE_CHECKING:
 # A client that does not read what it is sent for this long is cut off (nginx's
 # send_timeout and HAProxy's "timeout client" are both 60 s by default).
 DEFAULT_SEND_TIMEOUT = 60.0
+
+
+class ServedConnection(Protocol):
+    """What a listener's shutdown asks of every connection it accepted (HTTP/1.1 or 2)."""
+
+    def close_if_idle(self) -> None:
+        """Draining: close now if nothing is in progress (else once it is done)."""
+
+    def abort(self) -> None:
+        """The grace period is over: close at once."""
 
 
 @dataclass(slots=True)
@@ -26,7 +35,7 @@ class ListenerContext:
     head_timeout: float  # a request head must arrive within this
     idle_timeout: float  # a keep-alive connection may sit idle this long
     send_timeout: float = DEFAULT_SEND_TIMEOUT  # a client must read what it is sent
-    connections: set[ClientConnection] = field(default_factory=set)
+    connections: set[ServedConnection] = field(default_factory=set)
     draining: bool = False
     # Connections arrive redirected by iptables (tulle init): read each one's original
     # destination once, for the route layer.

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final
 from tulle.proxy import errors
 from tulle.proxy.streams import LeaseWaiter
 from tulle.proxy.transitions import Machine
-from tulle.resilience.retry import CONNECT_FAILURE, RESET, TIMEOUT
+from tulle.resilience.retry import CONNECT_FAILURE, REFUSED_STREAM, RESET, TIMEOUT
 
 if TYPE_CHECKING:
     from tulle.http import Headers, ResponseHead
@@ -41,6 +41,9 @@ if TYPE_CHECKING:
 
 # Sent again on a new connection when a reused one turns out closed (RFC 9110 §9.2.2).
 _RESENDABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+
+# Times one try is sent again because the endpoint refused its stream unprocessed.
+MAX_REFUSALS = 3
 
 _CONNECT_ERRORS = {
     "connect-refused": errors.CONNECT_REFUSED,
@@ -88,6 +91,7 @@ class Attempt(LeaseWaiter):
         "feedback",
         "phase",
         "probe",
+        "refusals",
         "sent_at",
         "stream",
         "wheel",
@@ -101,6 +105,7 @@ class Attempt(LeaseWaiter):
         self.stream: UpstreamStream | None = None
         self.sent_at = 0.0  # when the request was handed to the pool (for the balancer)
         self.probe = False  # the circuit breaker's probe of its endpoint
+        self.refusals = 0  # times the endpoint refused the stream unprocessed
         self.deadline = 0.0  # the per-try timeout, on the timer wheel (0.0: none)
         self.wheel_slot = 0
         self.wheel: TimerWheel | None = None  # set by the forward layer when it arms one
@@ -190,6 +195,25 @@ class Attempt(LeaseWaiter):
                        errors.UPSTREAM_RESET.reason(endpoint=self.endpoint.address))
         elif phase == RESPONDING:
             self._fail(RESET, errors.UPSTREAM_RESET, "the endpoint closed mid-response")
+
+    def upstream_refused(self) -> None:
+        """The endpoint never processed the request: send it again on a fresh stream (for
+        any method, RFC 9113 §8.7) if its body can be sent again, a few times at most."""
+        if self.phase != SENT:
+            return
+        exchange = self.exchange
+        head = exchange.head
+        replayable = not head.has_body or (exchange.request_complete
+                                            and exchange.replay is not None)
+        if replayable and self.refusals < MAX_REFUSALS:
+            self.refusals += 1
+            self.phase = MACHINE.move(self.phase, _RECONNECT)
+            self.stream = None
+            exchange.rewind_body()
+            self.endpoint.pool.h2.lease(self)
+            return
+        self._fail(REFUSED_STREAM, errors.UPSTREAM_RESET,
+                   errors.UPSTREAM_RESET.reason(endpoint=self.endpoint.address))
 
     def upstream_failed(self, reason: str) -> None:
         """The endpoint sent bytes that are not HTTP."""

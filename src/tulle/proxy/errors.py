@@ -69,8 +69,9 @@ def _header_safe(text: str) -> bytes:
     return "".join(ch if " " <= ch <= "~" else "?" for ch in text).encode("ascii")
 
 
-def local_response(status: int, reason: str, close: bool, head_only: bool = False) -> bytes:
-    """A complete HTTP/1.1 response from the proxy: status, ``tulle-error``, a short body."""
+def local_parts(status: int, reason: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """The headers (lower-case) and body of a response from the proxy: ``tulle-error``
+    and a short text body saying why."""
     body = reason.encode("utf-8", "replace") + b"\n"
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
@@ -78,6 +79,12 @@ def local_response(status: int, reason: str, close: bool, head_only: bool = Fals
         (b"tulle-error", _header_safe(reason)),
         (b"via", b"1.1 tulle"),
     ]
+    return headers, body
+
+
+def local_response(status: int, reason: str, close: bool, head_only: bool = False) -> bytes:
+    """A complete HTTP/1.1 response from the proxy: status, ``tulle-error``, a short body."""
+    headers, body = local_parts(status, reason)
     if close:
         headers.append((b"connection", b"close"))
     head = encode_head(b"HTTP/1.1 %d %b" % (status, reason_phrase(status)), headers)

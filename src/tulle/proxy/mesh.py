@@ -149,7 +149,8 @@ class DirectionState:
         )
         settings = service.load_balancer
         target = self.targets.get(key)
-        if target is None or target.load_balancer != settings:
+        if (target is None or target.load_balancer != settings
+                or target.protocol != service.protocol):
             stats = self.metrics.responses(self.direction, service.name, service.namespace)
             counters = self.metrics.service_counters(
                 self.direction, service.name, service.namespace
@@ -158,7 +159,7 @@ class DirectionState:
             budget = _budget(service, self.loop)
             target = ServiceTarget(
                 service.name, service.namespace, settings, balancer, timeouts, stats, counters,
-                budget, self.loop,
+                budget, self.loop, service.protocol,
             )
             target.stack = self._build_stack(target, self.runtime)
         else:

@@ -49,4 +49,4 @@ def service_stack(target: ServiceTarget, runtime: Runtime) -> ExchangeLayer:
     """What a request for ``target`` goes through once routed there."""
     clock, wheel = runtime.clock, runtime.wheel
     return RequestTimeout(wheel, Retry(target, runtime.loop, Balance(target, Feedback(
-        target, clock, Forward(wheel, clock)))))
+        target, clock, Forward(wheel, clock, h2=target.speaks_h2)))))

@@ -131,6 +131,10 @@ class ResponseSink:
     def upstream_failed(self, reason: str) -> None:
         """The endpoint sent bytes that are not HTTP."""
 
+    def upstream_refused(self) -> None:
+        """The endpoint did not process the request (HTTP/2 REFUSED_STREAM, or a stream
+        above a GOAWAY's last stream ID): it may be sent again, whatever its method."""
+
     def pause_request(self) -> None:
         """The endpoint is not reading the request body fast enough."""
 

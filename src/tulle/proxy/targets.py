@@ -114,8 +114,8 @@ class ServiceTarget:
     """A service: endpoints, balancer, timeouts, failover policy and stats."""
 
     __slots__ = ("_loop", "_waiting", "balancer", "budget", "counters", "endpoints", "limits",
-                 "load_balancer", "name", "namespace", "retry_policy", "routes", "stack",
-                 "stats", "timeouts")
+                 "load_balancer", "name", "namespace", "protocol", "retry_policy", "routes",
+                 "stack", "stats", "timeouts")
 
     def __init__(
         self,
@@ -128,9 +128,11 @@ class ServiceTarget:
         counters: ServiceCounters,
         budget: RetryBudget,
         loop: asyncio.AbstractEventLoop,
+        protocol: str = "http",
     ) -> None:
         self._loop = loop
         self.name = name
+        self.protocol = protocol  # what its endpoints speak: http, http2, grpc
         self.namespace = namespace
         self.load_balancer = load_balancer  # the settings the balancer was made from
         self.balancer = balancer
@@ -145,6 +147,11 @@ class ServiceTarget:
         # The request path of this target, built with it (`tulle.proxy.outbound`).
         self.stack: ExchangeLayer = _unbuilt
         self._waiting: deque[_Waiting] = deque()
+
+    @property
+    def speaks_h2(self) -> bool:
+        """Its endpoints are sent HTTP/2 (h2c), whatever the client spoke."""
+        return self.protocol in ("http2", "grpc")
 
     @property
     def key(self) -> str:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, cast
 from tulle.proxy import streams
 from tulle.telemetry.metrics import TcpStats
 from tulle.upstream.h1 import UpstreamConnection
+from tulle.upstream.h2 import H2Pool
 
 if TYPE_CHECKING:
     from tulle.proxy.streams import LeaseWaiter
@@ -82,8 +83,8 @@ _exhaustion_log = _LogLimit()
 class EndpointPool:
     """Idle keep-alive connections to one address, and the way to make new ones."""
 
-    __slots__ = ("_idle", "_loop", "_reconnect", "_reconnect_delay", "connect_timeout", "host",
-                 "port", "reachable", "retired", "tcp", "watchers")
+    __slots__ = ("_h2", "_idle", "_loop", "_reconnect", "_reconnect_delay", "connect_timeout",
+                 "host", "port", "reachable", "retired", "tcp", "watchers")
 
     def __init__(
         self,
@@ -105,10 +106,23 @@ class EndpointPool:
         self.watchers: set[Callable[[], None]] = set()
         self._reconnect: asyncio.TimerHandle | None = None
         self._reconnect_delay = RECONNECT_MIN
+        self._h2: H2Pool | None = None
 
     @property
     def idle_count(self) -> int:
         return len(self._idle)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    @property
+    def h2(self) -> H2Pool:
+        """HTTP/2 connections to this address, lending streams (made on first use)."""
+        pool = self._h2
+        if pool is None:
+            pool = self._h2 = H2Pool(self)
+        return pool
 
     def lease(self, waiter: LeaseWaiter) -> None:
         """Lend ``waiter`` a connection: an idle one now, or a new one once connected."""
@@ -124,21 +138,26 @@ class EndpointPool:
 
     def connect(self, waiter: LeaseWaiter) -> None:
         """Open a new connection for ``waiter`` (never an idle one)."""
-        task, timer = self._open()
+        task, timer = self.open_connection()
         task.add_done_callback(partial(self._connected, waiter, timer))
 
-    def _open(self) -> tuple[asyncio.Task, asyncio.TimerHandle]:
-        """Start connecting, within the connect timeout."""
+    def open_connection(
+        self, factory: Callable[[], asyncio.Protocol] | None = None
+    ) -> tuple[asyncio.Task, asyncio.TimerHandle]:
+        """Start connecting (an HTTP/1.1 connection unless ``factory`` says otherwise),
+        within the connect timeout."""
         loop = self._loop
-        # A plain class, not asyncio.Protocol: asyncio and uvloop call protocols by name.
-        factory = cast(Callable[[], asyncio.Protocol], partial(UpstreamConnection, self, self.tcp))
+        if factory is None:
+            # A plain class, not asyncio.Protocol: asyncio and uvloop call protocols by name.
+            factory = cast(Callable[[], asyncio.Protocol],
+                           partial(UpstreamConnection, self, self.tcp))
         task = loop.create_task(loop.create_connection(factory, self.host, self.port))
         return task, loop.call_later(self.connect_timeout, task.cancel)
 
     def _connected(self, waiter: LeaseWaiter, timer: asyncio.TimerHandle,
                    task: asyncio.Task) -> None:
         timer.cancel()
-        failure = self._failure(task)
+        failure = self.failure_of(task)
         if not waiter.wants_lease():
             # The try this connection was for is over (timed out, retried elsewhere, the
             # client left): keep a connection that worked, forget one that didn't.
@@ -152,7 +171,7 @@ class EndpointPool:
         conn.sink = waiter
         waiter.leased(conn)
 
-    def _failure(self, task: asyncio.Task) -> ConnectFailure | None:
+    def failure_of(self, task: asyncio.Task) -> ConnectFailure | None:
         """What went wrong with a connect (None: nothing), and its effect on the pool."""
         address = f"{self.host}:{self.port}"
         if task.cancelled():
@@ -192,6 +211,8 @@ class EndpointPool:
         idle = self._idle
         while idle and idle[0].idle_since < deadline:
             idle.pop(0).close()
+        if self._h2 is not None:
+            self._h2.close_idle_before(deadline)
 
     def retire(self) -> None:
         """The address left the configuration: close what is idle, refuse to keep more."""
@@ -201,6 +222,8 @@ class EndpointPool:
             self._reconnect = None
         while self._idle:
             self._idle.pop().close()
+        if self._h2 is not None:
+            self._h2.retire()
 
     # -- reachability --
 
@@ -221,7 +244,7 @@ class EndpointPool:
         self._reconnect = None
         if self.retired:
             return
-        task, timer = self._open()
+        task, timer = self.open_connection()
         task.add_done_callback(partial(self._reconnected, timer))
 
     def _reconnected(self, timer: asyncio.TimerHandle, task: asyncio.Task) -> None:

@@ -35,7 +35,7 @@ def service(spec: str) -> str:
         ("port: 70000", "spec.port: expected a number at most 65535, got 70000"),
         ("port: 0", "spec.port: expected a number at least 1, got 0"),
         ('port: "80"', 'spec.port: expected an integer, got "80"'),
-        ("protocol: udp", 'spec.protocol: expected one of http, grpc or tcp, got "udp"'),
+        ("protocol: udp", 'spec.protocol: expected one of http, http2, grpc or tcp, got "udp"'),
         ("protocl: http", "spec.protocl: unknown field (expected one of: protocol, port, "
                           "clusterIP, endpoints, dns, loadBalancer, timeouts, retries, "
                           "circuitBreaker, outlierDetection, healthCheck, limits)"),
