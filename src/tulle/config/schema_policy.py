@@ -54,6 +54,9 @@ RETRY_CONDITIONS: tuple[str, ...] = (
     "reset",            # connection reset before the response head
     "refused-stream",   # HTTP/2 REFUSED_STREAM; safe for any method
     "timeout",          # the per-try timeout ran out
+    # gRPC calls whose grpc-status is one of these (Linkerd's retry.linkerd.io/grpc);
+    # a gRPC call is retried whatever ``methods`` says (every call is a POST).
+    "cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable",
 )
 RetryCondition = Literal[RETRY_CONDITIONS]  # type: ignore[valid-type]
 

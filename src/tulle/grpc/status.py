@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from tulle.http.message import Headers
+from tulle.http.message import Headers, RequestHead
 
 NO_STATUS: Final = -1  # not a gRPC response, or no grpc-status yet
 
@@ -65,6 +65,24 @@ def parse_timeout(value: bytes) -> float | None:
 def format_timeout(seconds: float) -> bytes:
     """A ``grpc-timeout`` value for ``seconds`` (milliseconds, rounded up)."""
     return b"%dm" % max(1, int(seconds * 1000 + 0.999))
+
+
+def call_deadline(head: RequestHead, route_timeout: float | None) -> float | None:
+    """A gRPC call's timeout: its ``grpc-timeout``, capped by the route's timeout. When
+    the route's is sooner, the header sent on says so, so the server stops in time too."""
+    headers = head.headers
+    for index, (name, value) in enumerate(headers):
+        if name.lower() == b"grpc-timeout":
+            asked = parse_timeout(value)
+            if asked is None:
+                return route_timeout  # malformed: ignored, as grpc-go does
+            if route_timeout is None or asked <= route_timeout:
+                return asked
+            headers[index] = (name, format_timeout(route_timeout))
+            return route_timeout
+    if route_timeout is not None:
+        headers.append((b"grpc-timeout", format_timeout(route_timeout)))
+    return route_timeout
 
 
 def proxy_error_status(http_status: int) -> int:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from tulle.grpc.status import grpc_status
 from tulle.proxy import errors
 from tulle.proxy.streams import LeaseWaiter
 from tulle.proxy.transitions import Machine
@@ -89,6 +90,7 @@ class Attempt(LeaseWaiter):
         "endpoint",
         "exchange",
         "feedback",
+        "grpc_status",
         "phase",
         "probe",
         "refusals",
@@ -106,6 +108,8 @@ class Attempt(LeaseWaiter):
         self.sent_at = 0.0  # when the request was handed to the pool (for the balancer)
         self.probe = False  # the circuit breaker's probe of its endpoint
         self.refusals = 0  # times the endpoint refused the stream unprocessed
+        # A gRPC call's grpc-status (from a trailers-only head, or the trailers); -1: none.
+        self.grpc_status = -1
         self.deadline = 0.0  # the per-try timeout, on the timer wheel (0.0: none)
         self.wheel_slot = 0
         self.wheel: TimerWheel | None = None  # set by the forward layer when it arms one
@@ -149,10 +153,13 @@ class Attempt(LeaseWaiter):
         self.phase = MACHINE.move(self.phase, _HEAD)
         if self.wheel_slot:
             self._disarm()
+        exchange = self.exchange
         feedback = self.feedback
-        if feedback is not None:
+        if exchange.head.grpc:  # the verdict is the grpc-status, at the end
+            self.grpc_status = grpc_status(head.headers)
+        elif feedback is not None:
             feedback.responded(self, head.status < 500)
-        self.exchange.attempt_responded(self, head)
+        exchange.attempt_responded(self, head)
 
     def response_body(self, data: bytes) -> None:
         if self.phase == RESPONDING:
@@ -167,8 +174,20 @@ class Attempt(LeaseWaiter):
         self.stream = None
         if stream is not None:
             stream.release(exchange.request_complete)
-        if self.feedback is not None:
-            self.feedback.released(self)
+        feedback = self.feedback
+        if feedback is not None:
+            if exchange.head.grpc:
+                if trailers:
+                    code = grpc_status(trailers)
+                    if code >= 0:
+                        self.grpc_status = code
+                # Linkerd's classification: grpc-status 0 is a success, any other a failure.
+                feedback.responded(self, self.grpc_status <= 0)
+            feedback.released(self)
+        elif exchange.head.grpc and trailers:
+            code = grpc_status(trailers)
+            if code >= 0:
+                self.grpc_status = code
         exchange.attempt_ended(self, trailers)
 
     def response_flush(self) -> None:
@@ -266,7 +285,7 @@ class Attempt(LeaseWaiter):
         self._reset_stream()
         feedback = self.feedback
         if feedback is not None:
-            if not responded:
+            if not responded or self.exchange.head.grpc:  # a gRPC verdict comes at the end
                 feedback.failed(self, refused)
             feedback.released(self)
         self.exchange.attempt_failed(self, condition, error, reason)

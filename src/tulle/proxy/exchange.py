@@ -95,6 +95,7 @@ class Exchange:
         "head",
         "held",
         "held_bytes",
+        "held_head",
         "last_failure",
         "observer",
         "per_try_timeout",
@@ -144,6 +145,9 @@ class Exchange:
         self.request_trailers: Headers | None = None
         self.held: list[bytes] | None = []
         self.held_bytes = 0
+        # A gRPC response head held until its first message or its end: a call that ends
+        # at once with a retryable grpc-status is retried (Linkerd peeks the same way).
+        self.held_head: ResponseHead | None = None
         self.replay: list[bytes] | None = None
         self.replay_bytes = 0
         # The outcome.
@@ -241,8 +245,19 @@ class Exchange:
     def attempt_responded(self, attempt: Attempt, head: ResponseHead) -> None:
         """``attempt`` got its response head: retry it, or start the client's response."""
         retry = self.retry
-        if head.status >= 500 and retry is not None and retry.retries_status(self, attempt, head):
-            return
+        if retry is not None:
+            if head.status >= 500 and retry.retries_status(self, attempt, head):
+                return
+            if self.head.grpc and retry.retries_some_grpc(self):
+                code = attempt.grpc_status
+                if code < 0:
+                    self.held_head = head  # its grpc-status comes with the end
+                    return
+                if retry.retries_grpc(self, attempt, code):
+                    return
+        self._respond(head)
+
+    def _respond(self, head: ResponseHead) -> None:
         self.state = MACHINE.move(self.state, _HEAD)
         if self.wheel_slot:
             self._disarm()  # the request timeout is met
@@ -253,10 +268,23 @@ class Exchange:
         self.client.send_response_head(head, self)
 
     def attempt_body(self, data: bytes) -> None:
+        held = self.held_head
+        if held is not None:
+            self.held_head = None
+            self._respond(held)
         self.client.send_response_body(data)
 
     def attempt_ended(self, attempt: Attempt, trailers: Headers | None) -> None:
         """The response ended: finish (the attempt has released its stream)."""
+        self.grpc_status = attempt.grpc_status
+        held = self.held_head
+        if held is not None:
+            self.held_head = None
+            retry = self.retry
+            code = attempt.grpc_status
+            if retry is not None and code >= 0 and retry.retries_grpc(self, attempt, code):
+                return
+            self._respond(held)
         if not self.request_complete:
             # The endpoint answered before the request body ended: the rest of that
             # body has nowhere to go, so this connection cannot carry another request.
@@ -292,6 +320,7 @@ class Exchange:
         self._drop_attempt()
         self.status = status
         self.error = code
+        self.held_head = None
         if not self.request_complete or status in (400, 431):
             self.close_after = True
         self.held = None

@@ -15,12 +15,14 @@ import random
 
 from tulle.config import Retries
 from tulle.config.schema_policy import HTTP_METHODS
+from tulle.grpc.status import CODE_NAMES
 
 CONNECT_FAILURE = "connect-failure"
 REFUSED_STREAM = "refused-stream"
 RESET = "reset"
 TIMEOUT = "timeout"
 STATUS = "status"  # the endpoint answered with a status `retries_status` accepted
+GRPC_STATUS = "grpc-status"  # a gRPC call ended with a grpc-status `retries_grpc` accepted
 GATEWAY_STATUSES = frozenset({502, 503, 504})
 
 # Backoff between tries: full jitter over an exponential range, short enough that
@@ -35,7 +37,7 @@ MAX_REPLAY_BODY = 64 * 1024
 class RetryPolicy:
     """A service's retry settings, checked once and read per failed try."""
 
-    __slots__ = ("_conditions", "_methods", "_statuses", "attempts")
+    __slots__ = ("_conditions", "_grpc", "_methods", "_statuses", "attempts")
 
     def __init__(self, settings: Retries) -> None:
         self.attempts = settings.attempts
@@ -47,6 +49,8 @@ class RetryPolicy:
         if "5xx" in self._conditions:
             statuses |= set(range(500, 600))
         self._statuses = frozenset(statuses)
+        self._grpc = frozenset(code for code, name in CODE_NAMES.items()
+                               if name in self._conditions)
 
     @classmethod
     def for_route(cls, attempts: int, codes: tuple[int, ...]) -> RetryPolicy:
@@ -65,7 +69,15 @@ class RetryPolicy:
         """Whether an endpoint's answer with this status is worth another try."""
         return status in self._statuses
 
-    def allows(self, condition: str, method: bytes) -> bool:
+    def retries_grpc(self, code: int) -> bool:
+        """Whether a gRPC call that ended with grpc-status ``code`` is worth another try."""
+        return code in self._grpc
+
+    @property
+    def retries_some_grpc(self) -> bool:
+        return bool(self._grpc)
+
+    def allows(self, condition: str, method: bytes, grpc: bool = False) -> bool:
         """Whether a try that failed with ``condition`` may be retried for ``method``.
 
         ``condition`` is a failure condition, or "status" for an answer whose
@@ -75,6 +87,8 @@ class RetryPolicy:
             return True  # the request never reached the endpoint
         if condition == REFUSED_STREAM:
             return condition in self._conditions  # never processed: safe for any method
+        if grpc:  # every gRPC call is a POST: the conditions alone decide
+            return condition == GRPC_STATUS or condition in self._conditions
         if method not in self._methods:
             return False
         return condition == STATUS or condition in self._conditions

@@ -71,7 +71,8 @@ def service(spec: str) -> str:
          'got "fastest"'),
         ("retries: {on: [sometimes]}",
          "spec.retries.on[0]: expected one of 5xx, gateway-error, connect-failure, reset, "
-         'refused-stream or timeout, got "sometimes"'),
+         'refused-stream, timeout, cancelled, deadline-exceeded, internal, resource-exhausted '
+         'or unavailable, got "sometimes"'),
         ("retries: {methods: [FETCH]}",
          "spec.retries.methods[0]: expected one of GET, HEAD, POST, PUT, DELETE, CONNECT, "
          'OPTIONS, TRACE or PATCH, got "FETCH"'),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from tulle.proxy import errors
 from tulle.proxy.exchange import WAITING
-from tulle.resilience.retry import STATUS, backoff
+from tulle.resilience.retry import GRPC_STATUS, STATUS, backoff
 
 if TYPE_CHECKING:
     import asyncio
@@ -62,6 +62,24 @@ class Retry:
         self._again(exchange, attempt)
         return True
 
+    def retries_some_grpc(self, exchange: Exchange) -> bool:
+        """Whether the policy retries any grpc-status (so a gRPC head is worth holding)."""
+        policy = exchange.retry_policy
+        return policy is not None and policy.retries_some_grpc
+
+    def retries_grpc(self, exchange: Exchange, attempt: Attempt, code: int) -> bool:
+        """A gRPC call ended (before its response reached the client) with grpc-status
+        ``code``: True when this layer retries it."""
+        policy = exchange.retry_policy
+        if policy is None or not policy.retries_grpc(code) or not self._may(exchange,
+                                                                            GRPC_STATUS):
+            return False
+        attempt.cancel()
+        exchange.last_failure = (502, errors.UPSTREAM_STATUS.code,
+                                 f"the call failed with grpc-status {code}")
+        self._again(exchange, attempt)
+        return True
+
     def attempt_failed(self, exchange: Exchange, attempt: Attempt, condition: str,
                        error: errors.ProxyError, reason: str) -> bool:
         """An attempt failed before the response began: True when this layer retries it."""
@@ -77,7 +95,7 @@ class Retry:
         if policy is None or exchange.tries >= policy.attempts:
             return False
         head = exchange.head
-        if not policy.allows(condition, head.method):
+        if not policy.allows(condition, head.method, head.grpc):
             return False
         if head.has_body and exchange.replay is None:
             return False  # the body was too large to keep

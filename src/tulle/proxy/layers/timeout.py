@@ -1,5 +1,8 @@
 """RequestTimeout: the request's deadline over all its tries, and the 504 when it passes.
 
+A gRPC call's own deadline (``grpc-timeout``) counts too: the sooner of the two wins,
+and the endpoint is told the one that applies (gRPC's deadline propagation).
+
 It arms the deadline on the way in (on the timer wheel: no handle per request); the
 exchange disarms it through this layer's wheel when the response head arrives. If it
 passes first, this layer answers: the attempt in flight is abandoned as failed, and
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tulle.grpc.status import call_deadline
 from tulle.proxy import errors
 
 if TYPE_CHECKING:
@@ -27,6 +31,8 @@ class RequestTimeout:
 
     def __call__(self, exchange: Exchange) -> None:
         timeout = exchange.request_timeout
+        if exchange.head.grpc:
+            timeout = exchange.request_timeout = call_deadline(exchange.head, timeout)
         if timeout is not None:
             exchange.timeout = self
             self.wheel.arm(exchange, timeout)
