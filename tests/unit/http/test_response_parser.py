@@ -134,6 +134,23 @@ def test_bytes_after_a_head_response_in_the_same_read_are_a_502() -> None:
     assert recorder.stray_body == b""
 
 
+def test_a_chunked_head_response_with_trailers_in_the_same_read_is_not_a_crash() -> None:
+    # Found by the codec fuzzer: after a HEAD response the llhttp instance that read
+    # it goes on with the rest of that read as a chunked body, and its trailers
+    # reached the parser with no message open (an AssertionError out of feed).
+    # Refusing those bytes (502) or dropping them are both fine; anything else
+    # escaping feed() is not.
+    parser, recorder = parser_and_recorder()
+    parser.expect_no_body()
+    try:
+        parser.feed(lines("HTTP/1.1 202 OK", "Transfer-Encoding: chunked")
+                    + b"0;ext=1\r\nX-T: 1\r\n\r\n")
+    except RemoteProtocolError as error:
+        assert error.status == 502
+    assert [(m.head.status, m.trailers, m.ended) for m in recorder.messages] == [
+        (202, None, True)]
+
+
 # -- interim responses --------------------------------------------------------
 
 
