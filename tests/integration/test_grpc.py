@@ -7,8 +7,10 @@ real grpcio client (one channel) through a real ``tulle proxy`` to real grpcio s
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ import grpc
 import pytest
 
 from tests.support.grpc_servers import EchoServer, channel, method
-from tests.support.proxy import RunningProxy, mesh_service
+from tests.support.proxy import TULLE, RunningProxy, mesh_service
 
 
 def _service(name: str, servers: list[EchoServer], extra: str = "") -> str:
@@ -205,3 +207,25 @@ def test_a_slow_server_gets_few_calls_under_the_default_balancer(
     assert total == 300
     # Uniform would give it 100; the balancer learns it is slow after a few calls.
     assert slow.calls < 30, (slow.calls, [s.calls for s in fast])
+
+
+def test_tulle_tap_shows_each_calls_grpc_status(proxy: RunningProxy) -> None:
+    """``tulle tap`` streams while calls run; each line says the call's grpc-status."""
+    tap = subprocess.Popen(
+        [TULLE, "tap", "fragile", "--admin", f"127.0.0.1:{proxy.admin_port}",
+         "--max-events", "4", "--duration", "20s"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # subscribed
+        with channel(proxy.outbound, "fragile") as chan:
+            unary = method(chan, "Unary")
+            for _ in range(4):
+                with contextlib.suppress(grpc.RpcError):
+                    unary(b"", timeout=10)
+        out, err = tap.communicate(timeout=20)
+    finally:
+        tap.kill()
+    lines = out.splitlines()
+    assert len(lines) == 4, (out, err)
+    assert all("POST fragile/test.Echo/Unary -> 200 grpc-status=" in line for line in lines)
+    assert {line.split("grpc-status=")[1].split()[0] for line in lines} == {"0", "14"}

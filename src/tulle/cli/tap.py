@@ -74,14 +74,17 @@ async def events_until(
 
 
 def format_event(event: dict[str, object], names: dict[str, str]) -> str:
-    """One human line: time, direction, method, authority+path, status, latency, endpoint."""
+    """One human line: time, direction, method, authority+path, status (and a gRPC call's
+    grpc-status), latency, endpoint."""
     at = float(event.get("at", 0.0))  # type: ignore[arg-type]
     stamp = time.strftime("%H:%M:%S", time.localtime(at)) + f".{int(at * 1000) % 1000:03d}"
     error = f" error={event['error']}" if event.get("error") else ""
+    grpc = event.get("grpc_status", -1)
+    status = f"{event.get('status')} grpc-status={grpc}" if grpc != -1 else event.get("status")
     endpoint = event.get("endpoint") or "-"
     admin = str(event.get("admin", ""))
     return (f"{stamp} {event.get('direction', '')} {event.get('method')} "
-            f"{event.get('authority')}{event.get('path')} -> {event.get('status')} "
+            f"{event.get('authority')}{event.get('path')} -> {status} "
             f"{float(event.get('latency_ms', 0.0)):.1f}ms "  # type: ignore[arg-type]
             f"endpoint={endpoint}{error} proxy={names.get(admin, admin)}")
 

@@ -27,7 +27,7 @@ spends the bucket gets GOAWAY(ENHANCE_YOUR_CALM) and is closed.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 from tulle.grpc import local_fields, proxy_error_status
 from tulle.http import RemoteProtocolError, RequestHead, ResponseHead
@@ -60,8 +60,13 @@ WRITE_BUFFER_LOW = 64 * 1024
 RESET_BURST = 1000
 RESETS_PER_SECOND = 33.0
 
-# Why a stream's request body is not acknowledged.
-_PAUSED_BY_EXCHANGE: Final = 1
+# After a GOAWAY for an error, how long the connection is still read (and what is read
+# dropped) before it is closed: closing a socket with unread bytes resets it, and the
+# client would lose the GOAWAY that says why (RFC 9113 §5.4.1, "linger").
+LINGER = 1.0
+# Bytes handed to h2 at once: h2 handles every frame of what it is given before the
+# proxy sees any, so a read of small frames (SETTINGS, RST_STREAM) is fed in slices.
+FEED_SLICE = 16 * 1024
 
 
 class H2ClientStream(ClientStream):
@@ -289,8 +294,16 @@ class H2ClientConnection:
             self.tcp.read_bytes += len(data)
         if self.closing:
             return
+        codec = self.codec
         try:
-            self.codec.feed(data)
+            if len(data) <= FEED_SLICE:
+                codec.feed(data)
+            else:  # in slices: a flood is stopped within one slice of the bucket running out
+                view = memoryview(data)
+                for start in range(0, len(data), FEED_SLICE):
+                    codec.feed(bytes(view[start:start + FEED_SLICE]))
+                    if self.closing:
+                        return
         except RemoteProtocolError as exc:
             self._protocol_error(exc)
             return
@@ -435,25 +448,34 @@ class H2ClientConnection:
         tokens -= 1.0
         self._reset_tokens = tokens
         if tokens < 0 and not self.closing:
-            self.tcp.abusive_closes += 1
+            self.tcp.abuse_closes += 1
             self._refuse(ENHANCE_YOUR_CALM, f"too many {what}")
 
     def _protocol_error(self, exc: RemoteProtocolError) -> None:
-        """Bytes HTTP/2 forbids: h2 queued GOAWAY; send it and close."""
+        """Bytes HTTP/2 forbids: the codec queued GOAWAY; send it and close."""
         stats = self.ctx.malformed
         stats.requests += 1
         key = (400, errors.MALFORMED_REQUEST.code, -1)
         stats.responses[key] = stats.responses.get(key, 0) + 1
-        self.write_out()
-        self._drop_streams()
-        self._close()
+        self._linger_and_close()
 
     def _refuse(self, code: int, reason: str) -> None:
         self.codec.goaway(code)
+        self._linger_and_close()
+
+    def _linger_and_close(self) -> None:
+        """Send what is queued (the GOAWAY), shut our side, drop what the client still
+        sends for `LINGER` seconds, then close."""
         self.goaway_sent = True
         self.write_out()
         self._drop_streams()
-        self._close()
+        self.closing = True
+        transport = self.transport
+        if transport is None:
+            return
+        if transport.can_write_eof():
+            transport.write_eof()
+        self.ctx.runtime.loop.call_later(LINGER, transport.abort)
 
     def _drop_streams(self) -> None:
         streams = self.streams

@@ -54,7 +54,18 @@ class MeshCollector(Collector):
             read.add_metric(labels, tcp.read_bytes)
             written.add_metric(labels, tcp.write_bytes)
         yield from (opened, closed, open_now, read, written)
+        yield self._abuse_family()
         yield from self._failover_families()
+
+    def _abuse_family(self) -> Metric:
+        abuse = CounterMetricFamily(
+            "tulle_h2_abuse_closes_total",
+            "HTTP/2 clients closed with GOAWAY(ENHANCE_YOUR_CALM): rapid resets, or floods "
+            "of SETTINGS/PING.", labels=_TCP_LABELS)
+        for tcp in self._metrics.all_tcp():
+            if tcp.labels[1] == "src":
+                abuse.add_metric(list(tcp.labels), tcp.abuse_closes)
+        return abuse
 
     def _failover_families(self) -> Iterator[Metric]:
         service_labels = ["direction", "dst_service", "dst_namespace"]

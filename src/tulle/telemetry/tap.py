@@ -27,6 +27,7 @@ class TapEvent:
     latency_ms: float
     error: str
     at: float  # wall-clock seconds since the epoch, when the response ended
+    grpc_status: int = -1  # a gRPC call's grpc-status (-1: not a gRPC response)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

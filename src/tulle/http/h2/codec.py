@@ -31,7 +31,7 @@ from collections import deque
 from typing import Final, Protocol
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionState, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (
     ConnectionTerminated,
@@ -160,9 +160,13 @@ class H2Codec:
 
     def feed(self, data: bytes) -> None:
         """Handle ``data`` from the peer; raise RemoteProtocolError when it breaks HTTP/2."""
+        conn = self.conn
         try:
-            events = self.conn.receive_data(data)
+            events = conn.receive_data(data)
         except H2ProtocolError as exc:
+            if conn.state_machine.state != ConnectionState.CLOSED:
+                # h2 checks the preface before its frame loop, and queues no GOAWAY for it.
+                conn.close_connection(int(getattr(exc, "error_code", PROTOCOL_ERROR)))
             raise RemoteProtocolError(f"HTTP/2: {exc}") from None
         handler = self.handler
         for event in events:

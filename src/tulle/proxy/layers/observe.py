@@ -73,4 +73,5 @@ class Observe:
             latency_ms=(self.clock() - exchange.started_at) * 1000.0,
             error=exchange.error,
             at=time.time(),
+            grpc_status=exchange.grpc_status,
         )
