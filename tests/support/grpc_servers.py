@@ -12,6 +12,7 @@ The service needs no generated code: its methods take and return raw bytes
 ``Count``         server streaming: the request is N; answers N messages b"0" … b"N-1"
 ``Echo``          bidirectional: answers each request as it comes
 ``Big``           server streaming: the request is N; answers N messages of 64 KiB
+``Ticks``         server streaming: b"tick" every 10 ms until the client cancels
 
 A server made with ``delay`` answers ``Unary`` that much later (a slow endpoint); one
 made with ``fail`` answers ``Unary`` with that status code (a broken endpoint).
@@ -38,6 +39,7 @@ class EchoServer:
         self.calls = 0
         self.metadata: list[tuple[tuple[str, str], ...]] = []
         self.remaining: list[float | None] = []  # each Sleep call's deadline, as it came
+        self.cancelled = 0  # Ticks calls that ended because the client went away
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers))
         handlers = {
             "Unary": grpc.unary_unary_rpc_method_handler(self._unary),
@@ -47,6 +49,7 @@ class EchoServer:
             "Count": grpc.unary_stream_rpc_method_handler(self._count),
             "Echo": grpc.stream_stream_rpc_method_handler(self._echo),
             "Big": grpc.unary_stream_rpc_method_handler(self._big),
+            "Ticks": grpc.unary_stream_rpc_method_handler(self._ticks),
         }
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(SERVICE, handlers),))
@@ -99,6 +102,17 @@ class EchoServer:
               context: grpc.ServicerContext) -> Iterator[bytes]:
         self._count_call(context)
         yield from requests
+
+    def _ticks(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        self._count_call(context)
+        try:
+            for _ in range(3000):  # 30 s unless cancelled
+                if not context.is_active():
+                    return
+                yield b"tick"
+                time.sleep(0.01)
+        finally:  # ended early: the client went away (or grpc closed the generator)
+            self.cancelled += 1
 
     def _big(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
         self._count_call(context)

@@ -422,7 +422,7 @@ class H2ClientConnection:
         """Draining: GOAWAY (streams in flight finish), then close once none is left."""
         if not self.goaway_sent:
             self.goaway_sent = True
-            self.codec.goaway(NO_ERROR)
+            self.codec.goaway_gracefully()
             self.write_out()
         if not self.streams:
             self._close()

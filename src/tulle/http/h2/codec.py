@@ -48,6 +48,7 @@ from h2.events import (
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.exceptions import StreamClosedError
 from h2.settings import SettingCodes
+from hyperframe.frame import GoAwayFrame
 
 from tulle.http.errors import RemoteProtocolError
 from tulle.http.h2.heads import parse_request, parse_response, parse_trailers
@@ -116,7 +117,7 @@ class _Waiting:
 class H2Codec:
     """One HTTP/2 connection's protocol state (see the module note)."""
 
-    __slots__ = ("conn", "handler", "waiting")
+    __slots__ = ("conn", "extra", "handler", "waiting")
 
     def __init__(self, handler: H2Handler, client_side: bool) -> None:
         self.handler = handler
@@ -137,6 +138,7 @@ class H2Codec:
             },
         )
         self.waiting: dict[int, _Waiting] = {}
+        self.extra = b""  # frames written past h2 (a graceful GOAWAY), sent before its own
 
     # -- starting --
 
@@ -207,7 +209,16 @@ class H2Codec:
             elif kind is PingReceived:
                 handler.pinged()
             elif kind is ConnectionTerminated:
-                handler.goaway(event.last_stream_id or 0, int(event.error_code))
+                code = int(event.error_code)
+                if code == NO_ERROR:
+                    # A graceful GOAWAY: the streams the peer has (up to last_stream_id)
+                    # still complete (RFC 9113 §6.8). h2 closes the whole connection on
+                    # any GOAWAY, so its connection state is put back to open; streams
+                    # keep their own states, and the handler opens no new ones.
+                    conn.state_machine.state = (ConnectionState.CLIENT_OPEN
+                                                if conn.config.client_side
+                                                else ConnectionState.SERVER_OPEN)
+                handler.goaway(event.last_stream_id or 0, code)
 
     def ack(self, stream_id: int, flow: int) -> None:
         """``flow`` bytes of ``stream_id`` were passed on: the peer may send more."""
@@ -252,12 +263,26 @@ class H2Codec:
             self.conn.reset_stream(stream_id, code)
 
     def goaway(self, code: int = NO_ERROR, last_stream_id: int | None = None) -> None:
+        """GOAWAY, and the connection is over: nothing more may be sent (h2's rule)."""
         self.conn.close_connection(code, last_stream_id=last_stream_id)
+
+    def goaway_gracefully(self) -> None:
+        """GOAWAY(NO_ERROR) naming the last stream the peer opened: streams open now go on
+        (RFC 9113 §6.8), new ones are refused by the caller. h2 treats any GOAWAY it sends
+        as the end of the connection, so this one is written past its state machine."""
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.conn.highest_inbound_stream_id
+        frame.error_code = NO_ERROR
+        self.extra = self.conn.data_to_send() + frame.serialize()
 
     def ping(self, opaque: bytes) -> None:
         self.conn.ping(opaque)
 
     def data_to_send(self) -> bytes:
+        extra = self.extra
+        if extra:
+            self.extra = b""
+            return extra + self.conn.data_to_send()
         return self.conn.data_to_send()
 
     # -- what the peer allows --
