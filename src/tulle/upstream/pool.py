@@ -141,6 +141,20 @@ class EndpointPool:
         task, timer = self.open_connection()
         task.add_done_callback(partial(self._connected, waiter, timer))
 
+    def open_raw(self, protocol: object, done: Callable[[ConnectFailure | None], None]) -> None:
+        """Open a connection that does not speak HTTP (opaque TCP, a tunnel) for
+        ``protocol``, under the same connect timeout and reachability rules; ``done``
+        hears None once ``protocol`` has its transport, or why it will not. Such a
+        connection is the caller's: it never joins the idle list."""
+        task, timer = self.open_connection(
+            cast(Callable[[], asyncio.Protocol], lambda: protocol))
+        task.add_done_callback(partial(self._opened_raw, done, timer))
+
+    def _opened_raw(self, done: Callable[[ConnectFailure | None], None],
+                    timer: asyncio.TimerHandle, task: asyncio.Task) -> None:
+        timer.cancel()
+        done(self.failure_of(task))
+
     def open_connection(
         self, factory: Callable[[], asyncio.Protocol] | None = None
     ) -> tuple[asyncio.Task, asyncio.TimerHandle]:
