@@ -22,6 +22,9 @@ declare -A NEEDED=(
   [curl]=curl
   [setpriv]=util-linux
   [socat]=socat
+  # opaque TCP: three Redis endpoints behind one service, driven by redis-cli
+  [redis-server]=redis-server
+  [redis-cli]=redis-tools
 )
 
 missing=()

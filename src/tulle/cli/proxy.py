@@ -11,6 +11,7 @@ import click
 import uvloop
 
 from tulle.config import Address, ConfigError
+from tulle.transport.detect import DEFAULT_OPAQUE_PORTS
 
 
 def _address(value: str | None, flag: str) -> Address | None:
@@ -20,6 +21,23 @@ def _address(value: str | None, flag: str) -> Address | None:
         return Address.parse(value, allow_port_zero=flag != "--app")
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=flag) from None
+
+
+def _ports(value: str) -> frozenset[int]:
+    """``25,587,6000-6010`` as a set of ports."""
+    ports: set[int] = set()
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        low, _, high = item.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError:
+            raise click.BadParameter(f"expected ports or ranges (6000-6010), got {item!r}",
+                                     param_hint="--opaque-ports") from None
+        if not 1 <= first <= last <= 65535:
+            raise click.BadParameter(f"expected ports between 1 and 65535, got {item!r}",
+                                     param_hint="--opaque-ports")
+        ports.update(range(first, last + 1))
+    return frozenset(ports)
 
 
 @click.command()
@@ -45,6 +63,14 @@ def _address(value: str | None, flag: str) -> Address | None:
 @click.option("--transparent", is_flag=True,
               help="Take traffic redirected by iptables (tulle init): route each connection "
                    "by its original destination (SO_ORIGINAL_DST).")
+@click.option("--detect-timeout", default=1.0, show_default=True, type=float,
+              help="Seconds a client that sends nothing is waited for before its connection "
+                   "is proxied as opaque TCP (a server that speaks first is reached then).")
+@click.option("--opaque-ports", metavar="PORTS",
+              default=",".join(str(port) for port in sorted(DEFAULT_OPAQUE_PORTS)),
+              show_default=True,
+              help="Destination ports proxied as opaque TCP without waiting for the client "
+                   "(comma-separated, ranges as 6000-6010; '' for none).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def proxy(
@@ -58,6 +84,8 @@ def proxy(
     head_timeout: float,
     allow_tap: bool,
     transparent: bool,
+    detect_timeout: float,
+    opaque_ports: str,
     log_level: str,
 ) -> None:
     """Run a proxy on manifests (-f, reloaded on change and on SIGHUP) or on what a
@@ -86,6 +114,8 @@ def proxy(
         shutdown_grace=shutdown_grace,
         allow_tap=allow_tap,
         transparent=transparent,
+        detect_timeout=detect_timeout,
+        opaque_ports=_ports(opaque_ports),
     )
 
     async def run() -> None:

@@ -8,9 +8,11 @@ and reports what happened in between. Responses the proxy made itself (404 for
 an unknown host, 503 with nothing to send to) count against the service they
 were for; those for no known service show as ``(unknown)``.
 
-TCP_CONN is the open connections for the row when the proxy's TCP metrics
-carry a ``dst_service`` label; today they are per listener, so the connections
-open on each proxy are printed under the table instead.
+TCP_CONN is the connections open to the row's service when the proxy's TCP metrics
+carry a ``dst_service`` label: opaque TCP services (``protocol: tcp``, opaque ports)
+and CONNECT tunnels, whose rows show only that (no requests to count). HTTP
+connections are counted per listener, so when no row has TCP connections, those open
+on each proxy are printed under the table instead.
 """
 
 from __future__ import annotations

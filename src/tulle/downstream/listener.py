@@ -8,11 +8,17 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from tulle.proxy.layers import ExchangeLayer
     from tulle.proxy.runtime import Runtime
+    from tulle.tcp import TcpProxy
     from tulle.telemetry.metrics import ResponseStats, TcpStats
 
 # A client that does not read what it is sent for this long is cut off (nginx's
 # send_timeout and HAProxy's "timeout client" are both 60 s by default).
 DEFAULT_SEND_TIMEOUT = 60.0
+# How long a client that says nothing is waited for before its connection is taken as
+# opaque TCP (tulle.downstream.detect). Linkerd waits 10 s, which a server-speaks-first
+# protocol on a port not marked opaque pays on every connection; HTTP clients send their
+# request as soon as they connect, so 1 s is long for them and short for the others.
+DEFAULT_DETECT_TIMEOUT = 1.0
 
 
 class ServedConnection(Protocol):
@@ -40,3 +46,7 @@ class ListenerContext:
     # Connections arrive redirected by iptables (tulle init): read each one's original
     # destination once, for the route layer.
     transparent: bool = False
+    # Where connections that are not HTTP go (None: the HTTP side answers them), and how
+    # long a silent client is waited for before it is taken as one.
+    opaque: TcpProxy | None = None
+    detect_timeout: float = DEFAULT_DETECT_TIMEOUT

@@ -19,18 +19,20 @@ from pathlib import Path
 
 from tulle.config import Address, Config
 from tulle.discovery import ConfigSource, ManifestSource
-from tulle.downstream import ClientConnection, ListenerContext
-from tulle.downstream.listener import DEFAULT_SEND_TIMEOUT
+from tulle.downstream import ListenerContext, ProtocolDetector
+from tulle.downstream.listener import DEFAULT_DETECT_TIMEOUT, DEFAULT_SEND_TIMEOUT
 from tulle.proxy.inbound import inbound_listener_stack
 from tulle.proxy.layers.observe import Observe
 from tulle.proxy.layers.route import Route
 from tulle.proxy.mesh import DirectionState, MeshState
 from tulle.proxy.outbound import listener_stack
 from tulle.proxy.runtime import Runtime
+from tulle.tcp import TcpProxy
 from tulle.telemetry.admin import AdminSources, serve_admin
 from tulle.telemetry.collector import registry_for
 from tulle.telemetry.metrics import EndpointState, Metrics
 from tulle.telemetry.tap import TapHub
+from tulle.transport.detect import DEFAULT_OPAQUE_PORTS
 
 log = logging.getLogger("tulle.proxy")
 
@@ -59,6 +61,10 @@ class ProxyOptions:
     # destination, and take inbound traffic even without an app address (it goes to the
     # port the client dialled).
     transparent: bool = False
+    # A silent client is taken as opaque TCP after this; connections to these ports are
+    # opaque TCP from the start (tulle.downstream.detect).
+    detect_timeout: float = DEFAULT_DETECT_TIMEOUT
+    opaque_ports: frozenset[int] = DEFAULT_OPAQUE_PORTS
 
 
 class _Listener:
@@ -148,9 +154,11 @@ class ProxyServer:
             idle_timeout=timeouts.idle if timeouts else 60.0,
             send_timeout=self.options.send_timeout,
             transparent=self.options.transparent,
+            opaque=TcpProxy(state, self.metrics, self.runtime.clock, self.options.opaque_ports),
+            detect_timeout=self.options.detect_timeout,
         )
         server = await self.loop.create_server(
-            lambda: ClientConnection(ctx), address.host, address.port, backlog=1024
+            lambda: ProtocolDetector(ctx), address.host, address.port, backlog=1024
         )
         self._listeners[direction] = _Listener(ctx, route, server)
         log.info("%s listener on %s", direction, _bound(server))
@@ -212,6 +220,9 @@ class ProxyServer:
         for listener in self._listeners.values():
             for conn in list(listener.ctx.connections):
                 conn.abort()
+            if listener.ctx.opaque is not None:
+                for session in list(listener.ctx.opaque.sessions):
+                    session.abort()
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.runtime.wheel.stop()
@@ -226,7 +237,9 @@ class ProxyServer:
         log.info("stopped")
 
     def _open_connections(self) -> int:
-        return sum(len(listener.ctx.connections) for listener in self._listeners.values())
+        return sum(len(listener.ctx.connections)
+                   + (len(listener.ctx.opaque.sessions) if listener.ctx.opaque else 0)
+                   for listener in self._listeners.values())
 
     def _endpoint_states(self) -> list[EndpointState]:
         states = []

@@ -141,6 +141,7 @@ class ServiceTarget:
         self.counters = counters
         self.budget = budget
         self.retry_policy: RetryPolicy | None = None
+        self.protocol = "http"  # the service's spec.protocol: "tcp" skips detection
         self.routes: RouteTable | None = None  # HTTPRoutes whose parent is this service
         self.limits = Limits.model_validate({})
         self.endpoints: tuple[Endpoint, ...] = ()

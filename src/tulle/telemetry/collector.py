@@ -16,8 +16,16 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.samples import Sample
 
-from tulle.telemetry.metrics import LATENCY_BUCKETS_MS, Metrics, ResponseStats, classify
+from tulle.telemetry.metrics import (
+    DURATION_BUCKETS_MS,
+    LATENCY_BUCKETS_MS,
+    Metrics,
+    ResponseStats,
+    TcpStats,
+    classify,
+)
 
 _ENDPOINT_LABELS = ["direction", "dst_service", "dst_namespace", "endpoint"]
 _TCP_LABELS = ["direction", "peer"]
@@ -37,23 +45,7 @@ class MeshCollector(Collector):
             "route_", _ROUTE_ONLY_LABELS, self._metrics.all_route_responses()
         )
 
-        opened = CounterMetricFamily("tcp_open_total", "Connections opened.", labels=_TCP_LABELS)
-        closed = CounterMetricFamily("tcp_close_total", "Connections closed.", labels=_TCP_LABELS)
-        open_now = GaugeMetricFamily(
-            "tcp_open_connections", "Connections open now.", labels=_TCP_LABELS
-        )
-        read = CounterMetricFamily("tcp_read_bytes_total", "Bytes read.", labels=_TCP_LABELS)
-        written = CounterMetricFamily(
-            "tcp_write_bytes_total", "Bytes written.", labels=_TCP_LABELS
-        )
-        for tcp in self._metrics.all_tcp():
-            labels = list(tcp.labels)
-            opened.add_metric(labels, tcp.opened)
-            closed.add_metric(labels, tcp.closed)
-            open_now.add_metric(labels, tcp.opened - tcp.closed)
-            read.add_metric(labels, tcp.read_bytes)
-            written.add_metric(labels, tcp.write_bytes)
-        yield from (opened, closed, open_now, read, written)
+        yield from _tcp_families(self._metrics.all_tcp())
         yield self._abuse_family()
         yield from self._failover_families()
 
@@ -63,8 +55,9 @@ class MeshCollector(Collector):
             "HTTP/2 clients closed with GOAWAY(ENHANCE_YOUR_CALM): rapid resets, or floods "
             "of SETTINGS/PING.", labels=_TCP_LABELS)
         for tcp in self._metrics.all_tcp():
-            if tcp.labels[1] == "src":
-                abuse.add_metric(list(tcp.labels), tcp.abuse_closes)
+            direction, peer, service, _ = tcp.labels
+            if peer == "src" and not service:  # HTTP/2 clients are counted per listener
+                abuse.add_metric([direction, peer], tcp.abuse_closes)
         return abuse
 
     def _failover_families(self) -> Iterator[Metric]:
@@ -163,6 +156,53 @@ def _response_families(
     yield requests
     yield responses
     yield latency
+
+
+def _tcp_families(all_stats: list[TcpStats]) -> Iterator[Metric]:
+    """Linkerd's transport metrics. Every series has ``direction`` and ``peer``; those of
+    opaque TCP and tunnels also ``dst_service`` and ``dst_namespace`` (a listener's or a
+    pool's connections carry no service, and no empty labels are made up for them)."""
+    opened = CounterMetricFamily("tcp_open_total", "Connections opened.")
+    closed = CounterMetricFamily("tcp_close_total", "Connections closed, by classification "
+                                 "(failure: ended with an error, named by errno).")
+    open_now = GaugeMetricFamily("tcp_open_connections", "Connections open now.")
+    read = CounterMetricFamily("tcp_read_bytes_total", "Bytes read.")
+    written = CounterMetricFamily("tcp_write_bytes_total", "Bytes written.")
+    duration = HistogramMetricFamily(
+        "tcp_connection_duration_ms", "How long connections lived, in milliseconds.")
+    bounds = (*(str(float(b)) for b in DURATION_BUCKETS_MS), "+Inf")
+    for tcp in all_stats:
+        direction, peer, service, namespace = tcp.labels
+        labels = {"direction": direction, "peer": peer}
+        if service:
+            labels.update(dst_service=service, dst_namespace=namespace)
+        failures = dict(tcp.failures)
+        _sample(opened, "tcp_open_total", labels, tcp.opened)
+        _sample(closed, "tcp_close_total",
+                {**labels, "classification": "success", "errno": ""},
+                tcp.closed - sum(failures.values()))
+        for errno_name, count in sorted(failures.items()):
+            _sample(closed, "tcp_close_total",
+                    {**labels, "classification": "failure", "errno": errno_name}, count)
+        _sample(open_now, "tcp_open_connections", labels, tcp.opened - tcp.closed)
+        _sample(read, "tcp_read_bytes_total", labels, tcp.read_bytes)
+        _sample(written, "tcp_write_bytes_total", labels, tcp.write_bytes)
+        counts = list(tcp.durations.counts)
+        if any(counts):
+            cumulative = 0
+            for bound, count in zip(bounds, counts, strict=True):
+                cumulative += count
+                _sample(duration, "tcp_connection_duration_ms_bucket",
+                        {**labels, "le": bound}, cumulative)
+            _sample(duration, "tcp_connection_duration_ms_count", labels, cumulative)
+            _sample(duration, "tcp_connection_duration_ms_sum", labels, tcp.durations.sum_ms)
+    yield from (opened, closed, open_now, read, written, duration)
+
+
+def _sample(family: Metric, name: str, labels: dict[str, str], value: float) -> None:
+    """One sample with its own label set (prometheus_client's ``add_metric`` would give
+    every sample of a family the same label names)."""
+    family.samples.append(Sample(name, labels, value))
 
 
 def registry_for(metrics: Metrics) -> CollectorRegistry:

@@ -85,7 +85,8 @@ def group_window(
 
     ``previous`` and ``current`` are matched by source; a source missing from
     ``previous`` counts from zero. ``tcp_key`` groups ``tcp_open_connections``
-    (a gauge: its current value); groups it does not reach have ``tcp_open`` None.
+    (a gauge: its current value); groups it does not reach have ``tcp_open`` None, and a
+    group only it reaches (an opaque TCP service) gets a row with no responses.
     """
     before = {scrape.source: scrape for scrape in previous}
     counts: dict[Hashable, list[float]] = {}  # successes, failures, rps
@@ -115,7 +116,7 @@ def group_window(
                 merged = buckets.setdefault(group, {})
                 merged[bound] = merged.get(bound, 0.0) + delta
     rows: dict[Hashable, GroupRow] = {}
-    for group in counts.keys() | buckets.keys():
+    for group in counts.keys() | buckets.keys() | tcp.keys():  # a TCP service: no responses
         successes, failures, rps = counts.get(group, (0.0, 0.0, 0.0))
         ordered = tuple(sorted(buckets.get(group, {}).items()))
         answered = successes + failures

@@ -69,14 +69,42 @@ class ResponseStats:
         self.latency.observe(latency_ms)
 
 
+# Buckets of tcp_connection_duration_ms: a connection lives from milliseconds (one
+# request) to days (a database session), so decades from 1 ms to about a day.
+DURATION_BUCKETS_MS: tuple[int, ...] = (
+    1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000,
+)  # fmt: skip
+
+
+class DurationHistogram:
+    """Connection lifetimes in milliseconds, per `DURATION_BUCKETS_MS` slot (last: +Inf)."""
+
+    __slots__ = ("counts", "sum_ms")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(DURATION_BUCKETS_MS) + 1)
+        self.sum_ms = 0.0
+
+    def observe(self, ms: float) -> None:
+        self.counts[bisect_left(DURATION_BUCKETS_MS, ms)] += 1
+        self.sum_ms += ms
+
+
 class TcpStats:
-    """Connections and bytes of one (direction, peer)."""
+    """Connections and bytes of one (direction, peer) — and, for opaque TCP and tunnels,
+    of one destination service (``dst_service``/``dst_namespace`` set).
 
-    __slots__ = ("abuse_closes", "closed", "labels", "local_exhaustion", "opened", "read_bytes",
-                 "send_timeouts", "write_bytes")
+    ``closed`` counts every close; ``failures`` those that ended with an error, by its
+    errno name (Linkerd's ``tcp_close_total{classification="failure", errno=…}``).
+    ``durations`` holds the lifetimes of the connections whose owner measures them (opaque
+    TCP and tunnels; HTTP connections count only opens, closes and bytes).
+    """
 
-    def __init__(self, labels: tuple[str, str]) -> None:
-        self.labels = labels  # direction, peer ("src": clients, "dst": upstreams)
+    __slots__ = ("abuse_closes", "closed", "durations", "failures", "labels",
+                 "local_exhaustion", "opened", "read_bytes", "send_timeouts", "write_bytes")
+
+    def __init__(self, labels: tuple[str, str, str, str]) -> None:
+        self.labels = labels  # direction, peer ("src": clients, "dst": upstreams), service, ns
         self.opened = 0
         self.closed = 0
         self.read_bytes = 0
@@ -85,6 +113,16 @@ class TcpStats:
         self.local_exhaustion = 0  # connects that failed for want of fds or memory
         # HTTP/2 clients closed for abusing the protocol (rapid reset, control floods).
         self.abuse_closes = 0
+        self.failures: dict[str, int] = {}
+        self.durations = DurationHistogram()
+
+    def record_close(self, duration_ms: float, errno_name: str) -> None:
+        """A connection ended after ``duration_ms``; ``errno_name`` is "" when it ended
+        cleanly."""
+        self.closed += 1
+        self.durations.observe(duration_ms)
+        if errno_name:
+            self.failures[errno_name] = self.failures.get(errno_name, 0) + 1
 
 
 class ServiceCounters:
@@ -105,7 +143,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self._responses: dict[tuple[str, str, str, str], ResponseStats] = {}
-        self._tcp: dict[tuple[str, str], TcpStats] = {}
+        self._tcp: dict[tuple[str, str, str, str], TcpStats] = {}
         self._services: dict[tuple[str, str, str], ServiceCounters] = {}
         self._routes: dict[tuple[str, str, str, str], ResponseStats] = {}
         # Set by the proxy: reads per-endpoint state (breaker, ejection, health,
@@ -145,8 +183,10 @@ class Metrics:
     def all_service_counters(self) -> list[ServiceCounters]:
         return list(self._services.values())
 
-    def tcp(self, direction: str, peer: str) -> TcpStats:
-        key = (direction, peer)
+    def tcp(self, direction: str, peer: str, service: str = "", namespace: str = "") -> TcpStats:
+        """Connections of a listener or pool (no service), or those proxied as opaque TCP
+        or tunnelled to a service."""
+        key = (direction, peer, service, namespace)
         stats = self._tcp.get(key)
         if stats is None:
             stats = self._tcp[key] = TcpStats(key)
