@@ -35,7 +35,7 @@ from __future__ import annotations
 import importlib
 import logging
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tulle.downstream.h1 import ClientConnection
 from tulle.transport.detect import HTTP2, NEED_MORE, OPAQUE, TLS, detect
@@ -170,7 +170,8 @@ class ProtocolDetector:
         if kind in (OPAQUE, TLS) and target is not None and ctx.opaque is not None:
             ctx.opaque.start(transport, target, data, self.peer_ip)
             return None
-        return _replay(transport, ClientConnection(ctx), data)
+        # A plain class, not asyncio.Protocol: asyncio and uvloop call protocols by name.
+        return _replay(transport, cast("asyncio.Protocol", ClientConnection(ctx)), data)
 
     def _http2(self, transport: asyncio.Transport, data: bytes) -> asyncio.Protocol | None:
         try:
