@@ -20,7 +20,7 @@ import pytest
 from tests.support.backend import Backend
 from tests.support.proxy import RunningProxy, free_port
 from tests.support.tcp_server import TcpServer
-from tulle.downstream.detect import H2_REFUSAL, TLS_REFUSAL
+from tulle.downstream.detect import TLS_REFUSAL
 
 MESH = "apiVersion: tulle.dev/v1alpha1\nkind: ServiceMesh\nmetadata: {name: default}\n"
 CLIENT_HELLO = bytes.fromhex("160301020001") + b"\x00\x01\xfc\x03\x03" + b"\x00" * 32
@@ -164,15 +164,17 @@ def test_without_a_destination_garbage_is_http_and_gets_400(
     assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
 
 
-def test_tls_and_http2_without_a_destination_are_refused_in_their_own_protocol(
-    proxy: RunningProxy,
-) -> None:
+def test_tls_without_a_destination_is_refused_with_a_tls_alert(proxy: RunningProxy) -> None:
     with socket.create_connection(proxy.outbound, timeout=10) as sock:
         sock.sendall(CLIENT_HELLO)
         assert _read_all(sock) == TLS_REFUSAL
+
+
+def test_the_http2_preface_is_served_as_http2(proxy: RunningProxy) -> None:
     with socket.create_connection(proxy.outbound, timeout=10) as sock:
         sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
-        assert _read_all(sock) == H2_REFUSAL
+        frame = _read_exactly(sock, 9)
+    assert frame[3] == 0x4 and frame[5:9] == b"\x00\x00\x00\x00"  # SETTINGS on stream 0
 
 
 def test_a_slow_reader_does_not_make_the_proxy_buffer(manifests: Path) -> None:

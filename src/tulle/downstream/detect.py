@@ -10,11 +10,8 @@ requests never pass through here.
 Where each answer goes:
 
 - **HTTP/1** → `tulle.downstream.h1.ClientConnection`.
-- **HTTP/2 preface** → the HTTP/2 server side, ``tulle.downstream.h2.ClientConnection``
-  (the same shape: made with the listener's context, then ``connection_made`` and the
-  bytes so far, preface included). While that module does not exist, the client gets
-  the server preface and a GOAWAY saying HTTP/1.1 is required (RFC 9113 §3.4, §7),
-  and the connection closes.
+- **HTTP/2 preface** → `tulle.downstream.h2.H2ClientConnection`, which takes over the
+  transport with the bytes so far, preface included.
 - **TLS ClientHello** → this is where the identity issue's mTLS termination goes: a
   ClientHello meant for this proxy will be terminated here, and detection run again on
   the plaintext. Until then a TLS connection the app made itself (``https://`` through
@@ -32,12 +29,11 @@ MySQL) is reached after that delay. Ports listed as opaque and services declared
 
 from __future__ import annotations
 
-import importlib
 import logging
-import struct
 from typing import TYPE_CHECKING, cast
 
 from tulle.downstream.h1 import ClientConnection
+from tulle.downstream.h2 import H2ClientConnection
 from tulle.transport.detect import HTTP2, NEED_MORE, OPAQUE, TLS, detect
 from tulle.transport.original_dst import redirected_destination
 
@@ -49,14 +45,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tulle.proxy")
 
-# RFC 9113 §6.5 and §6.8: an empty SETTINGS frame (the server preface), then GOAWAY with
-# last stream 0 and HTTP_1_1_REQUIRED (0xd), and a reason for people.
-_H2_REASON = b"HTTP/2 is not served by this proxy yet: use HTTP/1.1"
-H2_REFUSAL = (
-    b"\x00\x00\x00" b"\x04" b"\x00" b"\x00\x00\x00\x00"  # length 0, SETTINGS, stream 0
-    + (8 + len(_H2_REASON)).to_bytes(3, "big") + b"\x07" b"\x00" b"\x00\x00\x00\x00"
-    + struct.pack("!II", 0, 0xD) + _H2_REASON
-)
 # RFC 8446 §6: a fatal (2) handshake_failure (40) alert in a TLS 1.2-versioned record.
 TLS_REFUSAL = b"\x15\x03\x03\x00\x02\x02\x28"
 
@@ -159,7 +147,10 @@ class ProtocolDetector:
         ctx = self.ctx
         target = self.target
         if kind == HTTP2:
-            return self._http2(transport, data)
+            ctx.tcp.read_bytes += len(data)  # what take_over replays is not counted again
+            h2 = H2ClientConnection(ctx)
+            h2.take_over(transport, data, counted=False)
+            return cast("asyncio.Protocol", h2)
         if kind == TLS and target is None:
             # mTLS termination (the identity issue) goes here; for now nothing here can
             # read TLS, and there is nowhere to pass it on to.
@@ -172,14 +163,6 @@ class ProtocolDetector:
             return None
         # A plain class, not asyncio.Protocol: asyncio and uvloop call protocols by name.
         return _replay(transport, cast("asyncio.Protocol", ClientConnection(ctx)), data)
-
-    def _http2(self, transport: asyncio.Transport, data: bytes) -> asyncio.Protocol | None:
-        try:
-            h2 = importlib.import_module("tulle.downstream.h2")
-        except ImportError:
-            self._refuse(transport, H2_REFUSAL)
-            return None
-        return _replay(transport, h2.ClientConnection(self.ctx), data)
 
     def _refuse(self, transport: asyncio.Transport, answer: bytes) -> None:
         tcp = self.ctx.tcp
