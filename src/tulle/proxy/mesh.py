@@ -167,7 +167,6 @@ class DirectionState:
             target.budget = _budget(service, self.loop, keep=target.budget)
         target.retry_policy = RetryPolicy(service.retries) if service.retries else None
         target.limits = service.limits
-        target.protocol = service.protocol
         return target
 
     def _endpoint_for(

@@ -132,7 +132,7 @@ class ServiceTarget:
     ) -> None:
         self._loop = loop
         self.name = name
-        self.protocol = protocol  # what its endpoints speak: http, http2, grpc
+        self.protocol = protocol  # what its endpoints speak: http, http2, grpc (tcp: opaque)
         self.namespace = namespace
         self.load_balancer = load_balancer  # the settings the balancer was made from
         self.balancer = balancer
@@ -141,7 +141,6 @@ class ServiceTarget:
         self.counters = counters
         self.budget = budget
         self.retry_policy: RetryPolicy | None = None
-        self.protocol = "http"  # the service's spec.protocol: "tcp" skips detection
         self.routes: RouteTable | None = None  # HTTPRoutes whose parent is this service
         self.limits = Limits.model_validate({})
         self.endpoints: tuple[Endpoint, ...] = ()
