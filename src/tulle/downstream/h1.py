@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tulle.downstream.h2 import H2ClientConnection
@@ -79,6 +80,7 @@ class ClientConnection(ClientStream):
         "_pending_error",
         "_receiving",
         "_response_chunked",
+        "_send",
         "_started",
         "clock",
         "closing",
@@ -116,6 +118,7 @@ class ClientConnection(ClientStream):
         self._out: list[bytes] = []  # response bytes of the current read, not yet written
         self._response_chunked = False
         self._started: Exchange | None = None  # the latest exchange handed to the stack
+        self._send: Callable[[bytes], None] = _unconnected  # transport.write, bound once
 
     @property
     def draining(self) -> bool:
@@ -125,6 +128,7 @@ class ClientConnection(ClientStream):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._send = transport.write  # type: ignore[attr-defined]
         transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)  # type: ignore[attr-defined]
         peer = transport.get_extra_info("peername")
         if peer:
@@ -329,9 +333,8 @@ class ClientConnection(ClientStream):
         if self._out:
             self.flush()
         self.tcp.write_bytes += len(data)
-        transport = self.transport
-        if transport is not None and not self.closing:
-            transport.write(data)
+        if not self.closing:
+            self._send(data)
 
     def _pause(self, reason: int) -> None:
         was = self._paused
@@ -425,3 +428,7 @@ class ClientConnection(ClientStream):
         stats.responses[key] = stats.responses.get(key, 0) + 1
         self._write(local_response(exc.status, exc.reason, close=True))
         self._close()
+
+
+def _unconnected(data: bytes) -> None:
+    raise RuntimeError("a write before the connection was made")

@@ -5,12 +5,12 @@ balance and forward. Framing facts that only HTTP/1 has (chunked, keep-alive) ar
 here too, because the request path reads them to decide whether a body can be replayed
 and whether a connection can be reused.
 
-A head parsed from the wire keeps its header lines as they came (``lines``) and the
-ones a proxy forwards (``forward_lines``: all but the hop-by-hop ones), so forwarding
-a head is joining lines, not rebuilding each header; the ``headers`` list of
-(name, value) pairs is made only when something asks for it (a route that matches on
-a header, a hash on one). Assigning ``headers`` drops the lines: the head is then
-written from the list.
+A head parsed from the wire keeps its header block as it came (``block``: every header
+line, each after its ``\\r\\n``) and the block a proxy forwards (``forward``: the same
+without the hop-by-hop fields), so forwarding a head is joining a few byte strings, not
+rebuilding each header. The ``headers`` list of (name, value) pairs is made only when
+something asks for it (a route that matches on a header, a hash on one). Assigning
+``headers`` drops the blocks: the head is then written from the list.
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from __future__ import annotations
 Headers = list[tuple[bytes, bytes]]
 
 
-def split_lines(lines: list[bytes]) -> Headers:
-    """(name, value) pairs of raw header lines, values without surrounding white space."""
+def split_block(block: bytes) -> Headers:
+    """(name, value) pairs of a header block, values without surrounding white space."""
+    if not block:
+        return []
+    lines = block[2:].split(b"\r\n")
     return [(name, value.strip(b" \t")) for name, _, value in (line.partition(b":")
                                                                  for line in lines)]
 
@@ -27,20 +30,20 @@ def split_lines(lines: list[bytes]) -> Headers:
 class _Head:
     __slots__ = (
         "_headers",
+        "block",
         "chunked",
         "content_length",
-        "forward_lines",
+        "forward",
         "keep_alive",
-        "lines",
         "version",
     )
 
     def __init__(self) -> None:
         self.version: str = "1.1"
         self._headers: Headers | None = []
-        # As received, and those forwarded (None: write from ``headers`` instead).
-        self.lines: list[bytes] | None = None
-        self.forward_lines: list[bytes] | None = None
+        # As received, and as forwarded (None: written from ``headers`` instead).
+        self.block: bytes | None = None
+        self.forward: bytes | None = None
         self.content_length: int | None = None
         self.chunked: bool = False
         self.keep_alive: bool = True
@@ -49,20 +52,22 @@ class _Head:
     def headers(self) -> Headers:
         headers = self._headers
         if headers is None:
-            assert self.lines is not None
-            headers = self._headers = split_lines(self.lines)
+            block = self.block
+            assert block is not None
+            headers = self._headers = split_block(block)
         return headers
 
     @headers.setter
     def headers(self, value: Headers) -> None:
         self._headers = value
-        self.lines = self.forward_lines = None
+        self.block = self.forward = None
 
-    def set_lines(self, lines: list[bytes], forward: list[bytes] | None) -> None:
-        """The head's header lines as received (``headers`` is made from them on demand)."""
+    def set_block(self, block: bytes, forward: bytes) -> None:
+        """The head's header block as received and as forwarded (``headers`` is made from
+        the first on demand)."""
         self._headers = None
-        self.lines = lines
-        self.forward_lines = forward
+        self.block = block
+        self.forward = forward
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower-case), or None."""
@@ -84,7 +89,7 @@ class RequestHead(_Head):
         self.target: bytes = b""
         self.host: bytes | None = None
         self.expect_continue: bool = False
-        # Which of ``forward_lines`` ends the X-Forwarded-For chain (-1: none).
+        # Where, in ``forward``, the X-Forwarded-For chain's last line ends (-1: none).
         self.forwarded_for = -1
         # A gRPC call (content-type application/grpc; only HTTP/2 carries one).
         self.grpc: bool = False

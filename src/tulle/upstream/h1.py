@@ -12,6 +12,7 @@ and nginx close such connections too).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from tulle.http import RemoteProtocolError, RequestHead, ResponseHead, ResponseParser
@@ -40,6 +41,7 @@ class UpstreamConnection(UpstreamStream):
         "parser",
         "pool",
         "reused",
+        "send",
         "sink",
         "tcp",
         "transport",
@@ -57,6 +59,7 @@ class UpstreamConnection(UpstreamStream):
         self._chunked = False  # the request body goes chunked
         self._keep_alive = True  # the latest response allows another request
         self._reading_paused = False
+        self.send: Callable[[bytes], None] = _unconnected  # transport.write, bound once
         self._unsolicited = False  # a response arrived that no request asked for
         # The Host sent when a request has none (HTTP/1.0 forwarded as HTTP/1.1).
         self._authority = f"{pool.host}:{pool.port}".encode()
@@ -65,6 +68,7 @@ class UpstreamConnection(UpstreamStream):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.send = transport.write  # type: ignore[attr-defined]
         self.tcp.opened += 1
 
     def data_received(self, data: bytes) -> None:
@@ -194,11 +198,14 @@ class UpstreamConnection(UpstreamStream):
 
     def _send(self, data: bytes) -> None:
         self.tcp.write_bytes += len(data)
-        assert self.transport is not None
-        self.transport.write(data)
+        self.send(data)
 
     def close(self) -> None:
         """Close now; a sink still attached hears nothing more."""
         self.sink = None
         if self.transport is not None and not self.closed:
             self.transport.abort()
+
+
+def _unconnected(data: bytes) -> None:
+    raise RuntimeError("a write before the connection was made")

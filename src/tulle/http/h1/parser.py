@@ -10,11 +10,11 @@ the body, finds where each message ends), but a Python callback per header would
 more than everything else the proxy does with a head. So the head is taken from the
 bytes as they came: the parser knows where each message begins in the read that holds
 it (the start of the read, or where the previous message ended), and when llhttp says
-the head is complete, the head is the bytes from there to the blank line. Its lines are
-split once (C-level ``split``), and only the lines a proxy acts on — framing, Host,
-Expect, X-Forwarded-For and the hop-by-hop fields — are looked at one by one
-(`_scan`). The rest are forwarded as they came, and turned into (name, value) pairs
-only if something asks. Where a message begins cannot be known (a request pipelined
+the head is complete, the head is the bytes from there to the blank line. Only what a
+proxy acts on — Host, Content-Length, X-Forwarded-For and the hop-by-hop fields — is
+looked up in it, by name in the block lower-cased once (`_scan`); the rest is
+forwarded as it came, and turned into (name, value) pairs only if something asks.
+Where a message begins cannot be known (a request pipelined
 in the same read after a chunked body), that one head is collected from llhttp's
 per-header callbacks instead: slower, and the same.
 
@@ -138,16 +138,22 @@ def _userinfo_in_target(target: bytes) -> bool:
     return b"@" in authority
 
 
-# The lower-case header names the head scan acts on: framing, Host, Expect, the
-# X-Forwarded-For chain, and every hop-by-hop field (dropped when forwarding).
-_SPECIAL: frozenset[bytes] = HOP_BY_HOP | {
-    b"host", b"content-length", b"transfer-encoding", b"x-forwarded-for",
-}
 # Tokens of a Connection header that do not name a field to drop (see headers.py).
 _CONNECTION_OPTIONS: frozenset[bytes] = HOP_BY_HOP | {b"close", b"", b"content-length",
                                                       b"host"}
 
 _EMPTY_LINE = (b"\r", b"\n")
+# Bound once: a bytes method looked up by name on every call costs more than the call.
+_find = bytes.find
+_split = bytes.split
+# ASCII upper-case to lower-case, for bytes.translate (a C call, unlike a per-line lower).
+_LOWER_CASE = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
+# The hop-by-hop fields beginning with k, p, u or e (RFC 9110 §7.6.1; the others are
+# tested one by one in `_scan`), as they begin a lower-cased line.
+_KPUE = frozenset(b"kpue")
+_HOP_BY_HOP_KPUE: tuple[bytes, ...] = tuple(
+    name + b":" for name in sorted(HOP_BY_HOP) if name[:1] in (b"k", b"p", b"u", b"e")
+)
 
 # Where the parser is in the current message.
 _IDLE = 0  # between messages
@@ -168,66 +174,116 @@ class MessageHandler(Protocol):
         """An interim (1xx) response, before the final one (responses only)."""
 
 
-def _scan(head: RequestHead | ResponseHead, lines: list[bytes], request: bool) -> bytes | None:
-    """Read the header lines a proxy acts on into ``head``, and say which are forwarded.
+def _value_span(block: bytes, start: int, end: int) -> tuple[int, int]:
+    """Where a header's value lies in ``block[start:end]``, without surrounding white space."""
+    while start < end and (block[start] == 32 or block[start] == 9):  # SP, HTAB
+        start += 1
+    while end > start and (block[end - 1] == 32 or block[end - 1] == 9):
+        end -= 1
+    return start, end
 
-    Sets the content length, Host and Expect (requests), and ``head``'s lines: all of
-    them, and those forwarded (without the hop-by-hop fields, RFC 9110 §7.6.1).
-    Returns the Transfer-Encoding lines joined, for the caller to judge (None: none).
+
+def _scan(head: RequestHead | ResponseHead, block: bytes, request: bool) -> bytes | None:
+    """Read what a proxy acts on from a header block into ``head``, and set the block it
+    forwards (the same, without hop-by-hop fields, RFC 9110 §7.6.1).
+
+    One pass over the lines of the block lower-cased once: a line is looked at only when
+    its first letter could begin a field the proxy acts on (Host, Content-Length,
+    X-Forwarded-For, the hop-by-hop fields), and then compared by prefix. Returns the
+    Transfer-Encoding lines joined, for the caller to judge (None: none).
     """
+    low = block.translate(_LOWER_CASE)
     codings: bytes | None = None
-    dropped: list[int] | None = None
-    named: set[bytes] | None = None
-    xff = -1
-    for index, line in enumerate(lines):
-        colon = line.find(b":")
-        name = line[:colon].lower()
-        if name not in _SPECIAL:
-            continue
-        value = line[colon + 1:].strip(b" \t")
-        if name == b"content-length":
-            head.content_length = int(value)
-            continue
-        if name == b"host":
-            if request:
+    drop: list[tuple[int, int]] | None = None  # (start, end) of lines not forwarded
+    named: list[bytes] | None = None  # fields the Connection header names
+    forwarded_for = -1  # where the last X-Forwarded-For line ends
+    at = 0  # where the current line's "\r\n" is in ``block``
+    for line in _split(low, b"\r\n")[1:]:
+        at += 2
+        end = at + len(line)
+        first = line[0] if line else 0
+        dropped = False
+        if first == 99:  # c
+            if line.startswith(b"content-length:"):
+                start, stop = _value_span(block, at + 15, end)
+                head.content_length = int(block[start:stop])
+            elif line.startswith(b"connection:"):
+                dropped = True
+                for token in _split(low[at + 11:end], b","):
+                    token = token.strip(b" \t")
+                    if token not in _CONNECTION_OPTIONS:
+                        named = [token + b":"] if named is None else [*named, token + b":"]
+        elif first == 104:  # h
+            if request and line.startswith(b"host:"):
                 assert isinstance(head, RequestHead)
                 if head.host is not None:
                     raise RemoteProtocolError("more than one Host header")
-                if b"@" in value:
+                start, stop = _value_span(block, at + 5, end)
+                host = block[start:stop]
+                if b"@" in host:
                     raise RemoteProtocolError(
                         "userinfo (user@) in the Host header (RFC 9110 §4.2.4)"
                     )
-                head.host = value
-            continue
-        if name == b"x-forwarded-for":
-            xff = index
-            continue
-        # Hop-by-hop: not forwarded.
-        dropped = [index] if dropped is None else [*dropped, index]
-        if name == b"transfer-encoding":
-            codings = value if codings is None else codings + b"," + value
-        elif name == b"connection":
-            for token in value.split(b","):
-                token = token.strip(b" \t").lower()
-                if token not in _CONNECTION_OPTIONS:
-                    named = {token} if named is None else named | {token}
-        elif name == b"expect" and request and value.lower() == b"100-continue":
-            assert isinstance(head, RequestHead)
-            head.expect_continue = True
-    if dropped is None and named is None:
-        forward = lines
+                head.host = host
+        elif first == 116:  # t
+            if line.startswith(b"transfer-encoding:"):
+                dropped = True
+                start, stop = _value_span(block, at + 18, end)
+                value = block[start:stop]
+                codings = value if codings is None else codings + b"," + value
+            elif line.startswith(b"te:"):
+                dropped = True
+        elif first == 120:  # x
+            if request and line.startswith(b"x-forwarded-for:"):
+                forwarded_for = end
+        elif first in _KPUE and line.startswith(_HOP_BY_HOP_KPUE):
+            dropped = True
+            if request and line.startswith(b"expect:"):
+                start, stop = _value_span(low, at + 7, end)
+                if low[start:stop] == b"100-continue":
+                    assert isinstance(head, RequestHead)
+                    head.expect_continue = True
+        if dropped:
+            drop = [(at - 2, end)] if drop is None else [*drop, (at - 2, end)]
+        at = end
+    if named is not None:
+        drop = _drop_named(low, named, drop or [])
+    if drop is None:
+        forward = block
     else:
-        gone = set(dropped or ())
-        forward = [
-            line for index, line in enumerate(lines)
-            if index not in gone
-            and (named is None or line[:line.find(b":")].lower() not in named)
-        ]
-    head.set_lines(lines, forward)
+        kept: list[bytes] = []
+        position = 0
+        chain_end = forwarded_for
+        for start, stop in drop:
+            if start >= position:
+                kept.append(block[position:start])
+            if stop > position:
+                position = stop
+            if 0 <= stop <= chain_end:
+                forwarded_for -= stop - start  # the chain's end moves with what goes
+        kept.append(block[position:])
+        forward = b"".join(kept)
+    head.set_block(block, forward)
     if request:
         assert isinstance(head, RequestHead)
-        head.forwarded_for = -1 if xff < 0 else forward.index(lines[xff])
+        head.forwarded_for = forwarded_for
     return codings
+
+
+def _drop_named(low: bytes, named: list[bytes], drop: list[tuple[int, int]]
+                ) -> list[tuple[int, int]]:
+    """``drop`` with the lines of the fields a Connection header names, in order."""
+    at = 0
+    for line in _split(low, b"\r\n")[1:]:
+        at += 2
+        end = at + len(line)
+        for prefix in named:
+            if line.startswith(prefix):
+                drop.append((at - 2, end))
+                break
+        at = end
+    drop.sort()
+    return drop
 
 
 class _Parser:
@@ -249,6 +305,7 @@ class _Parser:
         "_head",
         "_head_bytes",
         "_next",
+        "_parse",
         "_parser",
         "_pieces",
         "_prefix",
@@ -261,6 +318,7 @@ class _Parser:
     )
 
     _parser: Any  # the subclass's llhttp parser (httptools has no common base to name)
+    _parse: Any  # its feed_data, bound once (a method looked up per read costs)
 
     def __init__(self, handler: MessageHandler, too_large: int) -> None:
         self._handler = handler
@@ -317,7 +375,7 @@ class _Parser:
             self._delivered = 0
         else:
             self._start = 0  # the head goes on from the start of this read
-        self._parser.feed_data(data)
+        self._parse(data)
         if self._state != _HEAD:
             return
         # The read ended inside a head: keep its bytes, within the cap.
@@ -377,12 +435,12 @@ class _Parser:
                 raise RemoteProtocolError("message head larger than 64 KiB", self._too_large)
             self._pieces.append((name, value.strip(b" \t")))
 
-    def _head_lines(self) -> tuple[bytes, list[bytes]]:
-        """The start line and header lines of the head llhttp just completed."""
+    def _head_block(self) -> tuple[bytes, bytes]:
+        """The start line and the header block of the head llhttp just completed."""
         if self._collect:
             self._body_pos = -1
-            lines = [name + b": " + value for name, value in self._pieces]
-            return b"", lines
+            block = b"".join([b"\r\n" + name + b": " + value for name, value in self._pieces])
+            return b"", block
         data = self._data
         start = self._start
         prefix = self._prefix
@@ -390,20 +448,22 @@ class _Parser:
             if data[start:start + 1] in _EMPTY_LINE:
                 # Empty lines before a request line are skipped (RFC 9112 §2.2).
                 start = len(data) - len(data[start:].lstrip(b"\r\n"))
-            end = data.find(b"\r\n\r\n", start)
+            end = _find(data, b"\r\n\r\n", start)
             raw = data[start:end]
             self._body_pos = end + 4
         else:
             self._prefix = None
             tail = prefix[-3:]  # the blank line may straddle the two reads
-            end = (tail + data).find(b"\r\n\r\n") - len(tail)
+            end = _find(tail + data, b"\r\n\r\n") - len(tail)
             raw = (prefix + data[:end]) if end > 0 else prefix[:len(prefix) + end]
             self._body_pos = end + 4
             raw = raw.lstrip(b"\r\n")  # empty lines before a request line (RFC 9112 §2.2)
         if len(raw) > MAX_HEAD_BYTES:
             raise RemoteProtocolError("message head larger than 64 KiB", self._too_large)
-        lines = raw.split(b"\r\n")
-        return lines[0], lines[1:]
+        line_end = _find(raw, b"\r\n")
+        if line_end < 0:
+            return raw, b""
+        return raw[:line_end], raw[line_end:]
 
     def on_body(self, body: bytes) -> None:
         if self._state != _BODY:
@@ -439,6 +499,7 @@ class RequestParser(_Parser):
     def __init__(self, handler: MessageHandler) -> None:
         super().__init__(handler, too_large=431)
         self._parser = httptools.HttpRequestParser(self)
+        self._parse = self._parser.feed_data
 
     def _new_head(self) -> RequestHead:
         return RequestHead()
@@ -452,7 +513,7 @@ class RequestParser(_Parser):
             raise RemoteProtocolError(
                 f"HTTP version {version} is not supported (1.0 and 1.1 are)", 505
             )
-        start_line, lines = self._head_lines()
+        start_line, block = self._head_block()
         head.method = method = parser.get_method()
         head.target = target = (
             self._url if self._collect else start_line[len(method) + 1:start_line.rindex(b" ")]
@@ -462,7 +523,7 @@ class RequestParser(_Parser):
             raise RemoteProtocolError("protocol upgrades (WebSocket, h2c) are not supported")
         if method == b"CONNECT":
             raise RemoteProtocolError("CONNECT tunnels are not supported")
-        codings = _scan(head, lines, request=True)
+        codings = _scan(head, block, request=True)
         if head.host is None and version == "1.1":
             raise RemoteProtocolError("HTTP/1.1 request without a Host header")
         if target[:1] != b"/" and b"@" in target and _userinfo_in_target(target):
@@ -495,6 +556,7 @@ class ResponseParser(_Parser):
     def __init__(self, handler: MessageHandler) -> None:
         super().__init__(handler, too_large=502)
         self._parser = httptools.HttpResponseParser(self)
+        self._parse = self._parser.feed_data
         self._no_body = False
         self._until_close = False
 
@@ -528,7 +590,7 @@ class ResponseParser(_Parser):
             raise RemoteProtocolError(f"the endpoint answered in HTTP version {version}", 502)
         if not 100 <= status <= 599:  # RFC 9110 §15: anything else is invalid
             raise RemoteProtocolError(f"invalid status code {status}", 502)
-        start_line, lines = self._head_lines()
+        start_line, block = self._head_block()
         if self._collect:
             head.reason = self._url
         else:
@@ -537,7 +599,7 @@ class ResponseParser(_Parser):
         if _REASON_CONTROL.search(head.reason) is not None:
             raise RemoteProtocolError("a control character in the status line's reason", 502)
         head.keep_alive = parser.should_keep_alive()
-        codings = _scan(head, lines, request=False)
+        codings = _scan(head, block, request=False)
         if codings is not None:
             _response_codings(codings, version)
             head.chunked = True
@@ -563,4 +625,5 @@ class ResponseParser(_Parser):
             # start a fresh parser for the next response on this connection.
             self._no_body = False
             self._parser = httptools.HttpResponseParser(self)
+            self._parse = self._parser.feed_data
             self.on_message_complete()

@@ -16,8 +16,10 @@ from tulle.http.message import Headers, RequestHead, ResponseHead
 VIA = b"1.1 tulle"
 _VIA = (b"via", VIA)
 _CHUNKED = (b"transfer-encoding", b"chunked")
-_VIA_LINE = b"via: " + VIA
-_CHUNKED_LINE = b"transfer-encoding: chunked"
+_VIA_LINE = b"\r\nvia: " + VIA
+_CHUNKED_LINE = b"\r\ntransfer-encoding: chunked"
+_CLOSE_LINE = b"\r\nconnection: close"
+_KEEP_ALIVE_LINE = b"\r\nconnection: keep-alive"
 
 _REASONS: dict[int, bytes] = {
     100: b"Continue",
@@ -56,22 +58,22 @@ def encode_head(start_line: bytes, headers: Headers) -> bytes:
 def request_head(head: RequestHead, client_ip: bytes, authority: bytes) -> bytes:
     """The head of ``head`` as the proxy forwards it; ``authority`` is the Host sent when
     the request had none."""
-    forward = head.forward_lines
+    forward = head.forward
     if forward is None:
         return _request_head_from_pairs(head, client_ip, authority)
-    lines = [head.method + b" " + head.target + b" HTTP/1.1", *forward]
-    if head.host is None:
-        lines.append(b"host: " + authority)
-    lines.append(_VIA_LINE)
     chain = head.forwarded_for
-    if chain < 0:
-        lines.append(b"x-forwarded-for: " + client_ip)
+    if chain >= 0:  # extend the chain that came with the request
+        forward = forward[:chain] + b", " + client_ip + forward[chain:]
+        added = b""
     else:
-        lines[chain + 1] += b", " + client_ip
-    if head.chunked:
-        lines.append(_CHUNKED_LINE)
-    lines.append(b"\r\n")
-    return b"\r\n".join(lines)
+        added = b"\r\nx-forwarded-for: " + client_ip
+    return b"".join((
+        head.method, b" ", head.target, b" HTTP/1.1", forward,
+        b"" if head.host is not None else b"\r\nhost: " + authority,
+        _VIA_LINE, added,
+        _CHUNKED_LINE if head.chunked else b"",
+        b"\r\n\r\n",
+    ))
 
 
 def _request_head_from_pairs(head: RequestHead, client_ip: bytes, authority: bytes) -> bytes:
@@ -90,21 +92,16 @@ def response_head(head: ResponseHead, chunked: bool, close: bool, keep_alive: bo
     is re-chunked, ``close`` when the connection ends after it, ``keep_alive`` to say
     that it does not to an HTTP/1.0 client."""
     status = head.status
-    lines = [b"HTTP/1.1 %d %b" % (status, head.reason or reason_phrase(status))]
-    forward = head.forward_lines
+    forward = head.forward
     if forward is None:
-        lines.extend(name + b": " + value for name, value in end_to_end(head.headers))
-    else:
-        lines.extend(forward)
-    lines.append(_VIA_LINE)
-    if chunked:
-        lines.append(_CHUNKED_LINE)
-    if close:
-        lines.append(b"connection: close")
-    elif keep_alive:
-        lines.append(b"connection: keep-alive")
-    lines.append(b"\r\n")
-    return b"\r\n".join(lines)
+        forward = b"".join([b"\r\n" + name + b": " + value
+                            for name, value in end_to_end(head.headers)])
+    return b"".join((
+        b"HTTP/1.1 %d %b" % (status, head.reason or reason_phrase(status)), forward, _VIA_LINE,
+        _CHUNKED_LINE if chunked else b"",
+        _CLOSE_LINE if close else _KEEP_ALIVE_LINE if keep_alive else b"",
+        b"\r\n\r\n",
+    ))
 
 
 def informational_head(head: ResponseHead) -> bytes:
