@@ -94,6 +94,21 @@ class _Recorder:
         if self.messages and not self.messages[-1].ended:
             raise FuzzFailure("an interim response inside a message")
 
+    def on_upgrade(self, head: RequestHead | ResponseHead, tail: bytes) -> None:
+        """A switch ends the message: CONNECT (no head before), or the Upgrade request
+        whose head is the open message. No response switches: none asked to."""
+        if isinstance(head, ResponseHead):
+            raise FuzzFailure("a response switched protocols unasked")
+        if head.method == b"CONNECT":
+            if self.messages and not self.messages[-1].ended:
+                raise FuzzFailure("a CONNECT inside a message")
+            self.messages.append(_Message(head))
+        elif not self.messages or self.messages[-1].head is not head:
+            raise FuzzFailure("an Upgrade that is not the open message")
+        if head.has_body:
+            raise FuzzFailure("a request that switches protocols with a body")
+        self.messages[-1].ended = True
+
 
 def _run(pieces: list[bytes], response: bool, head_request: bool
          ) -> tuple[list[_Message], int | None]:

@@ -33,16 +33,19 @@ from tulle.http.h1.writer import (
     encode_last_chunk,
     informational_head,
     response_head,
+    switching_head,
 )
 from tulle.proxy import errors
 from tulle.proxy.errors import local_response
 from tulle.proxy.exchange import RESPONDING, Exchange
 from tulle.proxy.streams import ClientStream
+from tulle.tcp.splice import Splice
 from tulle.transport.original_dst import redirected_destination
 
 if TYPE_CHECKING:
     from tulle.downstream.listener import ListenerContext
     from tulle.http import Headers
+    from tulle.proxy.streams import UpstreamStream
 
 # Requests a client may pipeline ahead of the one being answered before we stop reading
 # from it (they are held in memory until their turn).
@@ -66,6 +69,7 @@ _PIPELINE = 1  # too many requests queued
 _BODY = 2  # a request body has nowhere to go yet, or the endpoint is not reading it
 _WRITING = 4  # the client is not reading what it is sent
 _ERROR = 8  # a protocol error: nothing more is read
+_SWITCHING = 16  # the request switches protocols: the rest is not HTTP
 
 
 class ClientConnection(ClientStream):
@@ -82,6 +86,8 @@ class ClientConnection(ClientStream):
         "_response_chunked",
         "_send",
         "_started",
+        "_tail",
+        "_tunnel",
         "clock",
         "closing",
         "ctx",
@@ -119,6 +125,10 @@ class ClientConnection(ClientStream):
         self._response_chunked = False
         self._started: Exchange | None = None  # the latest exchange handed to the stack
         self._send: Callable[[bytes], None] = _unconnected  # transport.write, bound once
+        # A request that switches protocols: what followed it, and the endpoint's side
+        # once it answered 101 (the two are spliced when the exchange finishes).
+        self._tail = b""
+        self._tunnel: UpstreamStream | None = None
 
     @property
     def draining(self) -> bool:
@@ -226,6 +236,21 @@ class ClientConnection(ClientStream):
     def on_informational(self, head: ResponseHead) -> None:
         raise AssertionError("a request parser delivers no interim responses")
 
+    def on_upgrade(self, head: RequestHead | ResponseHead, tail: bytes) -> None:
+        """The request switches protocols (WebSocket, CONNECT): nothing more is read as
+        HTTP. An Upgrade goes through the request path like any request, and becomes a
+        splice if the endpoint answers 101; a CONNECT goes to opaque TCP."""
+        assert isinstance(head, RequestHead)
+        self._pause(_SWITCHING)
+        self._tail = tail
+        if head.method == b"CONNECT":
+            self._connect(head)
+            return
+        exchange = self._receiving
+        assert exchange is not None
+        exchange.close_after = True  # declined or not, this connection's HTTP ends here
+        self.on_end(None)
+
     # -- the client side of the exchange being answered (ClientStream) --
 
     def send_continue(self) -> None:
@@ -241,6 +266,9 @@ class ClientConnection(ClientStream):
     def send_response_head(self, head: ResponseHead, exchange: Exchange) -> None:
         request = exchange.head
         status = head.status
+        if status == 101:
+            self._switching(head, exchange)
+            return
         has_body = request.method != b"HEAD" and status != 204 and status != 304
         chunked = False
         if has_body and head.content_length is None:
@@ -299,7 +327,10 @@ class ClientConnection(ClientStream):
         if self.closing:
             return
         if exchange.close_after or self.ctx.draining:
-            self._close()
+            if self._tunnel is not None:
+                self._splice()
+            else:
+                self._close()
             return
         if self._paused & _PIPELINE and len(queue) <= MAX_PIPELINED:
             self._resume(_PIPELINE)
@@ -420,6 +451,49 @@ class ClientConnection(ClientStream):
         self._expect(0, 0.0)
         self.ctx.connections.discard(self)
         H2ClientConnection(self.ctx).take_over(self.transport, data, counted=True)
+
+    # -- switching protocols --
+
+    def _switching(self, head: ResponseHead, exchange: Exchange) -> None:
+        """The endpoint accepted the Upgrade: forward its 101, and splice once it is out."""
+        attempt = exchange.attempt
+        self._tunnel = attempt.stream if attempt is not None else None
+        self._response_chunked = False
+        protocol = head.header(b"upgrade") or exchange.head.protocol or b""
+        self._out.append(switching_head(head, protocol))
+
+    def _splice(self) -> None:
+        """Join this connection to the endpoint's that answered 101: bytes both ways."""
+        stream = self._tunnel
+        assert stream is not None
+        self._tunnel = None
+        taken = stream.take_tunnel()
+        transport = self.transport
+        if taken is None or transport is None:
+            self._close()
+            return
+        self.flush()
+        self.closing = True
+        self._expect(0, 0.0)
+        connections = self.ctx.connections
+        connections.discard(self)
+        connections.add(Splice.join((transport, self._tail, self.tcp), taken, self.clock,
+                                    connections.discard))
+
+    def _connect(self, head: RequestHead) -> None:
+        """A CONNECT: the connection is handed to opaque TCP, which answers it."""
+        if self.queue:
+            self._pending_error = RemoteProtocolError("CONNECT behind requests not yet answered")
+            return
+        opaque = self.ctx.opaque
+        transport = self.transport
+        if opaque is None or transport is None:
+            self._answer_malformed(RemoteProtocolError("CONNECT is not served here", 405))
+            return
+        self.closing = True
+        self._expect(0, 0.0)
+        self.ctx.connections.discard(self)
+        opaque.tunnel(transport, head, self._tail, self.peer_ip)
 
     def _answer_malformed(self, exc: RemoteProtocolError) -> None:
         stats = self.ctx.malformed

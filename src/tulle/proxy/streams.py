@@ -28,8 +28,15 @@ except ImportError:  # pure Python without mypy installed: a trait is a plain ba
         return cls
 
 if TYPE_CHECKING:
+    import asyncio
+
     from tulle.http import Headers, RequestHead, ResponseHead
     from tulle.proxy.exchange import Exchange
+    from tulle.telemetry.metrics import TcpStats
+
+    # A connection handed over for a splice: its transport (reading paused), the bytes
+    # that followed the last HTTP message in its last read, and the stats it counts on.
+    Tunnel = tuple[asyncio.Transport, bytes, TcpStats]
 
 
 @trait
@@ -106,6 +113,12 @@ class UpstreamStream:
 
     def reset(self) -> None:
         """Abandon this lease: whatever the endpoint still sends is not wanted."""
+
+    def take_tunnel(self) -> Tunnel | None:
+        """After the endpoint switched protocols (101 to an Upgrade request, whose
+        response then ended): the connection, for the client side to splice to its own.
+        None when this stream cannot be one (HTTP/2: an extended CONNECT stream)."""
+        return None
 
 
 @trait

@@ -197,6 +197,10 @@ class Splice:
                 self.on_end = None
                 on_end(self)
 
+    def close_if_idle(self) -> None:
+        """The proxy is draining: a splice is never known to be idle; it ends when its
+        peers end it, or when the grace period runs out (`abort`)."""
+
     def abort(self) -> None:
         """Close both connections at once (the proxy is stopping)."""
         for end in (self.client, self.upstream):

@@ -22,7 +22,7 @@ from tulle.telemetry.metrics import TcpStats
 
 if TYPE_CHECKING:
     from tulle.http import Headers
-    from tulle.proxy.streams import ResponseSink
+    from tulle.proxy.streams import ResponseSink, Tunnel
     from tulle.upstream.pool import EndpointPool
 
 
@@ -35,6 +35,7 @@ class UpstreamConnection(UpstreamStream):
         "_chunked",
         "_keep_alive",
         "_reading_paused",
+        "_switched",
         "_unsolicited",
         "closed",
         "idle_since",
@@ -61,6 +62,8 @@ class UpstreamConnection(UpstreamStream):
         self._reading_paused = False
         self.send: Callable[[bytes], None] = _unconnected  # transport.write, bound once
         self._unsolicited = False  # a response arrived that no request asked for
+        # After a 101: what followed it, kept for the splice (None: still HTTP).
+        self._switched: bytes | None = None
         # The Host sent when a request has none (HTTP/1.0 forwarded as HTTP/1.1).
         self._authority = f"{pool.host}:{pool.port}".encode()
 
@@ -142,6 +145,20 @@ class UpstreamConnection(UpstreamStream):
         if sink is not None:
             sink.response_end(trailers)
 
+    def on_upgrade(self, head: RequestHead | ResponseHead, tail: bytes) -> None:
+        """The endpoint accepted the Upgrade (101): the response ends here, and the
+        connection waits, paused, for the client side to take it (`take_tunnel`)."""
+        self._switched = tail
+        self._reading_paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+        sink = self.sink
+        if sink is not None:
+            sink.response_end(None)
+        if not self.closed:  # nobody took it: the client left, or its side cannot splice
+            self._switched = None
+            self.close()
+
     # -- the stream an attempt leases (tulle.proxy.streams.UpstreamStream) --
 
     def send_request_head(
@@ -155,6 +172,8 @@ class UpstreamConnection(UpstreamStream):
         chunked = self._chunked = head.chunked
         if head.method == b"HEAD":
             self.parser.expect_no_body()
+        elif head.protocol is not None:
+            self.parser.expect_upgrade()
         parts = [request_head(head, client_ip, self._authority)]
         if body:
             if chunked:
@@ -185,6 +204,8 @@ class UpstreamConnection(UpstreamStream):
     def release(self, reusable: bool) -> None:
         """The response ended: back to the pool if clean, closed otherwise."""
         self.sink = None
+        if self._switched is not None:
+            return  # a tunnel now, for the client side to take
         if (reusable and self._keep_alive and not self.parser.mid_message
                 and not self._reading_paused):
             self.pool.release(self)
@@ -193,6 +214,14 @@ class UpstreamConnection(UpstreamStream):
 
     def reset(self) -> None:
         self.close()
+
+    def take_tunnel(self) -> Tunnel | None:
+        tail = self._switched
+        transport = self.transport
+        if tail is None or transport is None or self.closed:
+            return None
+        self.closed = True  # no longer this object's (nor the pool's): the splice's
+        return transport, tail, self.tcp
 
     # -- internals --
 

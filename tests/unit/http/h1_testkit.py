@@ -33,6 +33,7 @@ class Recorder:
     interim: list[ResponseHead] = field(default_factory=list)  # 1xx responses
     # Body bytes that arrived when no message was open: always a codec bug.
     stray_body: bytes = b""
+    tail: bytes | None = None  # what followed a message that switched protocols
 
     def on_head(self, head: RequestHead | ResponseHead) -> None:
         self.events.append("head")
@@ -54,6 +55,13 @@ class Recorder:
     def on_informational(self, head: ResponseHead) -> None:
         self.events.append("interim")
         self.interim.append(head)
+
+    def on_upgrade(self, head: RequestHead | ResponseHead, tail: bytes) -> None:
+        self.events.append("upgrade")
+        if not self.messages or self.messages[-1].head is not head:
+            self.messages.append(Message(head))  # a CONNECT has no on_head
+        self.messages[-1].ended = True
+        self.tail = tail
 
     def summary(self) -> list[tuple[object, ...]]:
         """Every message as plain, comparable values (heads have no ``__eq__``)."""

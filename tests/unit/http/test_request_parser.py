@@ -241,19 +241,51 @@ def test_missing_host_reason_names_the_header() -> None:
     assert "Host" in rejection(lines("GET / HTTP/1.1")).reason
 
 
+def test_a_websocket_upgrade_is_a_head_then_a_switch_with_what_followed() -> None:
+    data = lines("GET /chat HTTP/1.1", "Host: a", "Connection: Upgrade", "Upgrade: websocket",
+                 "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==")
+    for pieces in ([data + b"\x81\x05hello"], [data[:20], data[20:] + b"\x81\x05hello"]):
+        recorder = parse_requests(*pieces)
+        assert recorder.events == ["head", "upgrade"]
+        head = recorder.messages[0].head
+        assert isinstance(head, RequestHead)
+        assert head.protocol == b"websocket"
+        # Connection and Upgrade are hop-by-hop: the writer sets them again for the switch.
+        assert [line.split(b":")[0].lower() for line in (head.forward or b"").split(b"\r\n")
+                if line] == [b"host", b"sec-websocket-key"]
+        assert recorder.tail == b"\x81\x05hello"
+
+
+def test_connect_is_a_switch_without_a_head_first() -> None:
+    recorder = parse_requests(
+        lines("CONNECT upstream.test:443 HTTP/1.1", "Host: upstream.test:443") + b"\x16\x03\x01")
+    assert recorder.events == ["upgrade"]
+    head = recorder.messages[0].head
+    assert isinstance(head, RequestHead)
+    assert (head.method, head.target, head.protocol) == (b"CONNECT", b"upstream.test:443", None)
+    assert recorder.tail == b"\x16\x03\x01"
+
+
+def test_upgrade_without_connection_upgrade_is_an_ordinary_request() -> None:
+    recorder = parse_requests(lines("GET / HTTP/1.1", "Host: a", "Upgrade: websocket"),
+                              lines("GET /2 HTTP/1.1", "Host: a"))
+    assert recorder.events == ["head", "end", "head", "end"]
+    assert recorder.messages[0].head.protocol is None  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
-    "data",
+    ("data", "words"),
     [
-        lines("GET /chat HTTP/1.1", "Host: a", "Connection: Upgrade", "Upgrade: websocket"),
-        lines("GET / HTTP/1.1", "Host: a", "Connection: upgrade", "Upgrade: h2c"),
-        lines("CONNECT upstream.test:443 HTTP/1.1", "Host: upstream.test:443"),
+        (lines("GET / HTTP/1.1", "Host: a", "Connection: upgrade", "Upgrade: h2c"), "h2c"),
+        (lines("POST /chat HTTP/1.1", "Host: a", "Connection: upgrade", "Upgrade: websocket",
+               "Content-Length: 3") + b"abc", "body"),
     ],
-    ids=["websocket", "h2c", "CONNECT"],
+    ids=["h2c", "with a body"],
 )
-def test_protocol_upgrades_are_400_not_supported(data: bytes) -> None:
+def test_upgrades_tulle_cannot_carry_are_400(data: bytes, words: str) -> None:
     error = rejection(data)
     assert error.status == 400
-    assert "not supported" in error.reason
+    assert words in error.reason
 
 
 # -- the 64 KiB head limit ----------------------------------------------------

@@ -172,6 +172,27 @@ def test_several_interim_responses_fed_separately_are_all_handed_on() -> None:
     assert recorder.messages[0].head.headers == [(b"Transfer-Encoding", b"chunked")]
 
 
+def test_a_101_to_an_upgrade_request_switches_with_what_followed() -> None:
+    parser, recorder = parser_and_recorder()
+    parser.expect_upgrade()
+    parser.feed(lines("HTTP/1.1 101 Switching Protocols", "Connection: Upgrade",
+                      "Upgrade: websocket") + b"\x81\x02hi")
+    assert recorder.events == ["head", "upgrade"]
+    assert recorder.messages[0].head.status == 101
+    assert recorder.tail == b"\x81\x02hi"
+
+
+def test_an_upgrade_declined_is_an_ordinary_response_and_asks_nothing_after() -> None:
+    parser, recorder = parser_and_recorder()
+    parser.expect_upgrade()
+    parser.feed(lines("HTTP/1.1 426 Upgrade Required", "Content-Length: 2") + b"no")
+    assert recorder.events == ["head", "body", "end"]
+    with pytest.raises(RemoteProtocolError) as caught:  # the next request asked for nothing
+        parser.feed(lines("HTTP/1.1 101 Switching Protocols", "Upgrade: websocket",
+                          "Connection: upgrade"))
+    assert caught.value.status == 502
+
+
 def test_unrequested_101_switching_protocols_is_502() -> None:
     data = lines("HTTP/1.1 101 Switching Protocols", "Connection: upgrade", "Upgrade: h2c")
     with pytest.raises(RemoteProtocolError) as caught:

@@ -173,6 +173,12 @@ class MessageHandler(Protocol):
     def on_informational(self, head: ResponseHead) -> None:
         """An interim (1xx) response, before the final one (responses only)."""
 
+    def on_upgrade(self, head: RequestHead | ResponseHead, tail: bytes) -> None:
+        """``head`` switched the connection to another protocol and is complete (in place
+        of ``on_end``): a CONNECT request (which gets no ``on_head``), an Upgrade request
+        (after its ``on_head``), or the 101 that accepts one. ``tail`` is what followed it
+        in the read; nothing more is parsed."""
+
 
 def _value_span(block: bytes, start: int, end: int) -> tuple[int, int]:
     """Where a header's value lies in ``block[start:end]``, without surrounding white space."""
@@ -312,6 +318,7 @@ class _Parser:
         "_raw_head_bytes",
         "_start",
         "_state",
+        "_switching",
         "_too_large",
         "_trailers",
         "_url",
@@ -338,6 +345,7 @@ class _Parser:
         self._head_bytes = 0
         self._raw_head_bytes = 0
         self._trailers: Headers | None = None
+        self._switching: RequestHead | ResponseHead | None = None  # see on_upgrade
 
     # Per direction: how bytes llhttp rejects are described, and the status they
     # earn (a client's: 400; an upstream's: 502).
@@ -355,8 +363,13 @@ class _Parser:
             if isinstance(cause, RemoteProtocolError):
                 raise cause from None
             raise
-        except httptools.HttpParserUpgrade:
-            raise RemoteProtocolError(self._UPGRADE, self._BAD_STATUS) from None
+        except httptools.HttpParserUpgrade as exc:
+            head = self._switching
+            if head is None:
+                raise RemoteProtocolError(self._UPGRADE, self._BAD_STATUS) from None
+            self._switching = None
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            self._handler.on_upgrade(head, data[offset:])
         except httptools.HttpParserError as exc:
             reason = str(exc) or type(exc).__name__
             if reason == _LLHTTP_UNKNOWN_VERSION:
@@ -519,10 +532,7 @@ class RequestParser(_Parser):
             self._url if self._collect else start_line[len(method) + 1:start_line.rindex(b" ")]
         )
         head.keep_alive = parser.should_keep_alive()
-        if parser.should_upgrade():
-            raise RemoteProtocolError("protocol upgrades (WebSocket, h2c) are not supported")
-        if method == b"CONNECT":
-            raise RemoteProtocolError("CONNECT tunnels are not supported")
+        switching = parser.should_upgrade()  # CONNECT, or Upgrade with Connection: upgrade
         codings = _scan(head, block, request=True)
         if head.host is None and version == "1.1":
             raise RemoteProtocolError("HTTP/1.1 request without a Host header")
@@ -533,10 +543,30 @@ class RequestParser(_Parser):
         if codings is not None:
             _request_codings(codings, version)
             head.chunked = True
-        self._state = _BODY
         self._head_bytes = 0
         self._delivered = 0
+        if switching:
+            self._switch(head)
+            return
+        self._state = _BODY
         self._handler.on_head(head)
+
+    def _switch(self, head: RequestHead) -> None:
+        """A request that switches protocols: a CONNECT tunnel (RFC 9110 §9.3.6), or an
+        Upgrade (§7.8) such as WebSocket, whose token goes in ``head.protocol`` (as
+        HTTP/2's ``:protocol``, RFC 8441). Neither may have a body: llhttp stops at the
+        head, and the bytes after it belong to the new protocol."""
+        if head.has_body:
+            raise RemoteProtocolError("a request that switches protocols has a body")
+        if head.method != b"CONNECT":
+            offer = head.header(b"upgrade") or b""
+            if b"h2c" in (token.strip().lower() for token in offer.split(b",")):
+                raise RemoteProtocolError("Upgrade: h2c is not supported (use prior knowledge)")
+            head.protocol = offer
+        self._state = _IDLE  # the end is on_upgrade, once llhttp says where the head ended
+        self._switching = head
+        if head.method != b"CONNECT":
+            self._handler.on_head(head)
 
 
 class ResponseParser(_Parser):
@@ -547,7 +577,7 @@ class ResponseParser(_Parser):
     connection closes, which ends a body framed by the connection's close.
     """
 
-    __slots__ = ("_no_body", "_until_close")
+    __slots__ = ("_no_body", "_until_close", "_upgrade_asked")
     _MALFORMED = "malformed response"
     _UPGRADE = "upstream switched protocols"
     _BAD_STATUS = 502
@@ -559,6 +589,7 @@ class ResponseParser(_Parser):
         self._parse = self._parser.feed_data
         self._no_body = False
         self._until_close = False
+        self._upgrade_asked = False
 
     def _new_head(self) -> ResponseHead:
         return ResponseHead()
@@ -566,6 +597,11 @@ class ResponseParser(_Parser):
     def expect_no_body(self) -> None:
         """The next response answers a HEAD request: it ends with its head."""
         self._no_body = True
+
+    def expect_upgrade(self) -> None:
+        """The next response answers an Upgrade request: a 101 switches protocols (it ends
+        with ``on_upgrade``); without this, a 101 is a protocol error (502)."""
+        self._upgrade_asked = True
 
     def feed_eof(self) -> bool:
         """The peer closed. True when that ended a read-until-close body."""
@@ -603,6 +639,12 @@ class ResponseParser(_Parser):
         if codings is not None:
             _response_codings(codings, version)
             head.chunked = True
+        if status == 101 and self._upgrade_asked:
+            self._upgrade_asked = False
+            self._state = _IDLE  # ended by on_upgrade, with the bytes that followed
+            self._switching = head
+            self._handler.on_head(head)
+            return
         if status < 200:
             # Interim response (100 Continue, 103 Early Hints): llhttp parses it as a
             # message of its own; it is handed on (a proxy forwards it, RFC 9110
@@ -615,6 +657,7 @@ class ResponseParser(_Parser):
         self._state = _BODY
         self._head_bytes = 0
         self._delivered = 0
+        self._upgrade_asked = False  # declined: an ordinary response
         no_body = self._no_body or status == 204 or status == 304
         self._until_close = not no_body and head.content_length is None and not head.chunked
         if self._until_close:

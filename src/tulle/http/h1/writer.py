@@ -72,8 +72,15 @@ def request_head(head: RequestHead, client_ip: bytes, authority: bytes) -> bytes
         b"" if head.host is not None else b"\r\nhost: " + authority,
         _VIA_LINE, added,
         _CHUNKED_LINE if head.chunked else b"",
+        b"" if head.protocol is None else _upgrade_lines(head.protocol),
         b"\r\n\r\n",
     ))
+
+
+def _upgrade_lines(protocol: bytes) -> bytes:
+    """An Upgrade request (or its 101) keeps the hop-by-hop fields that ask for the switch
+    (RFC 9110 §7.8): the proxy takes part in it."""
+    return b"\r\nconnection: upgrade\r\nupgrade: " + protocol
 
 
 def _request_head_from_pairs(head: RequestHead, client_ip: bytes, authority: bytes) -> bytes:
@@ -84,6 +91,8 @@ def _request_head_from_pairs(head: RequestHead, client_ip: bytes, authority: byt
     append_forwarded_for(headers, client_ip)
     if head.chunked:
         headers.append(_CHUNKED)
+    if head.protocol is not None:
+        headers.extend([(b"connection", b"upgrade"), (b"upgrade", head.protocol)])
     return encode_head(head.method + b" " + head.target + b" HTTP/1.1", headers)
 
 
@@ -102,6 +111,17 @@ def response_head(head: ResponseHead, chunked: bool, close: bool, keep_alive: bo
         _CLOSE_LINE if close else _KEEP_ALIVE_LINE if keep_alive else b"",
         b"\r\n\r\n",
     ))
+
+
+def switching_head(head: ResponseHead, protocol: bytes) -> bytes:
+    """A 101 Switching Protocols as forwarded: its headers, ``Via``, and the switch to
+    ``protocol`` (the rest of the connection is a tunnel, not HTTP)."""
+    forward = head.forward
+    if forward is None:
+        forward = b"".join([b"\r\n" + name + b": " + value
+                            for name, value in end_to_end(head.headers)])
+    return b"".join((b"HTTP/1.1 101 ", head.reason or b"Switching Protocols", forward,
+                     _VIA_LINE, _upgrade_lines(protocol), b"\r\n\r\n"))
 
 
 def informational_head(head: ResponseHead) -> bytes:
