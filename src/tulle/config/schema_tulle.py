@@ -7,6 +7,8 @@ Kubernetes; on Kubernetes, EndpointSlices can fill its endpoints instead.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 from typing import Annotated, Literal, Self
 
@@ -68,12 +70,48 @@ class MeshDefaults(Schema):
     limits: Limits = Field(default_factory=Limits)
 
 
+def _egress_host(value: str) -> str:
+    """``*``, a DNS name, ``*.`` and a DNS suffix, an IP address, or a CIDR block."""
+    host = value.strip().lower().rstrip(".")
+    if host == "*":
+        return host
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_network(host, strict=False))
+    name = host[2:] if host.startswith("*.") else host
+    if name and len(name) <= 253 and all(
+            _DNS_QUERY_LABEL.fullmatch(label) for label in name.split(".")):
+        return host
+    raise PydanticCustomError(
+        "egress_host",
+        "expected a host name, *.domain, an IP address, a CIDR block (10.0.0.0/8) or *, "
+        f"got {describe(value)}",
+    )
+
+
+class EgressRule(Schema):
+    """Destinations outside the mesh that ``CONNECT`` may tunnel to: ``host`` (a name,
+    ``*.example.com`` for its subdomains, an IP address or CIDR block matched against an
+    IP target, or ``*``) on ``ports`` (every port when empty)."""
+
+    host: Annotated[str, AfterValidator(_egress_host)]
+    ports: tuple[Port, ...] = ()
+
+
+class Egress(Schema):
+    """Traffic the proxy sends outside the mesh on a client's request. ``allow`` lists the
+    ``CONNECT`` targets that are not mesh services and may still be tunnelled to; any
+    other is refused (403). Mesh services are always reachable."""
+
+    allow: tuple[EgressRule, ...] = ()
+
+
 class MeshSpec(Schema):
     """Mesh-wide settings. ``zone`` is this proxy's zone (``TULLE_ZONE`` when absent)."""
 
     zone: str | None = None
     proxy: ProxyListeners = Field(default_factory=ProxyListeners)
     defaults: MeshDefaults = Field(default_factory=MeshDefaults)
+    egress: Egress = Field(default_factory=Egress)
 
 
 class ServiceMesh(Schema):

@@ -104,6 +104,11 @@ class Router:
             target = by_name.get(authority_host(authority), self.default)
         return target
 
+    def resolve_authority(self, authority: bytes) -> ServiceTarget | None:
+        """The service an authority names (a CONNECT's ``web:443``), with no default."""
+        by_name = self._by_name
+        return by_name.get(authority) or by_name.get(authority_host(authority))
+
     def resolve_destination(self, destination: Destination) -> ServiceTarget | None:
         """The target for a captured connection's original destination: the service
         whose clusterIP and port it is, else one that forwards to it as it is."""

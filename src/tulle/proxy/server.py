@@ -16,6 +16,7 @@ import logging
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from tulle.config import Address, Config
 from tulle.discovery import ConfigSource, ManifestSource
@@ -28,6 +29,7 @@ from tulle.proxy.mesh import DirectionState, MeshState
 from tulle.proxy.outbound import listener_stack
 from tulle.proxy.runtime import Runtime
 from tulle.tcp import TcpProxy
+from tulle.tcp.egress import EgressPolicy
 from tulle.telemetry.admin import AdminSources, serve_admin
 from tulle.telemetry.collector import registry_for
 from tulle.telemetry.metrics import EndpointState, Metrics
@@ -144,6 +146,9 @@ class ProxyServer:
             stack = listener_stack(direction, state.router, unknown, self.runtime, self.tap)
         route = _route_of(stack)
         timeouts = self.mesh.config.mesh.defaults.timeouts if self.mesh.config else None
+        opaque = TcpProxy(state, self.metrics, self.runtime.clock, self.options.opaque_ports)
+        if self.mesh.config is not None:
+            opaque.egress = EgressPolicy(self.mesh.config.mesh.egress.allow)
         ctx = ListenerContext(
             runtime=self.runtime,
             direction=direction,
@@ -154,11 +159,12 @@ class ProxyServer:
             idle_timeout=timeouts.idle if timeouts else 60.0,
             send_timeout=self.options.send_timeout,
             transparent=self.options.transparent,
-            opaque=TcpProxy(state, self.metrics, self.runtime.clock, self.options.opaque_ports),
+            opaque=opaque,
             detect_timeout=self.options.detect_timeout,
         )
         server = await self.loop.create_server(
-            lambda: ProtocolDetector(ctx), address.host, address.port, backlog=1024
+            lambda: cast(asyncio.Protocol, ProtocolDetector(ctx)), address.host, address.port,
+            backlog=1024
         )
         self._listeners[direction] = _Listener(ctx, route, server)
         log.info("%s listener on %s", direction, _bound(server))
@@ -181,6 +187,8 @@ class ProxyServer:
             state = self.mesh.outbound if direction == "outbound" else self.mesh.inbound
             listener.route.router = state.router
             listener.ctx.idle_timeout = config.mesh.defaults.timeouts.idle
+            if listener.ctx.opaque is not None:
+                listener.ctx.opaque.egress = EgressPolicy(config.mesh.egress.allow)
         log.info("configuration reloaded (%s): %d services", reason, len(config.services))
 
     def _refused(self, message: str) -> None:

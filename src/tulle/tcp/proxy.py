@@ -23,20 +23,36 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING
 
+from tulle.proxy.errors import local_response
+from tulle.proxy.routing import authority_host
+from tulle.tcp.egress import EgressPolicy
 from tulle.tcp.session import TcpSession
 
 if TYPE_CHECKING:
     import asyncio
 
+    from tulle.http import RequestHead
     from tulle.proxy.mesh import DirectionState
     from tulle.proxy.targets import ServiceTarget
     from tulle.tcp.session import Refusal
     from tulle.telemetry.metrics import Metrics
 
+# What a CONNECT's client is told once its tunnel is open (RFC 9110 §9.3.6: any 2xx).
+CONNECTED = b"HTTP/1.1 200 Connection established\r\nvia: 1.1 tulle\r\n\r\n"
+# How a tunnel that could not be opened is answered, by the session's reason.
+_TUNNEL_FAILURES = {
+    "connect-refused": 502,
+    "connect-failed": 502,
+    "connect-timeout": 504,
+    "local-exhaustion": 503,
+    "no-endpoints": 503,
+    "unavailable": 503,
+}
 class TcpProxy:
     """Opaque TCP of one direction's listener (see the module note)."""
 
-    __slots__ = ("clock", "direction", "metrics", "opaque_ports", "sessions", "state")
+    __slots__ = ("clock", "direction", "egress", "metrics", "opaque_ports", "sessions",
+                 "state")
 
     def __init__(
         self,
@@ -50,6 +66,7 @@ class TcpProxy:
         self.metrics = metrics
         self.clock = clock
         self.opaque_ports = frozenset(opaque_ports)
+        self.egress = EgressPolicy()  # replaced on every reload (spec.egress)
         self.sessions: set[TcpSession] = set()
 
     def destination(self, original_dst: tuple[str, int] | None) -> ServiceTarget | None:
@@ -96,6 +113,48 @@ class TcpProxy:
         session.start(transport, pending, client_ip, counted=counted, greeting=greeting,
                       refuse=refuse)
         return session
+
+
+    def tunnel(self, transport: asyncio.Transport, head: RequestHead, tail: bytes,
+               client_ip: bytes) -> None:
+        """A CONNECT: tunnel to a mesh service (balanced, like opaque TCP) or to an
+        address ``spec.egress`` allows; answer anything else with 403."""
+        authority = head.target
+        target = self.state.router.resolve_authority(authority)
+        if target is None:
+            address = _host_port(authority)
+            if address is None:
+                _answer(transport, 400, f"CONNECT needs host:port, got {_text(authority)}")
+                return
+            if self.direction != "outbound" or not self.egress.allows(*address):
+                _answer(transport, 403, f"CONNECT to {_text(authority)}: not a mesh service, "
+                                        "and the mesh's spec.egress.allow does not name it")
+                return
+            target = self.state.direct_target(address)
+        self.start(transport, target, tail, client_ip, counted=True, greeting=CONNECTED,
+                   refuse=lambda code, detail: _answer(
+                       transport, _TUNNEL_FAILURES.get(code, 502),
+                       f"CONNECT to {_text(authority)}: {detail}"))
+
+
+def _answer(transport: asyncio.Transport, status: int, reason: str) -> None:
+    """Answer a CONNECT that gets no tunnel, and close."""
+    if not transport.is_closing():
+        transport.write(local_response(status, reason, close=True))
+        transport.close()
+
+
+def _text(authority: bytes) -> str:
+    return repr(authority.decode("latin-1")[:200])
+
+
+def _host_port(authority: bytes) -> tuple[str, int] | None:
+    """``host:port`` (``[v6]:port``) of a CONNECT target, or None if it has no port."""
+    host = authority_host(authority).decode("latin-1").strip("[]")
+    _, colon, port = authority.rpartition(b":")
+    if not colon or not port.isdigit() or not host or not 0 < int(port) < 65536:
+        return None
+    return host, int(port)
 
 
 def _app_port(target: ServiceTarget) -> int | None:
