@@ -139,7 +139,7 @@ class TlsServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, name: str, context: ssl.SSLContext) -> None:
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 body = name.encode()
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(body)))

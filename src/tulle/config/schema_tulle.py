@@ -72,9 +72,10 @@ class MeshDefaults(Schema):
 
 def _egress_host(value: str) -> str:
     """``*``, a DNS name, ``*.`` and a DNS suffix, an IP address, or a CIDR block."""
-    host = value.strip().lower().rstrip(".")
+    host = value.strip().lower()
     if host == "*":
         return host
+    host = host.removesuffix(".")
     with contextlib.suppress(ValueError):
         return str(ipaddress.ip_network(host, strict=False))
     name = host[2:] if host.startswith("*.") else host

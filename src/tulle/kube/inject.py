@@ -18,8 +18,11 @@ Per-workload settings are annotations in the ``tulle.dev/`` namespace, mirroring
 Linkerd's ``config.linkerd.io`` ones (``ANNOTATIONS``), read from the pod template
 and then the workload. ``tulle.dev/inject: disabled`` leaves a pod alone, and a pod
 that already has the sidecar is left as it is, so injecting twice changes nothing.
-Opaque ports are not proxied yet (Tulle has no opaque TCP proxying): they are left
-out of the capture, so that traffic on them still flows, directly.
+Opaque ports (the chart's ``proxy.opaquePorts``, or ``tulle.dev/opaque-ports``) are
+captured like every other port and handed to the proxy as ``--opaque-ports``: their
+connections are proxied as opaque TCP from the first byte (balanced per connection,
+with TCP metrics), without protocol detection, so a server that speaks first (SMTP,
+MySQL) is not kept waiting.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ ANNOTATIONS = {
     "tulle.dev/skip-inbound-ports": "ports the init container leaves to reach the app directly",
     "tulle.dev/skip-outbound-ports": "destination ports the app reaches directly",
     "tulle.dev/skip-outbound-ips": "destination CIDRs the app reaches directly",
-    "tulle.dev/opaque-ports": "ports whose traffic is not HTTP, replacing the default list "
-                              "(left uncaptured for now)",
+    "tulle.dev/opaque-ports": "ports whose traffic is not HTTP, replacing the default list: "
+                              "proxied as opaque TCP without protocol detection",
     "tulle.dev/proxy-cpu-request": "the sidecar's CPU request",
     "tulle.dev/proxy-memory-request": "the sidecar's memory request",
     "tulle.dev/proxy-cpu-limit": "the sidecar's CPU limit",
@@ -109,11 +112,10 @@ def _joined(*parts: str) -> str:
 
 def _init_container(config: InjectConfig, annotations: dict[str, str]) -> dict[str, Any]:
     proxy, ports = config.proxy, config.proxy["ports"]
-    opaque = annotations.get("tulle.dev/opaque-ports", proxy.get("opaquePorts", ""))
     skip_inbound = _joined("4190", str(ports["admin"]), proxy.get("skipInboundPorts", ""),
-                           annotations.get("tulle.dev/skip-inbound-ports", ""), opaque)
+                           annotations.get("tulle.dev/skip-inbound-ports", ""))
     skip_outbound = _joined(proxy.get("skipOutboundPorts", ""),
-                            annotations.get("tulle.dev/skip-outbound-ports", ""), opaque)
+                            annotations.get("tulle.dev/skip-outbound-ports", ""))
     skip_ips = _joined(proxy.get("skipOutboundIPs", ""),
                        annotations.get("tulle.dev/skip-outbound-ips", ""))
     args = ["init", f"--proxy-uid={proxy['uid']}", f"--inbound-port={ports['inbound']}",
@@ -144,6 +146,7 @@ def _proxy_container(config: InjectConfig, annotations: dict[str, str]) -> dict[
         if annotation in annotations:
             resources.setdefault(section, {})[name] = annotations[annotation]
     log_level = annotations.get("tulle.dev/proxy-log-level", proxy.get("logLevel", "info"))
+    opaque = _joined(annotations.get("tulle.dev/opaque-ports", proxy.get("opaquePorts", "")))
     probe = {"httpGet": {"path": "/ready", "port": ports["admin"]}, "periodSeconds": 5}
     return {
         "name": PROXY_CONTAINER,
@@ -152,7 +155,7 @@ def _proxy_container(config: InjectConfig, annotations: dict[str, str]) -> dict[
         "args": ["proxy", "--transparent", f"--control={config.control_plane}",
                  f"--outbound=127.0.0.1:{ports['outbound']}",
                  f"--inbound=0.0.0.0:{ports['inbound']}", f"--admin=0.0.0.0:{ports['admin']}",
-                 f"--log-level={log_level}"],
+                 f"--opaque-ports={opaque}", f"--log-level={log_level}"],
         "ports": [{"name": "tulle-proxy", "containerPort": ports["inbound"]},
                   {"name": "tulle-admin", "containerPort": ports["admin"]}],
         "readinessProbe": probe,

@@ -64,8 +64,10 @@ def test_annotations_reach_the_containers() -> None:
         "tulle.dev/proxy-cpu-limit": "2"}}, "spec": {"containers": [{"name": "a"}]}}
     spec = inject_object(pod, config)["spec"]
     init_args = spec["initContainers"][0]["args"]
-    assert "--skip-inbound-ports=4190,4191,22,5432" in init_args
-    assert "--skip-outbound-ports=53,5432" in init_args  # the annotation replaces the list
+    assert "--skip-inbound-ports=4190,4191,22" in init_args
+    assert "--skip-outbound-ports=53" in init_args  # opaque ports are captured
+    # ... and proxied as opaque TCP; the annotation replaces the chart's list.
+    assert "--opaque-ports=5432" in spec["containers"][0]["args"]
     assert spec["containers"][0]["resources"]["limits"] == {"memory": "128Mi", "cpu": "2"}
     assert pod["spec"]["containers"] == [{"name": "a"}]  # the input is not changed
 
