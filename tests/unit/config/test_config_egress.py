@@ -1,4 +1,5 @@
-"""Egress for CONNECT: ServiceMesh spec.egress.allow, checked and matched."""
+"""Egress for CONNECT: ServiceMesh spec.egress.allow, checked at load and matched
+(tulle.tcp.egress)."""
 
 from __future__ import annotations
 
