@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -84,6 +85,7 @@ def run_codec(harness: Harness, runs: int) -> CodecResult:
         sys.executable, "-m", "bench.fuzz_codec", f"-runs={runs}",
         f"-max_len={fuzz_codec.MAX_LEN}", "-timeout=5", "-rss_limit_mb=1024",
         f"-dict={dictionary}", f"-artifact_prefix={work}/", "-print_final_stats=1",
+        f"-seed={SEED}",
         str(corpus), str(seeds),
     ]  # fmt: skip
     started = time.monotonic()
@@ -97,6 +99,13 @@ def run_codec(harness: Harness, runs: int) -> CodecResult:
         tail = "\n".join(line for line in err.splitlines()[-40:]
                          if not re.match(r"#\d+\s+(NEW|REDUCE|pulse)", line))
         finding = f"libFuzzer exited {done.returncode}:\n{tail}"
+        # Keep the inputs that failed (the temp dir goes at the end of the run).
+        kept = harness.results_dir / "fuzz-findings"
+        for artifact in work.glob("*-*"):
+            if artifact.name.split("-")[0] in ("crash", "timeout", "oom", "leak"):
+                kept.mkdir(parents=True, exist_ok=True)
+                shutil.copy(artifact, kept / artifact.name)
+                finding += f"\n(input kept as {kept.name}/{artifact.name})"
     return CodecResult(int(executed[-1]) if executed else 0, seconds,
                        coverage[-1] if coverage else "?", finding)
 

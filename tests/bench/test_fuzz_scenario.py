@@ -45,6 +45,22 @@ def test_what_the_codec_fuzzer_found_stays_fixed(found: str) -> None:
     fuzz_codec.check_one(base64.b64decode(found))
 
 
+# Found in the parser as rewritten for speed (heads read from the raw bytes): after
+# interim and HEAD responses in one read, the raw scan of the next head reads other
+# bytes than llhttp parsed, and int() of an empty Content-Length escapes feed() as a
+# ValueError. Open, reported to the data-plane owner; strict, so the fix shows.
+RAW_SCAN_DESYNC = (
+    "W0hUVFAvMS4xIDEwMCBDbnVlSFRUUC8xLjEgMTAwIENudWUNCg0KSFRUUC8xLjEgMjA0IE5vIExUPVAN"
+    "Cg0KSFRUUC8xLjEgMjA0IE5vIENvQ29udGVudHRp387MMA0KDQpIVFRQLzEuMSA1MDIgMA0KDQr/jo6O"
+    "jo6Ojo6Ojo6Ojo6Ojg0KSG9zdDogYQ0KQ29udGVudC1MZW5ndGg6IDUNCg0Kbw0K"
+)
+
+
+@pytest.mark.xfail(strict=True, reason="raw head scan out of step with llhttp (open)")
+def test_raw_head_scan_stays_in_step_with_llhttp() -> None:
+    fuzz_codec.check_one(base64.b64decode(RAW_SCAN_DESYNC))
+
+
 def test_the_codec_check_catches_a_parser_that_hands_on_a_bad_head(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
