@@ -26,6 +26,7 @@ SCENARIOS: dict[str, str] = {
     "fuzz": "bench.scenarios.fuzz",
     "soak": "bench.scenarios.soak",
     "balancing": "bench.scenarios.balancing",
+    "h2": "bench.scenarios.h2",
 }
 
 

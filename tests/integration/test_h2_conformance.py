@@ -146,12 +146,31 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_a_bad_preface_is_a_protocol_error(proxy: RunningProxy) -> None:
-    client = RawClient(proxy.outbound, preface=b"PRI * HTTP/2.0\r\n\r\nXY\r\n\r\n")
+def test_a_bad_preface_is_refused(proxy: RunningProxy) -> None:
+    """A preface whose magic is wrong is not HTTP/2 at all: the HTTP/1 side answers 400
+    and closes. The right magic followed by anything but SETTINGS is an HTTP/2 connection
+    error (RFC 9113 §3.4): GOAWAY(PROTOCOL_ERROR)."""
+    with socket.create_connection(proxy.outbound, timeout=5) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nXY\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    client = RawClient(proxy.outbound, preface=PREFACE + client_headers_first())
     goaway = client.goaway()
     assert goaway is not None and goaway.error_code == PROTOCOL_ERROR
     assert client.closed()
     _alive(proxy)
+
+
+def client_headers_first() -> bytes:
+    """A HEADERS frame where the client's SETTINGS must come first."""
+    block = Encoder().encode([(":method", "GET"), (":scheme", "http"), (":authority", "web"),
+                              (":path", "/")])
+    frame = HeadersFrame(1, block)
+    frame.flags.add("END_HEADERS")
+    frame.flags.add("END_STREAM")
+    return frame.serialize()
 
 
 def test_a_stream_id_used_twice_is_a_connection_error(proxy: RunningProxy) -> None:

@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tulle.downstream.h2 import H2ClientConnection
 from tulle.http import CONTINUE, RemoteProtocolError, RequestHead, RequestParser, ResponseHead
 from tulle.http.h1.writer import (
     encode_chunk,
@@ -54,10 +53,6 @@ MAX_PIPELINED = 16
 # response is paused, and so is reading from it); below the low mark it is again.
 WRITE_BUFFER_HIGH = 64 * 1024
 WRITE_BUFFER_LOW = 16 * 1024
-
-# The start of HTTP/2's preface, which llhttp refuses ("Pause on PRI/Upgrade"): a
-# client with prior knowledge of HTTP/2 (RFC 9113 §3.3).
-_H2_PRIOR_KNOWLEDGE = b"PRI * HTTP/2.0\r\n\r\n"
 
 # What a connection's deadline, when set, is waiting for.
 _WAITING_HEAD = 1
@@ -158,10 +153,7 @@ class ClientConnection(ClientStream):
         try:
             self.parser.feed(data)
         except RemoteProtocolError as exc:
-            if data.startswith(_H2_PRIOR_KNOWLEDGE):
-                self._to_h2(data)
-            else:
-                self._protocol_error(exc)
+            self._protocol_error(exc)
             return
         if not self.queue and not self._deadline_kind and not self.closing:
             # Part of a head is here and the rest is not: it must come in time.
@@ -440,17 +432,6 @@ class ClientConnection(ClientStream):
             self._pending_error = exc
         else:
             self.cut()
-
-    def _to_h2(self, data: bytes) -> None:
-        """The client opened with HTTP/2's preface (prior knowledge, RFC 9113 §3.3): the
-        connection is served as HTTP/2 from here on."""
-        if self.queue or self.transport is None:
-            self._protocol_error(RemoteProtocolError("HTTP/2 preface after a request", 400))
-            return
-        self.closing = True
-        self._expect(0, 0.0)
-        self.ctx.connections.discard(self)
-        H2ClientConnection(self.ctx).take_over(self.transport, data, counted=True)
 
     # -- switching protocols --
 

@@ -56,6 +56,10 @@ from tulle.http.message import Headers, RequestHead, ResponseHead
 
 PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
+# Where the type of the client's first frame is, and SETTINGS' type (RFC 9113 §3.4, §6.5).
+_FIRST_FRAME_TYPE: Final = len(PREFACE) + 3
+_SETTINGS: Final = 0x4
+
 # Error codes (RFC 9113 §7) the proxy sends.
 NO_ERROR: Final = int(ErrorCodes.NO_ERROR)
 PROTOCOL_ERROR: Final = int(ErrorCodes.PROTOCOL_ERROR)
@@ -117,7 +121,7 @@ class _Waiting:
 class H2Codec:
     """One HTTP/2 connection's protocol state (see the module note)."""
 
-    __slots__ = ("conn", "extra", "handler", "waiting")
+    __slots__ = ("conn", "extra", "handler", "opening", "waiting")
 
     def __init__(self, handler: H2Handler, client_side: bool) -> None:
         self.handler = handler
@@ -139,6 +143,9 @@ class H2Codec:
         )
         self.waiting: dict[int, _Waiting] = {}
         self.extra = b""  # frames written past h2 (a graceful GOAWAY), sent before its own
+        # A server's first bytes from the client, until the type of the frame after the
+        # preface is known: it must be SETTINGS (RFC 9113 §3.4), which h2 does not check.
+        self.opening: bytes | None = None if client_side else b""
 
     # -- starting --
 
@@ -163,6 +170,16 @@ class H2Codec:
     def feed(self, data: bytes) -> None:
         """Handle ``data`` from the peer; raise RemoteProtocolError when it breaks HTTP/2."""
         conn = self.conn
+        opening = self.opening
+        if opening is not None:
+            opening += data[:_FIRST_FRAME_TYPE + 1 - len(opening)]
+            if len(opening) > _FIRST_FRAME_TYPE:
+                self.opening = None
+                if opening[_FIRST_FRAME_TYPE] != _SETTINGS and opening.startswith(PREFACE):
+                    conn.close_connection(PROTOCOL_ERROR)
+                    raise RemoteProtocolError("HTTP/2: the first frame is not SETTINGS")
+            else:
+                self.opening = opening
         try:
             events = conn.receive_data(data)
         except H2ProtocolError as exc:
