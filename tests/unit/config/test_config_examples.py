@@ -22,7 +22,8 @@ def test_example_file_validates(name: str) -> None:
 def test_examples_together() -> None:
     config = load(EXAMPLES, environ={})
     assert {"web.default", "web-canary.default", "api.default"} <= set(config.services)
-    assert len(config.services) == 7  # plus one per balancer style in load-balancing.yaml
+    assert len(config.services) == 8  # plus one per balancer style in load-balancing.yaml
+    assert config.services["greeter.default"].protocol == "grpc"
     assert [e.address for e in config.services["web.default"].endpoints] == [
         "127.0.0.1:9001", "127.0.0.1:9002", "127.0.0.1:9003"
     ]

@@ -23,7 +23,7 @@ def test_valid_configuration_prints_a_summary(tmp_path: Path) -> None:
 def test_examples_summary() -> None:
     result = CliRunner().invoke(validate, [str(EXAMPLES)])
     assert result.exit_code == 0, result.output
-    assert result.stdout == "✓ 7 services, 1 route from 5 files\n"
+    assert result.stdout == "✓ 8 services, 1 route from 6 files\n"
 
 
 def test_problems_go_to_stderr_and_exit_1(tmp_path: Path) -> None:
