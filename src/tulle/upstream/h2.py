@@ -59,8 +59,8 @@ MAX_STREAMS_PER_CONNECTION = 1000
 class H2UpstreamStream(UpstreamStream):
     """One attempt's stream on an upstream HTTP/2 connection."""
 
-    __slots__ = ("conn", "request_ended", "responded", "response_paused", "reused", "sid",
-                 "sink", "unacked")
+    __slots__ = ("conn", "delivered", "request_ended", "responded", "response_paused",
+                 "reused", "sid", "sink", "unacked")
 
     def __init__(self, conn: H2UpstreamConnection, sink: ResponseSink) -> None:
         self.conn = conn
@@ -71,6 +71,7 @@ class H2UpstreamStream(UpstreamStream):
         self.responded = False
         self.response_paused = False
         self.unacked = 0
+        self.delivered = False  # the current read gave its sink something to write out
 
     # -- UpstreamStream --
 
@@ -147,6 +148,9 @@ class H2UpstreamConnection:
 
     __slots__ = ("authority", "closed", "codec", "going_away", "idle_since", "paused_requests",
                  "pool", "settled", "streams", "tcp", "touched", "transport")
+    # ``touched``: the streams that delivered something to their sinks in the current
+    # read; each is told `response_flush` once at its end, so what one read brought goes
+    # to the client in one write.
 
     def __init__(self, pool: H2Pool, tcp: TcpStats) -> None:
         self.pool = pool
@@ -191,6 +195,7 @@ class H2UpstreamConnection:
         if touched:
             self.touched = []
             for stream in touched:
+                stream.delivered = False
                 if stream.sink is not None:
                     stream.sink.response_flush()
         self.write_out()
@@ -228,7 +233,9 @@ class H2UpstreamConnection:
             return
         assert isinstance(head, ResponseHead)
         stream.responded = True
-        self.touched.append(stream)
+        if not stream.delivered:
+            stream.delivered = True
+            self.touched.append(stream)
         stream.sink.response_head(head)
 
     def stream_informational(self, stream_id: int, head: ResponseHead) -> None:
@@ -241,6 +248,9 @@ class H2UpstreamConnection:
         if stream is None or stream.sink is None:
             self.codec.ack(stream_id, flow)
             return
+        if not stream.delivered:
+            stream.delivered = True
+            self.touched.append(stream)
         stream.sink.response_body(data)
         if stream.response_paused:
             stream.unacked += flow
