@@ -21,6 +21,9 @@ HOT_MODULES = [
     "src/tulle/http/headers.py",
     "src/tulle/http/h1/parser.py",
     "src/tulle/http/h1/writer.py",
+    "src/tulle/http/h2/heads.py",
+    "src/tulle/http/h2/codec.py",
+    "src/tulle/grpc/status.py",
     "src/tulle/transport/timers.py",
     "src/tulle/telemetry/metrics.py",
     "src/tulle/resilience/breaker.py",
@@ -40,8 +43,10 @@ HOT_MODULES = [
     "src/tulle/proxy/layers/balance.py",
     "src/tulle/proxy/layers/feedback.py",
     "src/tulle/proxy/layers/forward.py",
+    "src/tulle/downstream/h2.py",
     "src/tulle/downstream/h1.py",
     "src/tulle/upstream/h1.py",
+    "src/tulle/upstream/h2.py",
     "src/tulle/upstream/pool.py",
 ]
 

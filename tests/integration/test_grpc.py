@@ -91,6 +91,8 @@ def test_one_channel_spreads_3000_unary_calls_over_three_servers(
                 name = call.result()
                 answers[name] = answers.get(name, 0) + 1
     low, high = _binomial_bounds(3000, 1 / 3)
+    print(f"\none channel, 3000 calls: {dict(sorted(answers.items()))}, "
+          f"bounds {low:.0f}-{high:.0f}")
     assert sum(answers.values()) == 3000
     assert sorted(answers) == [b"echo-0", b"echo-1", b"echo-2"]
     for name, count in answers.items():
@@ -204,6 +206,7 @@ def test_a_slow_server_gets_few_calls_under_the_default_balancer(
         for server in (*fast, slow):
             server.stop()
     total = slow.calls + sum(s.calls for s in fast)
+    print(f"\nslow server: {slow.calls} of {total} calls; fast: {[s.calls for s in fast]}")
     assert total == 300
     # Uniform would give it 100; the balancer learns it is slow after a few calls.
     assert slow.calls < 30, (slow.calls, [s.calls for s in fast])

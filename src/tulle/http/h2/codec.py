@@ -189,44 +189,46 @@ class H2Codec:
             raise RemoteProtocolError(f"HTTP/2: {exc}") from None
         handler = self.handler
         for event in events:
-            kind = type(event)
-            if kind is DataReceived:
-                sid = event.stream_id
+            if isinstance(event, DataReceived):
+                sid = event.stream_id or 0
+                flow = event.flow_controlled_length or 0
                 data = event.data
                 if data:
-                    handler.stream_data(sid, data, event.flow_controlled_length)
-                elif event.flow_controlled_length:  # padding only
-                    self.ack(sid, event.flow_controlled_length)
+                    handler.stream_data(sid, data, flow)
+                elif flow:  # padding only
+                    self.ack(sid, flow)
                 if event.stream_ended is not None:
                     handler.stream_end(sid, None)
-            elif kind is RequestReceived:
-                sid = event.stream_id
+            elif isinstance(event, RequestReceived):
+                sid = event.stream_id or 0
                 ended = event.stream_ended is not None
-                handler.stream_head(sid, parse_request(event.headers, ended))
+                handler.stream_head(sid, parse_request(event.headers or [], ended))
                 if ended:
                     handler.stream_end(sid, None)
-            elif kind is ResponseReceived:
-                sid = event.stream_id
-                handler.stream_head(sid, parse_response(event.headers))
+            elif isinstance(event, ResponseReceived):
+                sid = event.stream_id or 0
+                handler.stream_head(sid, parse_response(event.headers or []))
                 if event.stream_ended is not None:
                     handler.stream_end(sid, None)
-            elif kind is TrailersReceived:
-                handler.stream_end(event.stream_id, parse_trailers(event.headers))
-            elif kind is StreamReset:
-                self.waiting.pop(event.stream_id, None)
-                handler.stream_reset(event.stream_id, int(event.error_code))
-            elif kind is WindowUpdated:
-                self._drain(event.stream_id)
-            elif kind is InformationalResponseReceived:
-                handler.stream_informational(event.stream_id, parse_response(event.headers))
-            elif kind is RemoteSettingsChanged:
+            elif isinstance(event, TrailersReceived):
+                handler.stream_end(event.stream_id or 0, parse_trailers(event.headers or []))
+            elif isinstance(event, StreamReset):
+                sid = event.stream_id or 0
+                self.waiting.pop(sid, None)
+                handler.stream_reset(sid, int(event.error_code or 0))
+            elif isinstance(event, WindowUpdated):
+                self._drain(event.stream_id or 0)
+            elif isinstance(event, InformationalResponseReceived):
+                handler.stream_informational(event.stream_id or 0,
+                                             parse_response(event.headers or []))
+            elif isinstance(event, RemoteSettingsChanged):
                 if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
                     self._drain(0)
                 handler.settings_changed()
-            elif kind is PingReceived:
+            elif isinstance(event, PingReceived):
                 handler.pinged()
-            elif kind is ConnectionTerminated:
-                code = int(event.error_code)
+            elif isinstance(event, ConnectionTerminated):
+                code = int(event.error_code or 0)
                 if code == NO_ERROR:
                     # A graceful GOAWAY: the streams the peer has (up to last_stream_id)
                     # still complete (RFC 9113 §6.8). h2 closes the whole connection on
