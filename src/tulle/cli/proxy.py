@@ -40,6 +40,36 @@ def _ports(value: str) -> frozenset[int]:
     return frozenset(ports)
 
 
+def _worker_count(value: str) -> int:
+    if value == "auto":
+        from tulle.proxy.workers import available_cpus
+
+        return available_cpus()
+    if not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+        raise click.BadParameter(f"expected a number from 1 to {MAX_WORKERS} or 'auto', "
+                                 f"got {value!r}", param_hint="--workers")
+    return int(value)
+
+
+# A process per core is the point; far more than the cores only adds memory.
+MAX_WORKERS = 256
+# Options that are the supervisor's own, not passed on to its workers.
+_SUPERVISOR_ONLY = frozenset({"workers", "worker_channel", "worker_index"})
+
+
+def _worker_options(ctx: click.Context) -> tuple[tuple[str, str | None], ...]:
+    """The options this command was given, as (flag, value) for a worker's command line."""
+    options = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if (not isinstance(param, click.Option) or param.name in _SUPERVISOR_ONLY
+                or value is None or value is False):
+            continue
+        flag = max(param.opts, key=len)  # the long name
+        options.append((flag, None if param.is_flag else str(value)))
+    return tuple(options)
+
+
 @click.command()
 @click.option("-f", "--filename", "manifests",
               type=click.Path(exists=True, path_type=Path),
@@ -71,8 +101,13 @@ def _ports(value: str) -> frozenset[int]:
               show_default=True,
               help="Destination ports proxied as opaque TCP without waiting for the client "
                    "(comma-separated, ranges as 6000-6010; '' for none).")
+@click.option("--workers", default="1", show_default=True, metavar="N|auto",
+              help="Proxy processes sharing the listeners (SO_REUSEPORT), one admin port for "
+                   "all; 'auto': one per CPU this process may use.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--worker-channel", type=int, hidden=True)  # set by the supervisor
+@click.option("--worker-index", type=int, hidden=True)
 def proxy(
     manifests: Path | None,
     control: str | None,
@@ -86,19 +121,26 @@ def proxy(
     transparent: bool,
     detect_timeout: float,
     opaque_ports: str,
+    workers: str,
     log_level: str,
+    worker_channel: int | None,
+    worker_index: int | None,
 ) -> None:
     """Run a proxy on manifests (-f, reloaded on change and on SIGHUP) or on what a
     control plane streams (--control)."""
-    from tulle.proxy import ProxyOptions, ProxyServer
-
     if (manifests is None) == (control is None):
         raise click.UsageError("give either -f PATH (manifests) or --control URL")
-
+    count = _worker_count(workers)
+    worker = f" [worker {worker_index}]" if worker_channel is not None else ""
     logging.basicConfig(
         level=log_level.upper(), stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s{worker} %(name)s: %(message)s",
     )
+    if worker_channel is None and count > 1:
+        _supervise(count, admin, allow_tap, shutdown_grace)
+        return
+
+    from tulle.proxy import ProxyOptions, ProxyServer
     from tulle.transport.limits import raise_open_files_limit
 
     logging.getLogger("tulle.proxy").info("%s", raise_open_files_limit().describe())
@@ -116,6 +158,7 @@ def proxy(
         transparent=transparent,
         detect_timeout=detect_timeout,
         opaque_ports=_ports(opaque_ports),
+        worker=worker_channel is not None,
     )
 
     async def run() -> None:
@@ -133,6 +176,10 @@ def proxy(
             source = DnsSource(ManifestSource(asyncio.get_running_loop(), manifests))
         server = ProxyServer(options, source=source)
         await server.start()
+        if worker_channel is not None:
+            from tulle.proxy.worker_channel import WorkerLink
+
+            WorkerLink(worker_channel).attach(server)
         await server.serve_until_stopped()
 
     try:
@@ -143,3 +190,18 @@ def proxy(
     except OSError as exc:
         click.echo(f"tulle proxy: cannot listen: {exc}", err=True)
         sys.exit(1)
+
+
+def _supervise(count: int, admin: str | None, allow_tap: bool, shutdown_grace: float) -> None:
+    """Run ``count`` workers, each this command as given (tulle.proxy.workers)."""
+    from tulle.proxy.workers import Supervisor, WorkerCommand
+
+    _address(admin, "--admin")  # refused here, not by every worker
+    command = WorkerCommand(_worker_options(click.get_current_context()))
+
+    async def run() -> int:
+        supervisor = Supervisor(command, count, admin=admin, allow_tap=allow_tap,
+                                shutdown_grace=shutdown_grace)
+        return await supervisor.run()
+
+    sys.exit(uvloop.run(run()))

@@ -67,6 +67,10 @@ class ProxyOptions:
     # opaque TCP from the start (tulle.downstream.detect).
     detect_timeout: float = DEFAULT_DETECT_TIMEOUT
     opaque_ports: frozenset[int] = DEFAULT_OPAQUE_PORTS
+    # One of several worker processes (tulle.proxy.workers): the proxy listeners join
+    # the others' SO_REUSEPORT group, and the admin listener is private (127.0.0.1, any
+    # port), read by the supervisor, which serves the public one.
+    worker: bool = False
 
 
 class _Listener:
@@ -99,6 +103,7 @@ class ProxyServer:
         self.metrics.endpoint_states = self._endpoint_states
         self._listeners: dict[str, _Listener] = {}
         self._admin: asyncio.Server | None = None
+        self.admin_address: Address | None = None  # the public one, even for a worker
         self._sweeper: asyncio.TimerHandle | None = None
         self._stop = asyncio.Event()
         self.ready = False
@@ -120,7 +125,9 @@ class ProxyServer:
             await self._bind("inbound", options.inbound or listen.inbound, self.mesh.inbound)
         elif options.inbound_enabled:
             log.info("inbound listener off: no application address (spec.proxy.app or --app)")
-        admin = options.admin or listen.admin
+        admin = self.admin_address = options.admin or listen.admin
+        if options.worker:
+            admin = Address("127.0.0.1", 0)
         sources = AdminSources(
             registry=self.registry,
             tap=self.tap,
@@ -164,10 +171,14 @@ class ProxyServer:
         )
         server = await self.loop.create_server(
             lambda: cast(asyncio.Protocol, ProtocolDetector(ctx)), address.host, address.port,
-            backlog=1024
+            backlog=1024, reuse_port=self.options.worker,
         )
         self._listeners[direction] = _Listener(ctx, route, server)
         log.info("%s listener on %s", direction, _bound(server))
+
+    def bound_addresses(self) -> dict[str, tuple[str, int]]:
+        """Where each listener is bound: "outbound", "inbound" (when on) and "admin"."""
+        return {name: self.bound_address(name) for name in (*self._listeners, "admin")}
 
     def bound_address(self, name: str) -> tuple[str, int]:
         """Where a listener ("outbound", "inbound", "admin") is bound (for port 0)."""

@@ -15,14 +15,20 @@ kept-alive connection with no request is closed after ``idle_timeout``, and past
 ``max_connections`` open at once a new connection is answered 503 and closed.
 A /tap stream is long-lived by design and escapes both timeouts. The counts show
 on /metrics as ``tulle_admin_*`` (see `AdminListener`).
+
+The same listener serves a supervisor of worker processes (``tulle proxy --workers``):
+its sources read the workers' pages first (`AdminSources.gather`, awaited before the
+page is rendered, with reading paused so that pipelined requests are answered in
+order), its tap relays the workers' taps, and it adds a ``/workers`` page.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
@@ -37,7 +43,7 @@ from tulle.http import (
     reason_phrase,
 )
 from tulle.http.h1 import Headers
-from tulle.telemetry.tap import TapHub
+from tulle.telemetry.tap import TapSource
 from tulle.telemetry.tap_stream import TapStream, parse_tap_query
 
 
@@ -46,13 +52,22 @@ class AdminSources:
     """Where the admin pages read the proxy's state from."""
 
     registry: CollectorRegistry
-    tap: TapHub
+    tap: TapSource
     ready: Callable[[], bool]
     config: Callable[[], object]
     endpoints: Callable[[], object]
     # /tap shows request paths and authorities to whoever reaches the admin port,
     # so it is off unless the operator allows it (``tulle proxy --allow-tap``).
     tap_enabled: bool = False
+    # A supervisor reads its workers' pages first: awaited with the path (one of
+    # GATHERED_PAGES) before that page is rendered. None in a proxy.
+    gather: Callable[[bytes], Awaitable[None]] | None = None
+    # More JSON pages, by path (a supervisor's /workers).
+    pages: Mapping[bytes, Callable[[], object]] = field(default_factory=dict)
+
+
+# The pages a supervisor builds from its workers' (AdminSources.gather).
+GATHERED_PAGES = frozenset({b"/metrics", b"/config", b"/endpoints"})
 
 
 Page = tuple[int, bytes, bytes]  # status, content type, body
@@ -129,6 +144,9 @@ class AdminConnection(asyncio.Protocol):
         self._stream: TapStream | None = None  # set while /tap streams
         self._timer: asyncio.TimerHandle | None = None
         self._waiting_head = False  # the timer is the head timeout
+        # Requests waiting for AdminSources.gather, oldest first (None: none waiting).
+        self._gathering: deque[RequestHead] | None = None
+        self._gatherer: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -203,7 +221,41 @@ class AdminConnection(asyncio.Protocol):
     def on_end(self, trailers: Headers | None) -> None:
         head = self._head
         assert head is not None
-        if head.target.split(b"?", 1)[0] == b"/tap" and head.method == b"GET":
+        if self._gathering is not None:  # answered after the ones before it
+            self._gathering.append(head)
+        elif self._sources.gather is not None and _path(head) in GATHERED_PAGES:
+            self._stop_timer()
+            transport = self._transport
+            if transport is not None:
+                transport.pause_reading()
+            self._gathering = deque([head])
+            self._gatherer = self._listener.loop.create_task(self._answer_gathered())
+        else:
+            self._answer(head)
+
+    async def _answer_gathered(self) -> None:
+        """Answer the waiting requests in order, each once its page is gathered."""
+        waiting = self._gathering
+        gather = self._sources.gather
+        assert waiting is not None and gather is not None
+        try:
+            while waiting:  # bounded: what one read of the connection held
+                head = waiting[0]
+                if head.method in (b"GET", b"HEAD") and _path(head) in GATHERED_PAGES:
+                    await gather(_path(head))
+                waiting.popleft()
+                transport = self._transport
+                if transport is None or transport.is_closing() or self._stream is not None:
+                    return
+                self._answer(head)
+        finally:
+            self._gathering = self._gatherer = None
+            transport = self._transport
+            if transport is not None and not transport.is_closing():
+                transport.resume_reading()
+
+    def _answer(self, head: RequestHead) -> None:
+        if _path(head) == b"/tap" and head.method == b"GET":
             self._start_tap(head)
         else:
             status, content_type, body = self._page(head)
@@ -218,7 +270,7 @@ class AdminConnection(asyncio.Protocol):
     def _page(self, head: RequestHead) -> Page:
         if head.method not in (b"GET", b"HEAD"):
             return 405, b"text/plain", b"only GET and HEAD\n"
-        path = head.target.split(b"?", 1)[0]
+        path = _path(head)
         sources = self._sources
         if path == b"/live":
             return 200, b"text/plain", b"live\n"
@@ -234,7 +286,10 @@ class AdminConnection(asyncio.Protocol):
             return _json(sources.config())
         if path == b"/endpoints":
             return _json(sources.endpoints())
-        return 404, b"text/plain", b"admin pages: /live /ready /metrics /config /endpoints /tap\n"
+        if path in sources.pages:
+            return _json(sources.pages[path]())
+        names = b" ".join([b"/live /ready /metrics /config /endpoints /tap", *sources.pages])
+        return 404, b"text/plain", b"admin pages: " + names + b"\n"
 
     def _start_tap(self, head: RequestHead) -> None:
         """Answer ``GET /tap`` with a chunked stream of JSON lines, or refuse it."""
@@ -270,6 +325,10 @@ class AdminConnection(asyncio.Protocol):
         transport.write(head + body)
         if close:
             transport.close()
+
+
+def _path(head: RequestHead) -> bytes:
+    return head.target.split(b"?", 1)[0]
 
 
 def _json(value: object) -> Page:

@@ -8,8 +8,9 @@ subscriber's rate limit, so tapping cannot flood the proxy or the client.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,13 @@ class TapEvent:
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> TapEvent:
+        """The event `to_dict` gave (keys it did not give are ignored); raises
+        TypeError or ValueError for anything else."""
+        return cls(**{field.name: data[field.name] for field in fields(cls)  # type: ignore[arg-type]
+                      if field.name in data})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +92,20 @@ class TapSubscription:
             return
         self._allowance -= 1.0
         self.deliver(event)
+
+
+class TapSource(Protocol):
+    """Where a /tap stream subscribes: a proxy's `TapHub`, or a supervisor's relay of
+    its workers' taps (`tulle.telemetry.tap_relay`)."""
+
+    def subscribe(
+        self,
+        tap_filter: TapFilter,
+        deliver: Callable[[TapEvent], None],
+        max_per_second: float = ...,
+    ) -> TapSubscription: ...
+
+    def unsubscribe(self, subscription: TapSubscription) -> None: ...
 
 
 class TapHub:

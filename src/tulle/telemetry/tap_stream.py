@@ -17,7 +17,7 @@ import asyncio
 import json
 from urllib.parse import parse_qs
 
-from tulle.telemetry.tap import TapEvent, TapFilter, TapHub, TapSubscription
+from tulle.telemetry.tap import TapEvent, TapFilter, TapSource, TapSubscription
 
 # Events per second one tap client may receive. The hub's token bucket enforces
 # it inside the proxy; 100/s is more than a person can read and small next to
@@ -57,11 +57,22 @@ def parse_tap_query(query: str) -> tuple[TapFilter, float]:
     return tap_filter, min(rate, MAX_TAP_RATE)
 
 
+def tap_query(tap_filter: TapFilter, rate: float) -> dict[str, object]:
+    """The query parameters `parse_tap_query` reads back as ``(tap_filter, rate)``."""
+    return {
+        "service": tap_filter.service,
+        "method": tap_filter.method,
+        "path": tap_filter.path_prefix,
+        "status": tap_filter.status,
+        "rate": rate,
+    }
+
+
 class TapStream:
     """One tapping client: subscribed while its connection is open."""
 
     def __init__(
-        self, hub: TapHub, transport: asyncio.Transport, tap_filter: TapFilter, rate: float
+        self, hub: TapSource, transport: asyncio.Transport, tap_filter: TapFilter, rate: float
     ) -> None:
         self._hub = hub
         self._transport = transport
