@@ -104,3 +104,16 @@ class RunningProxy:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+def metric(admin_port: int, name: str, **labels: str) -> float:
+    """The value of one sample a proxy exposes (0.0 if it has none such)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import signal
 import sys
@@ -12,9 +13,10 @@ from typing import TYPE_CHECKING
 import click
 import uvloop
 
-from tulle.config import Address, ConfigError
+from tulle.config import Address, ConfigError, parse_duration
 
 if TYPE_CHECKING:
+    from tulle.control.identity import IdentityService
     from tulle.control.webhook import InjectionWebhook
     from tulle.discovery.kubernetes import KubernetesSource
 
@@ -37,17 +39,37 @@ if TYPE_CHECKING:
 @click.option("--inject-config", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="What the webhook injects (the chart's tulle-inject ConfigMap) "
                    "[the chart's defaults].")
+@click.option("--identity-listen", metavar="HOST:PORT",
+              help="Serve the identity service (proxies' certificates) here, over TLS.")
+@click.option("--identity-issuer-dir", type=click.Path(exists=True, file_okay=False,
+                                                       path_type=Path),
+              help="The issuer: tls.crt, tls.key and ca.crt (the trust anchors); the chart "
+                   "mounts its Secret; off Kubernetes, tulle identity issuer makes one.")
+@click.option("--join-tokens", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Authenticate proxies by the join tokens in this file [on a cluster: "
+                   "their ServiceAccount tokens, by TokenReview].")
+@click.option("--trust-domain", default="cluster.local", show_default=True,
+              help="The mesh's trust domain (in every identity issued).")
+@click.option("--identity-leaf-lifetime", default="24h", show_default=True, metavar="DURATION",
+              help="How long the certificates issued to proxies are valid (renewed at 70%).")
+@click.option("--control-namespace", default="tulle", show_default=True,
+              envvar="TULLE_CONTROL_NAMESPACE",
+              help="The control plane's namespace: its own identity is tulle-control there.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_cluster: bool,
             manifests: Path | None, namespace: str | None, webhook_listen: str | None,
-            webhook_cert_dir: Path | None, inject_config: Path | None, log_level: str) -> None:
+            webhook_cert_dir: Path | None, inject_config: Path | None,
+            identity_listen: str | None, identity_issuer_dir: Path | None,
+            join_tokens: Path | None, trust_domain: str, identity_leaf_lifetime: str,
+            control_namespace: str, log_level: str) -> None:
     """Watch Services, EndpointSlices and Tulle's CRDs; stream them to proxies."""
     from tulle.control import ControlPlane
     from tulle.discovery import ConfigSource, DnsSource, ManifestSource
     from tulle.discovery.kubernetes import KubernetesSource
     from tulle.discovery.kubernetes_access import AccessError, from_kubeconfig
     from tulle.discovery.kubernetes_access import in_cluster as pod
+    from tulle.identity.issuer import IssuerError
 
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -63,6 +85,21 @@ def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_c
             webhook_address = Address.parse(webhook_listen, allow_port_zero=True)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--webhook-listen") from None
+
+    identity_address = None
+    if identity_listen is not None:
+        if identity_issuer_dir is None:
+            raise click.UsageError("--identity-listen needs --identity-issuer-dir")
+        if join_tokens is None and manifests is not None:
+            raise click.UsageError("--identity-listen off a cluster needs --join-tokens")
+        try:
+            identity_address = Address.parse(identity_listen, allow_port_zero=True)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--identity-listen") from None
+    try:
+        leaf_lifetime = datetime.timedelta(seconds=parse_duration(identity_leaf_lifetime))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--identity-leaf-lifetime") from None
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -80,6 +117,12 @@ def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_c
         if webhook_address is not None:
             webhook = await _start_webhook(webhook_address, webhook_cert_dir, inject_config,
                                            cluster)
+        identity_service = None
+        if identity_address is not None:
+            assert identity_issuer_dir is not None
+            identity_service = await _start_identity(
+                identity_address, identity_issuer_dir, join_tokens, cluster, trust_domain,
+                control_namespace, leaf_lifetime)
         stopped = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopped.set)
@@ -87,13 +130,15 @@ def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_c
         await stopped.wait()
         if webhook is not None:
             webhook.stop()
+        if identity_service is not None:
+            identity_service.stop()
         await plane.stop()
         if cluster is not None:
             await cluster.aclose()  # wait for the watches and the client to close
 
     try:
         uvloop.run(run())
-    except (ConfigError, AccessError) as exc:
+    except (ConfigError, AccessError, IssuerError) as exc:
         click.echo(f"tulle control: {exc}", err=True)
         sys.exit(1)
     except OSError as exc:
@@ -122,3 +167,29 @@ async def _start_webhook(address: Address, cert_dir: Path | None, inject_config:
     webhook = InjectionWebhook(config, namespace_annotations)
     await webhook.start(address.host, address.port, server_context(cert_dir))
     return webhook
+
+
+async def _start_identity(address: Address, issuer_dir: Path, join_tokens: Path | None,
+                          cluster: KubernetesSource | None, trust_domain: str,
+                          control_namespace: str, leaf_lifetime: datetime.timedelta
+                          ) -> IdentityService:
+    """The identity service: join tokens from a file, else TokenReviews on the cluster."""
+    from tulle.control.identity import CONTROL_SERVICE_ACCOUNT, Authenticator, IdentityService
+    from tulle.identity.issuer import IssuerStore
+    from tulle.identity.spiffe import WorkloadIdentity
+
+    authenticator: Authenticator
+    if join_tokens is not None:
+        from tulle.identity.join_tokens import JoinTokens
+
+        authenticator = JoinTokens(join_tokens, trust_domain)
+    else:
+        from tulle.control.token_review import TokenReviewer
+
+        assert cluster is not None
+        authenticator = TokenReviewer(cluster.api, trust_domain)
+    service = IdentityService(
+        IssuerStore(issuer_dir, leaf_lifetime=leaf_lifetime), authenticator,
+        WorkloadIdentity(trust_domain, control_namespace, CONTROL_SERVICE_ACCOUNT))
+    await service.start(address.host, address.port)
+    return service

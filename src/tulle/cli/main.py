@@ -29,6 +29,7 @@ COMMANDS: dict[str, str] = {
     "init": "tulle.cli.init:init",
     "inject": "tulle.cli.inject:inject",
     "install": "tulle.cli.install:install",
+    "identity": "tulle.cli.identity:identity",
 }
 
 

@@ -4,14 +4,45 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import uvloop
 
 from tulle.config import Address, ConfigError
+from tulle.config.schema_authorization import DEFAULT_POLICIES
+from tulle.identity.spiffe import WorkloadIdentity
+from tulle.policy.workload import workload_from
 from tulle.transport.detect import DEFAULT_OPAQUE_PORTS
+
+if TYPE_CHECKING:
+    from tulle.identity.client import IdentitySettings
+
+# The control plane's own identity, which proxies check the identity service by.
+CONTROL_NAMESPACE = "tulle"
+CONTROL_SERVICE_ACCOUNT = "tulle-control"
+
+
+def _identity(address: str | None, token_file: Path | None, anchors: Path | None,
+              trust_domain: str, server_name: str | None) -> IdentitySettings | None:
+    """Where this proxy gets its certificate (None: it has no identity)."""
+    if address is None:
+        return None
+    from tulle.identity.client import IdentitySettings
+
+    where = _address(address, "--identity-address")
+    assert where is not None
+    pem = anchors.read_bytes() if anchors else os.environ.get(
+        "TULLE_TRUST_ANCHORS_PEM", "").encode()
+    if not pem.strip() or token_file is None:
+        raise click.UsageError("--identity-address needs --identity-token-file and "
+                               "--trust-anchors (or $TULLE_TRUST_ANCHORS_PEM)")
+    name = server_name or WorkloadIdentity(trust_domain, CONTROL_NAMESPACE,
+                                           CONTROL_SERVICE_ACCOUNT).dns_name
+    return IdentitySettings(where.host, where.port, name, token_file, pem)
 
 
 def _address(value: str | None, flag: str) -> Address | None:
@@ -104,6 +135,30 @@ def _worker_options(ctx: click.Context) -> tuple[tuple[str, str | None], ...]:
 @click.option("--workers", default="1", show_default=True, metavar="N|auto",
               help="Proxy processes sharing the listeners (SO_REUSEPORT), one admin port for "
                    "all; 'auto': one per CPU this process may use.")
+@click.option("--identity-address", metavar="HOST:PORT", envvar="TULLE_IDENTITY_ADDRESS",
+              help="Get this proxy's certificate from the identity service there (tulle control "
+                   "--identity-listen) and speak mutual TLS with meshed proxies.")
+@click.option("--identity-token-file", type=click.Path(path_type=Path),
+              envvar="TULLE_IDENTITY_TOKEN_FILE",
+              help="The token proving who this proxy is: its pod's ServiceAccount token, or "
+                   "a join token (tulle identity join-token).")
+@click.option("--trust-anchors", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              envvar="TULLE_TRUST_ANCHORS_FILE",
+              help="PEM trust anchors to verify the identity service with "
+                   "[$TULLE_TRUST_ANCHORS_PEM].")
+@click.option("--trust-domain", default="cluster.local", show_default=True,
+              envvar="TULLE_TRUST_DOMAIN", help="The mesh's trust domain.")
+@click.option("--identity-server-name", envvar="TULLE_IDENTITY_SERVER_NAME",
+              help="The identity service's TLS name [the control plane's identity, "
+                   "tulle-control.tulle.serviceaccount.identity.<trust domain>].")
+@click.option("--default-inbound-policy", envvar="TULLE_DEFAULT_INBOUND_POLICY",
+              type=click.Choice(list(DEFAULT_POLICIES)),
+              help="Inbound traffic to ports no Server selects [the mesh's "
+                   "defaultInboundPolicy, all-unauthenticated].")
+@click.option("--workload-labels", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="TULLE_WORKLOAD_LABELS_FILE",
+              help="This workload's labels (a downward API labels file), for Servers' "
+                   "podSelectors; with $TULLE_WORKLOAD_NAMESPACE, _PORTS and $TULLE_PROBES.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option("--worker-channel", type=int, hidden=True)  # set by the supervisor
@@ -122,6 +177,13 @@ def proxy(
     detect_timeout: float,
     opaque_ports: str,
     workers: str,
+    identity_address: str | None,
+    identity_token_file: Path | None,
+    trust_anchors: Path | None,
+    trust_domain: str,
+    identity_server_name: str | None,
+    default_inbound_policy: str | None,
+    workload_labels: Path | None,
     log_level: str,
     worker_channel: int | None,
     worker_index: int | None,
@@ -159,6 +221,10 @@ def proxy(
         detect_timeout=detect_timeout,
         opaque_ports=_ports(opaque_ports),
         worker=worker_channel is not None,
+        identity=_identity(identity_address, identity_token_file, trust_anchors, trust_domain,
+                           identity_server_name),
+        workload=workload_from(os.environ, workload_labels),
+        default_inbound_policy=default_inbound_policy,
     )
 
     async def run() -> None:

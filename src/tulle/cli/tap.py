@@ -81,12 +81,15 @@ def format_event(event: dict[str, object], names: dict[str, str]) -> str:
     error = f" error={event['error']}" if event.get("error") else ""
     grpc = event.get("grpc_status", -1)
     status = f"{event.get('status')} grpc-status={grpc}" if grpc != -1 else event.get("status")
+    # tls=<identity>: over mutual TLS, with the peer that proved it (client inbound,
+    # server outbound).
+    tls = f" tls={event['identity']}" if event.get("identity") else ""
     endpoint = event.get("endpoint") or "-"
     admin = str(event.get("admin", ""))
     return (f"{stamp} {event.get('direction', '')} {event.get('method')} "
             f"{event.get('authority')}{event.get('path')} -> {status} "
             f"{float(event.get('latency_ms', 0.0)):.1f}ms "  # type: ignore[arg-type]
-            f"endpoint={endpoint}{error} proxy={names.get(admin, admin)}")
+            f"endpoint={endpoint}{error}{tls} proxy={names.get(admin, admin)}")
 
 
 @click.command()

@@ -19,8 +19,13 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from tulle.config.addresses import Address
-from tulle.config.model import Config, Endpoint, Service
+from tulle.config.model import Config, Endpoint, PolicySet, Service
 from tulle.config.problems import Problem, describe
+from tulle.config.schema_authorization import (
+    POLICY_KINDS,
+    AuthorizationPolicy,
+    HTTPLocalRateLimitPolicy,
+)
 from tulle.config.schema_common import DEFAULT_NAMESPACE
 from tulle.config.schema_gateway import HTTPRoute
 from tulle.config.schema_kubernetes import (
@@ -119,7 +124,10 @@ def assemble(
     for item in valid:
         if isinstance(item.manifest, HTTPRoute):
             _check_route(item, services, unusable_services, problems)
-    config = Config(sources=sources, mesh=mesh, services=MappingProxyType(services), routes=routes)
+    policy = PolicySet.of(item.manifest for item in valid)
+    _check_policy(valid, problems)
+    config = Config(sources=sources, mesh=mesh, services=MappingProxyType(services), routes=routes,
+                    policy=policy)
     return config, problems
 
 
@@ -173,7 +181,7 @@ def _draft(item: Checked, problems: list[Problem]) -> _Draft | None:
                             "are listed statically or looked up in DNS)"))
         for index, static in enumerate(manifest.spec.endpoints):
             endpoint = Endpoint(static.address.host, static.address.port, static.weight,
-                                static.zone)
+                                static.zone, static.identity)
             if (endpoint.host, endpoint.port) in draft.endpoints:
                 problems.append(item.problem(f"spec.endpoints[{index}].address",
                                              f"duplicate endpoint {endpoint.address}"))
@@ -328,3 +336,52 @@ def _check_route(
                     f"{path}.port", f'expected {service.port} (the port of service "{key}"), '
                                     f"got {ref.port}",
                 ))
+
+
+def _check_policy(valid: list[Checked], problems: list[Problem]) -> None:
+    """Every reference between policy objects names an object of the configuration (in
+    the same namespace, unless the reference says otherwise)."""
+    known: dict[str, set[tuple[str, str]]] = {}
+    for item in valid:
+        manifest = item.manifest
+        if isinstance(manifest, (*POLICY_KINDS.values(), HTTPRoute)):
+            known.setdefault(manifest.kind, set()).add(
+                (manifest.metadata.namespace, manifest.metadata.name))
+    limited: dict[tuple[str, str], str] = {}
+
+    def expect(item: Checked, path: str, kind: str, namespace: str, name: str) -> None:
+        if (namespace, name) not in known.get(kind, set()):
+            names = sorted(n for ns, n in known.get(kind, set()) if ns == namespace)
+            problems.append(item.problem(path, (
+                f'expected the name of a {kind} in namespace "{namespace}", got "{name}" '
+                f"(known: {', '.join(names) or 'none'})")))
+
+    for item in valid:
+        manifest = item.manifest
+        namespace = getattr(getattr(manifest, "metadata", None), "namespace", "")
+        if isinstance(manifest, AuthorizationPolicy):
+            target = manifest.spec.target_ref
+            if target.kind == "Namespace":
+                if target.name != namespace:
+                    problems.append(item.problem("spec.targetRef.name", (
+                        f'expected the namespace of the policy itself, "{namespace}", got '
+                        f'"{target.name}"')))
+            else:
+                expect(item, "spec.targetRef.name", target.kind, namespace, target.name)
+            for index, ref in enumerate(manifest.spec.required_authentication_refs):
+                if ref.kind != "ServiceAccount":
+                    expect(item, f"spec.requiredAuthenticationRefs[{index}].name", ref.kind,
+                           ref.namespace or namespace, ref.name)
+        elif isinstance(manifest, HTTPLocalRateLimitPolicy):
+            target = manifest.spec.target_ref
+            expect(item, "spec.targetRef.name", "Server", namespace, target.name)
+            first = limited.setdefault((namespace, target.name), item.name or "")
+            if first != item.name:
+                problems.append(item.problem("spec.targetRef.name", (
+                    f'expected one HTTPLocalRateLimitPolicy per Server; Server "{target.name}" '
+                    f'already has "{first}"')))
+        elif isinstance(manifest, HTTPRoute):
+            for index, parent in enumerate(manifest.spec.parent_refs):
+                if parent.kind == "Server":
+                    expect(item, f"spec.parentRefs[{index}].name", "Server",
+                           parent.namespace or namespace, parent.name)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from tulle.config.assemble import Checked, assemble
 from tulle.config.model import Config
 from tulle.config.problems import ConfigError, Problem, describe, problems_from_validation
+from tulle.config.schema_authorization import POLICY_API_VERSION, POLICY_KINDS
 from tulle.config.schema_gateway import GATEWAY_API_VERSION, HTTPRoute
 from tulle.config.schema_kubernetes import (
     EndpointSlice,
@@ -35,6 +36,7 @@ KINDS: dict[tuple[str, str], type[BaseModel]] = {
     ("discovery.k8s.io/v1", "EndpointSlice"): EndpointSlice,
     ("discovery.k8s.io/v1beta1", "EndpointSlice"): EndpointSliceV1Beta1,
     (GATEWAY_API_VERSION, "HTTPRoute"): HTTPRoute,
+    **{(POLICY_API_VERSION, kind): model for kind, model in POLICY_KINDS.items()},
 }
 
 

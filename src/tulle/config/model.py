@@ -8,12 +8,20 @@ the mesh defaults.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tulle.config.addresses import Address
+from tulle.config.schema_authorization import (
+    AuthorizationPolicy,
+    HTTPLocalRateLimitPolicy,
+    MeshTLSAuthentication,
+    NetworkAuthentication,
+)
+from tulle.config.schema_authorization import Server as PolicyServer
+from tulle.config.schema_common import Schema
 from tulle.config.schema_gateway import HTTPRoute
 from tulle.config.schema_policy import (
     CircuitBreaker,
@@ -35,6 +43,8 @@ class Endpoint:
     port: int
     weight: int = 1
     zone: str | None = None
+    # A meshed endpoint: the SPIFFE ID its proxy presents (mTLS); None for plaintext.
+    identity: str | None = None
 
     @property
     def address(self) -> str:
@@ -42,7 +52,11 @@ class Endpoint:
         return str(Address(self.host, self.port))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"address": self.address, "weight": self.weight, "zone": self.zone}
+        rendered: dict[str, Any] = {"address": self.address, "weight": self.weight,
+                                    "zone": self.zone}
+        if self.identity is not None:
+            rendered["identity"] = self.identity
+        return rendered
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,13 +111,46 @@ class Service:
 
 
 @dataclass(frozen=True, slots=True)
+class PolicySet:
+    """The inbound policy objects of a configuration (``policy.tulle.dev`` kinds), each
+    kind in load order. Which of them apply to a proxy is `tulle.policy`'s to decide."""
+
+    servers: tuple[PolicyServer, ...] = ()
+    authorizations: tuple[AuthorizationPolicy, ...] = ()
+    mesh_tls: tuple[MeshTLSAuthentication, ...] = ()
+    networks: tuple[NetworkAuthentication, ...] = ()
+    rate_limits: tuple[HTTPLocalRateLimitPolicy, ...] = ()
+
+    @classmethod
+    def of(cls, items: Iterable[Schema]) -> PolicySet:
+        """The policy objects among ``items``, grouped by kind."""
+        items = list(items)
+        return cls(*(tuple(item for item in items if isinstance(item, kind)) for kind in (
+            PolicyServer, AuthorizationPolicy, MeshTLSAuthentication, NetworkAuthentication,
+            HTTPLocalRateLimitPolicy)))
+
+    def __iter__(self) -> Iterator[Schema]:
+        yield from self.servers
+        yield from self.authorizations
+        yield from self.mesh_tls
+        yield from self.networks
+        yield from self.rate_limits
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [item.model_dump(by_alias=True, mode="json", exclude_none=True)
+                for item in self]
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
-    """A whole configuration: mesh settings, services by ``"name.namespace"``, routes."""
+    """A whole configuration: mesh settings, services by ``"name.namespace"``, routes,
+    and inbound policy."""
 
     sources: tuple[Path, ...]
     mesh: MeshSpec
     services: Mapping[str, Service]
     routes: tuple[HTTPRoute, ...]
+    policy: PolicySet = PolicySet()
 
     def to_dict(self) -> dict[str, Any]:
         """The effective configuration, camelCase and JSON/YAML-safe (durations as "10s")."""
@@ -119,4 +166,5 @@ class Config:
                 }
                 for route in self.routes
             ],
+            "policy": self.policy.to_list(),
         }

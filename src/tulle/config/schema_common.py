@@ -108,6 +108,24 @@ def _dns_subdomain(value: str) -> str:
 DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
 
+SPIFFE_ID_PATTERN = (r"^spiffe://[a-z0-9._-]+/ns/[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+                     r"/sa/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+def _spiffe_id(value: str) -> str:
+    from tulle.identity.spiffe import IdentityError, WorkloadIdentity
+
+    try:
+        return WorkloadIdentity.parse(value).uri
+    except IdentityError as exc:
+        raise PydanticCustomError("spiffe_id", str(exc)) from None
+
+
+# A workload identity: spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>.
+SpiffeId = Annotated[str, AfterValidator(_spiffe_id),
+                     WithJsonSchema({"type": "string", "pattern": SPIFFE_ID_PATTERN},
+                                    mode="validation")]
+
 DEFAULT_NAMESPACE = "default"
 
 

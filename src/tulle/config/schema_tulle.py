@@ -18,12 +18,15 @@ from pydantic_core import PydanticCustomError
 from tulle.config.addresses import Address, ListenAddress
 from tulle.config.durations import format_duration
 from tulle.config.problems import describe
+from tulle.config.schema_authorization import CLUSTER_NETWORKS, Cidr, DefaultPolicy
 from tulle.config.schema_common import (
+    DnsLabel,
     ObjectMeta,
     Port,
     PositiveDuration,
     Schema,
     ServiceMeta,
+    SpiffeId,
     StrictInt,
 )
 from tulle.config.schema_kubernetes import ClusterIP
@@ -51,6 +54,24 @@ DEFAULT_INBOUND = Address("127.0.0.1", 4143)
 DEFAULT_ADMIN = Address("127.0.0.1", 4191)
 
 
+class Probe(Schema):
+    """A kubelet probe of the application (an HTTP GET): allowed by default policy."""
+
+    port: Port
+    path: str = Field(pattern=r"^/")
+
+
+class Workload(Schema):
+    """The workload this proxy fronts, as inbound policy selects it (a Server's namespace,
+    podSelector and named port). On Kubernetes the injected proxy learns it from its pod;
+    off Kubernetes it is written here."""
+
+    namespace: DnsLabel = "default"
+    labels: dict[str, str] = Field(default_factory=dict)
+    ports: dict[str, Port] = Field(default_factory=dict)  # container port names
+    probes: tuple[Probe, ...] = ()
+
+
 class ProxyListeners(Schema):
     """Where the proxy listens, and the local app its inbound side forwards to."""
 
@@ -58,6 +79,7 @@ class ProxyListeners(Schema):
     inbound: ListenAddress = DEFAULT_INBOUND
     admin: ListenAddress = DEFAULT_ADMIN
     app: Address | None = None
+    workload: Workload = Field(default_factory=Workload)
 
 
 class MeshDefaults(Schema):
@@ -107,12 +129,16 @@ class Egress(Schema):
 
 
 class MeshSpec(Schema):
-    """Mesh-wide settings. ``zone`` is this proxy's zone (``TULLE_ZONE`` when absent)."""
+    """Mesh-wide settings. ``zone`` is this proxy's zone (``TULLE_ZONE`` when absent).
+    ``defaultInboundPolicy`` is what inbound traffic to a port no Server selects gets;
+    ``clusterNetworks`` are the addresses the ``cluster-*`` policies admit."""
 
     zone: str | None = None
     proxy: ProxyListeners = Field(default_factory=ProxyListeners)
     defaults: MeshDefaults = Field(default_factory=MeshDefaults)
     egress: Egress = Field(default_factory=Egress)
+    default_inbound_policy: DefaultPolicy = "all-unauthenticated"
+    cluster_networks: tuple[Cidr, ...] = CLUSTER_NETWORKS
 
 
 class ServiceMesh(Schema):
@@ -126,6 +152,9 @@ class StaticEndpoint(Schema):
     address: Address
     weight: StrictInt = Field(1, ge=1)
     zone: str | None = None
+    # The endpoint is a meshed proxy's inbound side that presents this identity: the
+    # connection to it is mutual TLS, and its certificate must name this identity.
+    identity: SpiffeId | None = None
 
 
 DNS_RECORD_TYPES: tuple[str, ...] = ("A", "AAAA", "SRV")

@@ -18,7 +18,9 @@ from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
 from tulle.config.addresses import Address
-from tulle.config.model import Config, Endpoint, Service
+from tulle.config.model import Config, Endpoint, PolicySet, Service
+from tulle.config.schema_authorization import POLICY_KINDS
+from tulle.config.schema_common import Schema
 from tulle.config.schema_gateway import GATEWAY_API_VERSION, HTTPRoute
 from tulle.config.schema_policy import (
     _EWMA_ALGORITHMS,
@@ -33,6 +35,7 @@ from tulle.config.schema_policy import (
     Timeouts,
 )
 from tulle.config.schema_tulle import MeshSpec
+from tulle.identity.spiffe import WorkloadIdentity
 
 
 class SnapshotError(ValueError):
@@ -55,6 +58,7 @@ def config_from_dict(data: Any) -> Config:
                 service.key: service for service in map(_service, data.get("services") or ())
             }),
             routes=tuple(_route(route) for route in data.get("routes") or ()),
+            policy=PolicySet.of(_policy(item) for item in data.get("policy") or ()),
         )
     except (ValidationError, KeyError, TypeError, ValueError, AttributeError) as exc:
         raise SnapshotError(f"malformed configuration snapshot: {exc}") from None
@@ -92,7 +96,7 @@ def _service(data: dict[str, Any]) -> Service:
     for endpoint in data["endpoints"]:
         address = Address.parse(endpoint["address"])
         endpoints.append(Endpoint(address.host, address.port, int(endpoint.get("weight", 1)),
-                                  endpoint.get("zone")))
+                                  endpoint.get("zone"), _identity(endpoint.get("identity"))))
     return Service(
         name=data["name"],
         namespace=data["namespace"],
@@ -110,10 +114,23 @@ def _service(data: dict[str, Any]) -> Service:
     )
 
 
+def _identity(value: Any) -> str | None:
+    if value is None:
+        return None
+    return WorkloadIdentity.parse(str(value)).uri
+
+
 def _cluster_ip(value: Any) -> str | None:
     if value is None:
         return None
     return str(ipaddress.ip_address(value))
+
+
+def _policy(data: dict[str, Any]) -> Schema:
+    kind = POLICY_KINDS.get(data.get("kind", ""))
+    if kind is None:
+        raise SnapshotError(f"unknown policy kind {data.get('kind')!r}")
+    return kind.model_validate(data)
 
 
 def _route(data: dict[str, Any]) -> HTTPRoute:

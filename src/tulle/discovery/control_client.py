@@ -21,6 +21,7 @@ import json
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -199,7 +200,7 @@ class ControlSource:
             self.version = int(message.get("version", 0))
             if self._zone is not None:
                 mesh = config.mesh.model_copy(update={"zone": self._zone})
-                config = Config(config.sources, mesh, config.services, config.routes)
+                config = replace(config, mesh=mesh)
             self.config = config
             return config
         return None

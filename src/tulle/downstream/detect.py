@@ -12,11 +12,14 @@ Where each answer goes:
 - **HTTP/1** → `tulle.downstream.h1.ClientConnection`.
 - **HTTP/2 preface** → `tulle.downstream.h2.H2ClientConnection`, which takes over the
   transport with the bytes so far, preface included.
-- **TLS ClientHello** → this is where the identity issue's mTLS termination goes: a
-  ClientHello meant for this proxy will be terminated here, and detection run again on
-  the plaintext. Until then a TLS connection the app made itself (``https://`` through
-  iptables capture) is passed on as opaque TCP where there is a destination for it, and
-  refused with a TLS ``handshake_failure`` alert where there is none.
+- **TLS ClientHello** → when this proxy has an identity, `tulle.downstream.tls`: a
+  ClientHello naming this proxy (a meshed proxy calling) is terminated there and its
+  plaintext served by what ALPN names (HTTP/2, HTTP/1.1, or opaque TCP). Any other TLS —
+  one the app made itself (``https://`` through iptables capture) — is passed on as
+  opaque TCP where there is a destination for it, and refused with a TLS
+  ``handshake_failure`` alert where there is none. On an opaque port, a proxy with an
+  identity still looks for a ClientHello (meshed clients speak first, in TLS); anything
+  else, or nothing within ``detect_timeout``, is opaque TCP.
 - **Opaque** → `tulle.tcp` (a session balanced over the destination's endpoints) when
   the connection has a destination (`tulle.tcp.TcpProxy.destination`); otherwise it can
   only be HTTP, and the HTTP/1 side answers it (400 for bytes that are not HTTP).
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, cast
 
 from tulle.downstream.h1 import ClientConnection
 from tulle.downstream.h2 import H2ClientConnection
+from tulle.downstream.tls import MeshTlsAcceptor
 from tulle.transport.detect import HTTP2, NEED_MORE, OPAQUE, TLS, detect
 from tulle.transport.original_dst import redirected_destination
 
@@ -52,7 +56,8 @@ TLS_REFUSAL = b"\x15\x03\x03\x00\x02\x02\x28"
 class ProtocolDetector:
     """An asyncio protocol for a connection's first bytes (see the module note)."""
 
-    __slots__ = ("_buffer", "_done", "ctx", "deadline", "original_dst", "peer_ip", "target",
+    __slots__ = ("_buffer", "_done", "_opaque_port", "ctx", "deadline", "original_dst",
+                 "peer_ip", "target",
                  "transport", "wheel_slot")
 
     def __init__(self, ctx: ListenerContext) -> None:
@@ -65,6 +70,7 @@ class ProtocolDetector:
         self.wheel_slot = 0
         self._buffer = b""
         self._done = False
+        self._opaque_port = False  # an opaque port with mesh TLS: TLS or opaque TCP
 
     # -- asyncio.Protocol --
 
@@ -80,8 +86,12 @@ class ProtocolDetector:
         if opaque is not None:
             self.target = target = opaque.destination(self.original_dst)
             if opaque.is_opaque(self.original_dst, target):
-                self._hand_off(OPAQUE, b"")  # the server may speak first: no waiting
-                return
+                if ctx.tls is None:
+                    self._hand_off(OPAQUE, b"")  # the server may speak first: no waiting
+                    return
+                # A meshed proxy's mTLS may come: look for a ClientHello, and take
+                # anything else (or silence, after the wait) as opaque TCP.
+                self._opaque_port = True
         ctx.connections.add(self)
         ctx.runtime.wheel.arm(self, ctx.detect_timeout)
 
@@ -144,6 +154,22 @@ class ProtocolDetector:
         self._leave()
         transport = self.transport
         assert transport is not None
+        ctx = self.ctx
+        target = self.target
+        if self._opaque_port and kind != TLS:
+            kind = OPAQUE
+        if kind == TLS and ctx.tls is not None:
+            # Mesh TLS naming this proxy is terminated (tulle.downstream.tls); any other
+            # TLS comes back here, to be passed on or refused as below.
+            MeshTlsAcceptor(ctx, self._tls_not_ours, target).take_over(transport, data)
+            return None
+        return self._not_mesh_tls(kind, transport, data)
+
+    def _tls_not_ours(self, transport: asyncio.Transport, data: bytes) -> None:
+        self._not_mesh_tls(TLS, transport, data)
+
+    def _not_mesh_tls(self, kind: int, transport: asyncio.Transport,
+                      data: bytes) -> asyncio.Protocol | None:
         ctx = self.ctx
         target = self.target
         if kind == HTTP2:

@@ -40,6 +40,7 @@ from tulle.proxy.exchange import RESPONDING, Exchange
 from tulle.proxy.streams import ClientStream
 from tulle.tcp.splice import Splice
 from tulle.transport.original_dst import redirected_destination
+from tulle.transport.tls import peer_identity
 
 if TYPE_CHECKING:
     from tulle.downstream.listener import ListenerContext
@@ -89,6 +90,7 @@ class ClientConnection(ClientStream):
         "deadline",
         "original_dst",
         "parser",
+        "peer_identity",
         "peer_ip",
         "queue",
         "tcp",
@@ -107,6 +109,7 @@ class ClientConnection(ClientStream):
         self.parser = RequestParser(self)
         self.queue: deque[Exchange] = deque()
         self.peer_ip = b"unknown"
+        self.peer_identity: str | None = None  # the client's, over mutual TLS
         self.original_dst: tuple[str, int] | None = None  # (ip, port) before iptables' REDIRECT
         self.closing = False
         self.deadline = 0.0
@@ -138,6 +141,7 @@ class ClientConnection(ClientStream):
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip = str(peer[0]).encode("ascii")
+        self.peer_identity = peer_identity(transport.get_extra_info("ssl_object"))
         if self.ctx.transparent:
             self.original_dst = redirected_destination(transport.get_extra_info("socket"))
         self.tcp.opened += 1
@@ -295,7 +299,7 @@ class ClientConnection(ClientStream):
         if self.ctx.draining:
             exchange.close_after = True
         self._write(local_response(status, reason, exchange.close_after,
-                                   exchange.head.method == b"HEAD"))
+                                   exchange.head.method == b"HEAD", exchange.retry_after))
 
     def cut(self) -> None:
         """Cut the connection: the response already begun cannot be completed."""

@@ -45,6 +45,7 @@ from tulle.proxy.errors import local_parts
 from tulle.proxy.exchange import Exchange
 from tulle.proxy.streams import ClientStream
 from tulle.transport.original_dst import redirected_destination
+from tulle.transport.tls import peer_identity
 
 if TYPE_CHECKING:
     from tulle.downstream.listener import ListenerContext
@@ -77,6 +78,7 @@ class H2ClientStream(ClientStream):
         "exchange",
         "head_out",
         "original_dst",
+        "peer_identity",
         "peer_ip",
         "request_open",
         "request_paused",
@@ -89,6 +91,7 @@ class H2ClientStream(ClientStream):
         self.conn = conn
         self.sid = sid
         self.peer_ip = conn.peer_ip
+        self.peer_identity = conn.peer_identity
         self.original_dst = conn.original_dst
         self.exchange: Exchange | None = None
         self.head_out: Headers | None = None  # a response head not written yet
@@ -149,7 +152,7 @@ class H2ClientStream(ClientStream):
             codec.send_head(self.sid, local_fields(status, reason), end=True)
             exchange.grpc_status = proxy_error_status(status)
         else:
-            headers, body = local_parts(status, reason)
+            headers, body = local_parts(status, reason, exchange.retry_after)
             fields = [(b":status", b"%d" % status), *headers]
             if exchange.head.method == b"HEAD":
                 codec.send_head(self.sid, fields, end=True)
@@ -215,6 +218,7 @@ class H2ClientConnection:
         "ctx",
         "goaway_sent",
         "original_dst",
+        "peer_identity",
         "peer_ip",
         "streams",
         "tcp",
@@ -229,6 +233,7 @@ class H2ClientConnection:
         self.codec = H2Codec(self, client_side=False)
         self.transport: asyncio.Transport | None = None
         self.peer_ip = b"unknown"
+        self.peer_identity: str | None = None  # the client's, over mutual TLS
         self.original_dst: tuple[str, int] | None = None
         self.streams: dict[int, H2ClientStream] = {}
         self.closing = False
@@ -283,6 +288,7 @@ class H2ClientConnection:
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip = str(peer[0]).encode("ascii")
+        self.peer_identity = peer_identity(transport.get_extra_info("ssl_object"))
         if self.ctx.transparent:
             self.original_dst = redirected_destination(transport.get_extra_info("socket"))
         self.ctx.connections.add(self)

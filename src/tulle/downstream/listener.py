@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from tulle.telemetry.metrics import TlsStats
+
 if TYPE_CHECKING:
     from tulle.proxy.layers import ExchangeLayer
     from tulle.proxy.runtime import Runtime
     from tulle.tcp import TcpProxy
     from tulle.telemetry.metrics import ResponseStats, TcpStats
+    from tulle.transport.tls import MeshTls
 
 # A client that does not read what it is sent for this long is cut off (nginx's
 # send_timeout and HAProxy's "timeout client" are both 60 s by default).
@@ -50,3 +53,7 @@ class ListenerContext:
     # long a silent client is waited for before it is taken as one.
     opaque: TcpProxy | None = None
     detect_timeout: float = DEFAULT_DETECT_TIMEOUT
+    # This proxy's TLS, when it has an identity: ClientHellos naming it are terminated
+    # (tulle.downstream.tls), and counted here.
+    tls: MeshTls | None = None
+    tls_stats: TlsStats = field(default_factory=lambda: TlsStats(("", "")))

@@ -28,6 +28,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from tulle.config.schema_authorization import (
+    AuthorizationPolicySpec,
+    HTTPLocalRateLimitPolicySpec,
+    MeshTLSAuthenticationSpec,
+    NetworkAuthenticationSpec,
+    ServerSpec,
+)
 from tulle.config.schema_gateway import HTTPRouteSpec
 from tulle.config.schema_tulle import MeshServiceSpec, MeshSpec
 
@@ -120,6 +127,34 @@ _CRDS = {
         "CRDs are installed, keep those: Tulle reads v1 (or v1beta1) HTTPRoutes either way.",
         "gateway.networking.k8s.io", "HTTPRoute", "httproutes", "httproute", "Namespaced",
         "v1", [], HTTPRouteSpec),
+    "policy.tulle.dev_servers.yaml": (
+        "Inbound policy: a port on the pods a selector picks (Linkerd's Server).",
+        "policy.tulle.dev", "Server", "servers", "server", "Namespaced", "v1alpha1",
+        ["srv"], ServerSpec),
+    "policy.tulle.dev_authorizationpolicies.yaml": (
+        "Inbound policy: traffic to a Server, an HTTPRoute or a namespace is allowed when\n"
+        "every required authentication holds (Linkerd's AuthorizationPolicy).",
+        "policy.tulle.dev", "AuthorizationPolicy", "authorizationpolicies",
+        "authorizationpolicy", "Namespaced", "v1alpha1", ["authzpolicy"],
+        AuthorizationPolicySpec),
+    "policy.tulle.dev_meshtlsauthentications.yaml": (
+        "Inbound policy: clients over mutual TLS with one of these identities\n"
+        "(Linkerd's MeshTLSAuthentication).",
+        "policy.tulle.dev", "MeshTLSAuthentication", "meshtlsauthentications",
+        "meshtlsauthentication", "Namespaced", "v1alpha1", ["meshtlsauthn"],
+        MeshTLSAuthenticationSpec),
+    "policy.tulle.dev_networkauthentications.yaml": (
+        "Inbound policy: clients whose address is in these networks\n"
+        "(Linkerd's NetworkAuthentication).",
+        "policy.tulle.dev", "NetworkAuthentication", "networkauthentications",
+        "networkauthentication", "Namespaced", "v1alpha1", ["netauthn"],
+        NetworkAuthenticationSpec),
+    "policy.tulle.dev_httplocalratelimitpolicies.yaml": (
+        "Inbound policy: a local rate limit on a Server's HTTP requests, in total, per\n"
+        "client identity and for named clients (Linkerd's HTTPLocalRateLimitPolicy).",
+        "policy.tulle.dev", "HTTPLocalRateLimitPolicy", "httplocalratelimitpolicies",
+        "httplocalratelimitpolicy", "Namespaced", "v1alpha1", [],
+        HTTPLocalRateLimitPolicySpec),
 }
 
 

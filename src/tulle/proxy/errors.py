@@ -60,6 +60,10 @@ PER_TRY_TIMEOUT = ProxyError(
 REQUEST_TIMEOUT = ProxyError(
     "request-timeout", 504, "no response within the request timeout ({timeout}s)"
 )
+# Inbound policy (403, 429).
+FORBIDDEN = ProxyError("forbidden", 403, "{client} may not reach {server} ({reason})")
+RATE_LIMITED = ProxyError("rate-limited", 429,
+                          "over the {limit} rate limit of {server} ({rate} requests per second)")
 # The client's fault (4xx); the status is the codec's (400, 408, 431, 505 …).
 MALFORMED_REQUEST = ProxyError("malformed-request", 400, "{detail}")
 
@@ -69,9 +73,10 @@ def _header_safe(text: str) -> bytes:
     return "".join(ch if " " <= ch <= "~" else "?" for ch in text).encode("ascii")
 
 
-def local_parts(status: int, reason: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
+def local_parts(status: int, reason: str, retry_after: int = 0
+                ) -> tuple[list[tuple[bytes, bytes]], bytes]:
     """The headers (lower-case) and body of a response from the proxy: ``tulle-error``
-    and a short text body saying why."""
+    and a short text body saying why (and ``retry-after``, in seconds, when given)."""
     body = reason.encode("utf-8", "replace") + b"\n"
     headers = [
         (b"content-type", b"text/plain; charset=utf-8"),
@@ -79,12 +84,15 @@ def local_parts(status: int, reason: str) -> tuple[list[tuple[bytes, bytes]], by
         (b"tulle-error", _header_safe(reason)),
         (b"via", b"1.1 tulle"),
     ]
+    if retry_after:
+        headers.append((b"retry-after", b"%d" % retry_after))
     return headers, body
 
 
-def local_response(status: int, reason: str, close: bool, head_only: bool = False) -> bytes:
+def local_response(status: int, reason: str, close: bool, head_only: bool = False,
+                   retry_after: int = 0) -> bytes:
     """A complete HTTP/1.1 response from the proxy: status, ``tulle-error``, a short body."""
-    headers, body = local_parts(status, reason)
+    headers, body = local_parts(status, reason, retry_after)
     if close:
         headers.append((b"connection", b"close"))
     head = encode_head(b"HTTP/1.1 %d %b" % (status, reason_phrase(status)), headers)

@@ -105,6 +105,7 @@ class Exchange:
         "request_timeout",
         "request_trailers",
         "retry",
+        "retry_after",
         "retry_policy",
         "route",
         "started_at",
@@ -154,6 +155,7 @@ class Exchange:
         self.status = 0
         self.error = ""
         self.grpc_status = -1  # a gRPC call's grpc-status (tulle.grpc), once known
+        self.retry_after = 0  # seconds, sent as Retry-After with a 429 the proxy makes
         self.close_after = not head.keep_alive
 
     @property

@@ -17,7 +17,7 @@ import random
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from tulle.config.schema_gateway import RouteMatch
 
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from tulle.telemetry.metrics import ResponseStats
 
 _random = random.Random()
+# What a route table leads to: a rule's backends (mesh routing), or a policy route.
+Rule = TypeVar("Rule")
 
 
 @dataclass(slots=True)
@@ -85,19 +87,20 @@ def _matches(match: RouteMatch, head: RequestHead, path: str) -> bool:
     return True
 
 
-class RouteTable:
-    """The routes attached to one service, compiled for matching."""
+class RouteTable(Generic[Rule]):
+    """The routes attached to one service (or, for inbound policy, one Server), compiled
+    for matching."""
 
     __slots__ = ("_entries",)
 
-    def __init__(self, entries: Sequence[tuple[RouteMatch, int, RouteRuleTarget]]) -> None:
+    def __init__(self, entries: Sequence[tuple[RouteMatch, int, Rule]]) -> None:
         ordered = sorted(entries, key=lambda entry: _precedence(entry[0], entry[1]))
         self._entries = [(match, rule) for match, _, rule in ordered]
 
     def __bool__(self) -> bool:
         return bool(self._entries)
 
-    def match(self, head: RequestHead) -> RouteRuleTarget | None:
+    def match(self, head: RequestHead) -> Rule | None:
         path = head.target.split(b"?", 1)[0].decode("latin-1")
         for match, rule in self._entries:
             if _matches(match, head, path):

@@ -1,23 +1,35 @@
 """The inbound request path, on one screen: what happens to a request sent to the app.
 
 Inbound, every authority routes to the local application (`tulle.proxy.mesh`), and
-the request then goes the same way as outbound (`tulle.proxy.outbound`): the app is
-the one endpoint, so balancing is trivial, but timeouts, the breaker, metrics and tap
-apply::
+the request then goes the same way as outbound (`tulle.proxy.outbound`), with inbound
+policy first (`tulle.policy`): the app is the one endpoint, so balancing is trivial,
+but policy, timeouts, the breaker, metrics and tap apply::
 
-    observe → route (to the app) → timeout → retry → balance → feedback → forward
-
-Inbound policy — who may call (authorization) and how often (rate limits) — will sit
-here, between route and timeout.
+    observe      → counts every answer, shows it to tap                    (listener)
+    route        → to the app                                              (listener)
+    authorize    → may this client make this request? 403 (or 404: no route) (service)
+    rate limit   → within the server's local rate limit? 429 + Retry-After  (service)
+    timeout → retry → balance                                              (service)
+    client stats → over mutual TLS, counted per client identity            (endpoint)
+    feedback → forward                                                     (endpoint)
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tulle.proxy.outbound import listener_stack, service_stack
+from tulle.proxy.layers.authorize import Authorize, ServerOf
+from tulle.proxy.layers.balance import Balance
+from tulle.proxy.layers.client_stats import ClientStats
+from tulle.proxy.layers.feedback import Feedback
+from tulle.proxy.layers.forward import Forward
+from tulle.proxy.layers.rate_limit import RateLimit
+from tulle.proxy.layers.retry import Retry
+from tulle.proxy.layers.timeout import RequestTimeout
+from tulle.proxy.outbound import listener_stack
 
 if TYPE_CHECKING:
+    from tulle.policy.compile import PolicyState
     from tulle.proxy.layers import ExchangeLayer
     from tulle.proxy.layers.observe import Observe
     from tulle.proxy.routing import Router
@@ -33,5 +45,12 @@ def inbound_listener_stack(
     return listener_stack("inbound", router, unknown, runtime, tap)
 
 
-def inbound_service_stack(target: ServiceTarget, runtime: Runtime) -> ExchangeLayer:
-    return service_stack(target, runtime)
+def inbound_service_stack(target: ServiceTarget, runtime: Runtime,
+                          policy: PolicyState) -> ExchangeLayer:
+    """What a request to the app goes through once routed (``policy``: the proxy's
+    inbound policy, replaced at each configuration)."""
+    clock, wheel = runtime.clock, runtime.wheel
+    server_of = ServerOf(target, policy)
+    return Authorize(server_of, RateLimit(server_of, RequestTimeout(wheel, Retry(
+        target, runtime.loop, Balance(target, ClientStats(policy.metrics, Feedback(
+            target, clock, Forward(wheel, clock))))))))

@@ -21,10 +21,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import partial
+from typing import TYPE_CHECKING
 
 from tulle.balance import new_balancer
 from tulle.config import Config, HTTPRoute, MeshSpec, Service
 from tulle.config import Endpoint as EndpointConfig
+from tulle.policy.compile import PolicyState
 from tulle.proxy.failover import HealthDriver, OutlierDriver
 from tulle.proxy.http_routes import RouteRuleTarget, RouteTable
 from tulle.proxy.inbound import inbound_service_stack
@@ -36,6 +39,9 @@ from tulle.proxy.targets import Endpoint, ServiceTarget, TargetTimeouts
 from tulle.resilience import CircuitBreaker, RetryBudget, RetryPolicy
 from tulle.telemetry.metrics import Metrics
 from tulle.upstream import EndpointPool
+
+if TYPE_CHECKING:
+    from tulle.transport.tls import MeshTls
 
 StackBuilder = Callable[[ServiceTarget, Runtime], ExchangeLayer]
 
@@ -63,6 +69,9 @@ class DirectionState:
         self._drivers: list[OutlierDriver | HealthDriver] = []
         self._direct: dict[tuple[str, int], ServiceTarget] = {}
         self._direct_defaults = _unknown_authority(Config((), MeshSpec(), {}, ()))
+        # This proxy's TLS contexts, when it has an identity: endpoints that name the
+        # identity of their proxy are then reached over mutual TLS.
+        self.tls: MeshTls | None = None
 
     def apply(
         self,
@@ -180,14 +189,18 @@ class DirectionState:
                 self.loop, config.host, config.port, self._tcp_dst, connect_timeout
             )
         pool.connect_timeout = connect_timeout
+        pool.secure(config.identity, self.tls)
+        peer = ("server_id", config.identity) if pool.secured and config.identity else None
         for endpoint in target.endpoints:
             if endpoint.pool is pool:
                 endpoint.weight = config.weight
                 endpoint.zone = config.zone
+                endpoint.stats.peer = peer
                 return endpoint
         stats = self.metrics.responses(
             self.direction, target.name, target.namespace, f"{config.host}:{config.port}"
         )
+        stats.peer = peer
         endpoint = Endpoint(pool, config.weight, config.zone, stats)
         breaker = service.circuit_breaker
         if breaker is not None:
@@ -238,6 +251,8 @@ class DirectionState:
                     backends.append(backend)
                     cumulative.append(total)
                 for parent in route.spec.parent_refs:
+                    if parent.kind == "Server":
+                        continue  # a route of inbound policy (tulle.policy), not of a service
                     parent_key = f"{parent.name}.{parent.namespace or route.namespace}"
                     if parent_key not in self.targets:
                         continue
@@ -271,12 +286,18 @@ class DirectionState:
 class MeshState:
     """Both directions, re-applied from each new configuration."""
 
-    def __init__(self, runtime: Runtime, metrics: Metrics) -> None:
+    def __init__(self, runtime: Runtime, metrics: Metrics, tls: MeshTls | None = None) -> None:
+        self.policy = PolicyState(metrics)
         self.outbound = DirectionState(runtime, metrics, "outbound", service_stack)
-        self.inbound = DirectionState(runtime, metrics, "inbound", inbound_service_stack)
+        self.inbound = DirectionState(runtime, metrics, "inbound",
+                                      partial(inbound_service_stack, policy=self.policy))
+        self.outbound.tls = tls
         self.config: Config | None = None
 
     def apply(self, config: Config) -> None:
+        tls = self.outbound.tls
+        self.policy.trust_domain = tls.credentials.identity.trust_domain if tls else None
+        self.policy.apply(config)
         services = list(config.services.values())
         direct = _unknown_authority(config)
         self.outbound.zone = self.inbound.zone = config.mesh.zone

@@ -14,9 +14,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from tulle.config import Address, Config
 from tulle.discovery import ConfigSource, ManifestSource
@@ -32,9 +32,14 @@ from tulle.tcp import TcpProxy
 from tulle.tcp.egress import EgressPolicy
 from tulle.telemetry.admin import AdminSources, serve_admin
 from tulle.telemetry.collector import registry_for
-from tulle.telemetry.metrics import EndpointState, Metrics
+from tulle.telemetry.metrics import EndpointState, IdentityView, Metrics
 from tulle.telemetry.tap import TapHub
 from tulle.transport.detect import DEFAULT_OPAQUE_PORTS
+
+if TYPE_CHECKING:
+    from tulle.config.schema_tulle import Workload
+    from tulle.identity.client import IdentityClient, IdentitySettings
+    from tulle.transport.tls import MeshTls
 
 log = logging.getLogger("tulle.proxy")
 
@@ -71,6 +76,13 @@ class ProxyOptions:
     # the others' SO_REUSEPORT group, and the admin listener is private (127.0.0.1, any
     # port), read by the supervisor, which serves the public one.
     worker: bool = False
+    # Get a certificate from the control plane's identity service, and speak mutual TLS
+    # with meshed proxies (None: this proxy has no identity; everything is plaintext).
+    identity: IdentitySettings | None = None
+    # Inbound policy: the workload this proxy fronts and its default policy, where the
+    # manifests do not say (an injected proxy reads them from its pod).
+    workload: Workload | None = None
+    default_inbound_policy: str | None = None
 
 
 class _Listener:
@@ -108,12 +120,19 @@ class ProxyServer:
         self._stop = asyncio.Event()
         self.ready = False
         self.draining = False
+        self.tls: MeshTls | None = None
+        self.identity: IdentityClient | None = None
 
     # -- start --
 
     async def start(self) -> None:
-        """Get the first configuration (raising ConfigError) and bind every listener."""
+        """Get the first configuration (raising ConfigError) and an identity (waiting for
+        it), and bind every listener."""
         options = self.options
+        if options.identity is not None:
+            await self._start_identity(options.identity)
+        self.mesh.policy.workload = options.workload
+        self.mesh.policy.default_policy = options.default_inbound_policy
         config = await self.source.initial()
         if options.app is not None:
             config = _with_app(config, options.app)
@@ -156,6 +175,8 @@ class ProxyServer:
         opaque = TcpProxy(state, self.metrics, self.runtime.clock, self.options.opaque_ports)
         if self.mesh.config is not None:
             opaque.egress = EgressPolicy(self.mesh.config.mesh.egress.allow)
+        if direction == "inbound":
+            opaque.policy = self.mesh.policy  # who may connect, as for HTTP
         ctx = ListenerContext(
             runtime=self.runtime,
             direction=direction,
@@ -168,6 +189,9 @@ class ProxyServer:
             transparent=self.options.transparent,
             opaque=opaque,
             detect_timeout=self.options.detect_timeout,
+            # Mesh TLS is terminated inbound: meshed proxies call this one there.
+            tls=self.tls if direction == "inbound" else None,
+            tls_stats=self.metrics.tls(direction, "src"),
         )
         server = await self.loop.create_server(
             lambda: cast(asyncio.Protocol, ProtocolDetector(ctx)), address.host, address.port,
@@ -179,6 +203,22 @@ class ProxyServer:
     def bound_addresses(self) -> dict[str, tuple[str, int]]:
         """Where each listener is bound: "outbound", "inbound" (when on) and "admin"."""
         return {name: self.bound_address(name) for name in (*self._listeners, "admin")}
+
+    async def _start_identity(self, settings: IdentitySettings) -> None:
+        """A certificate first (a meshed proxy serves nothing without one), then renewals
+        in the background: each new certificate is used for new connections only."""
+        from tulle.transport.tls import MeshTls
+
+        self.identity = client = settings.client()
+        credentials = await client.initial()
+        self.tls = tls = MeshTls(credentials)
+        self.mesh.outbound.tls = tls
+        client.start(tls.update)
+        self.metrics.identity = IdentityView(
+            name=lambda: tls.identity,
+            expires_at=lambda: tls.credentials.not_after.timestamp(),
+            refreshes=lambda: tls.renewals,
+        )
 
     def bound_address(self, name: str) -> tuple[str, int]:
         """Where a listener ("outbound", "inbound", "admin") is bound (for port 0)."""
@@ -244,6 +284,8 @@ class ProxyServer:
                     session.abort()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.identity is not None:
+            self.identity.stop()
         self.runtime.wheel.stop()
         for state in (self.mesh.outbound, self.mesh.inbound):
             state.stop()
@@ -301,4 +343,4 @@ def _with_app(config: Config, app: Address) -> Config:
     """The configuration with the application address given on the command line."""
     proxy = config.mesh.proxy.model_copy(update={"app": app})
     mesh = config.mesh.model_copy(update={"proxy": proxy})
-    return Config(config.sources, mesh, config.services, config.routes)
+    return replace(config, mesh=mesh)

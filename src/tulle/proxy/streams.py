@@ -46,6 +46,8 @@ class ClientStream:
     __slots__ = ()
 
     peer_ip: bytes  # the client's address, for X-Forwarded-For and hashing
+    # The client's verified identity (a SPIFFE ID) when it came over mutual TLS, else None.
+    peer_identity: str | None
     # Where the connection was going before iptables redirected it, as (ip, port); None
     # when it was not captured.
     original_dst: tuple[str, int] | None

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from tulle.http import RequestHead
+    from tulle.policy.compile import PolicyState
     from tulle.proxy.mesh import DirectionState
     from tulle.proxy.targets import ServiceTarget
     from tulle.tcp.session import Refusal
@@ -51,7 +52,7 @@ _TUNNEL_FAILURES = {
 class TcpProxy:
     """Opaque TCP of one direction's listener (see the module note)."""
 
-    __slots__ = ("clock", "direction", "egress", "metrics", "opaque_ports", "sessions",
+    __slots__ = ("clock", "direction", "egress", "metrics", "opaque_ports", "policy", "sessions",
                  "state")
 
     def __init__(
@@ -68,6 +69,8 @@ class TcpProxy:
         self.opaque_ports = frozenset(opaque_ports)
         self.egress = EgressPolicy()  # replaced on every reload (spec.egress)
         self.sessions: set[TcpSession] = set()
+        # Inbound: who may connect (tulle.policy); a denied client's connection is reset.
+        self.policy: PolicyState | None = None
 
     def destination(self, original_dst: tuple[str, int] | None) -> ServiceTarget | None:
         """Where a connection that is not HTTP goes (None: nowhere)."""
@@ -97,8 +100,14 @@ class TcpProxy:
         counted: bool = False,
         greeting: bytes = b"",
         refuse: Refusal | None = None,
-    ) -> TcpSession:
-        """Proxy the connection on ``transport`` to an endpoint of ``target``."""
+        identity: str | None = None,
+    ) -> TcpSession | None:
+        """Proxy the connection on ``transport`` to an endpoint of ``target`` (``identity``:
+        the client's, over mutual TLS). None when inbound policy refuses the client: its
+        connection is reset, as Linkerd refuses denied TCP."""
+        if self.policy is not None and not self._admits(target, identity, client_ip):
+            transport.abort()
+            return None
         named = bool(target.namespace)
         service = target.name if named else ""
         namespace = target.namespace if named else ""
@@ -114,6 +123,20 @@ class TcpProxy:
                       refuse=refuse)
         return session
 
+
+    def _admits(self, target: ServiceTarget, identity: str | None, client_ip: bytes) -> bool:
+        """Whether the server policy of the target's port lets this client connect (its
+        HTTPRoutes do not apply to TCP); counted either way."""
+        assert self.policy is not None
+        policy = self.policy.current
+        server = policy.server_for(_app_port(target) or 0)
+        counters = server.counters
+        bits = policy.decide(server.mask, identity, client_ip) if server.mask else 0
+        if bits or server.audit:
+            counters.tcp_allowed += 1
+            return True
+        counters.tcp_denied += 1
+        return False
 
     def tunnel(self, transport: asyncio.Transport, head: RequestHead, tail: bytes,
                client_ip: bytes) -> None:

@@ -18,6 +18,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.samples import Sample
 
+from tulle.policy.rate_limit import LIMIT_NAMES
 from tulle.telemetry.metrics import (
     DURATION_BUCKETS_MS,
     LATENCY_BUCKETS_MS,
@@ -48,6 +49,72 @@ class MeshCollector(Collector):
         yield from _tcp_families(self._metrics.all_tcp())
         yield self._abuse_family()
         yield from self._failover_families()
+        yield from self._identity_families()
+        yield from self._policy_families()
+
+    def _policy_families(self) -> Iterator[Metric]:
+        allow = CounterMetricFamily(
+            "inbound_http_authz_allow", "Inbound requests an authorization allowed.",
+            labels=["srv_name", "authz_name"])
+        deny = CounterMetricFamily(
+            "inbound_http_authz_deny", "Inbound requests policy denied (403), by reason.",
+            labels=["srv_name", "reason"])
+        not_found = CounterMetricFamily(
+            "inbound_http_route_not_found", "Inbound requests no route of the server matched.",
+            labels=["srv_name"])
+        audited = CounterMetricFamily(
+            "tulle_inbound_authz_audited", "Inbound requests policy would deny, let through "
+            "because the server is in audit mode.", labels=["srv_name"])
+        tcp_allow = CounterMetricFamily(
+            "inbound_tcp_authz_allow", "Inbound opaque TCP connections policy let in.",
+            labels=["srv_name"])
+        tcp_deny = CounterMetricFamily(
+            "inbound_tcp_authz_deny", "Inbound opaque TCP connections policy refused (reset).",
+            labels=["srv_name"])
+        limited = CounterMetricFamily(
+            "tulle_inbound_rate_limited", "Inbound requests over a local rate limit (429), by "
+            "the limit that refused them.", labels=["srv_name", "limit"])
+        for counters in self._metrics.all_policy_counters():
+            (server,) = counters.labels
+            for name, count in list(counters.allowed.items()):
+                allow.add_metric([server, name], count)
+            for reason, count in list(counters.denied.items()):
+                deny.add_metric([server, reason], count)
+            not_found.add_metric([server], counters.route_not_found)
+            audited.add_metric([server], counters.audited)
+            tcp_allow.add_metric([server], counters.tcp_allowed)
+            tcp_deny.add_metric([server], counters.tcp_denied)
+            for index, limit in enumerate(LIMIT_NAMES):
+                if limit:
+                    limited.add_metric([server, limit], counters.rate_limited[index])
+        yield from (allow, deny, not_found, audited, tcp_allow, tcp_deny, limited)
+
+    def _identity_families(self) -> Iterator[Metric]:
+        handshakes = CounterMetricFamily(
+            "tulle_tls_handshakes_total",
+            "TLS connections a listener saw: terminated (mesh TLS for this proxy), failed "
+            "(a bad or unfinished handshake), passed_on (TLS for the application).",
+            labels=[*_TCP_LABELS, "result"])
+        for tls in self._metrics.all_tls():
+            labels = list(tls.labels)
+            handshakes.add_metric([*labels, "terminated"], tls.terminated)
+            handshakes.add_metric([*labels, "failed"], tls.failed)
+            handshakes.add_metric([*labels, "passed_on"], tls.passed_on)
+        yield handshakes
+        identity = self._metrics.identity
+        if identity is not None:
+            # Linkerd's identity metrics.
+            yield GaugeMetricFamily(
+                "identity_cert_expiration_timestamp_seconds",
+                "When this proxy's certificate expires, in seconds since the epoch.",
+                value=identity.expires_at())
+            yield CounterMetricFamily(
+                "identity_cert_refresh", "Times this proxy's certificate was renewed.",
+                value=identity.refreshes())
+            info = GaugeMetricFamily("tulle_identity_info", "This proxy's identity.",
+                                     labels=["identity"])
+            info.add_metric([identity.name()], 1)
+            yield info
 
     def _abuse_family(self) -> Metric:
         abuse = CounterMetricFamily(
@@ -137,22 +204,23 @@ def _response_families(
     bounds = (*(str(float(b)) for b in LATENCY_BUCKETS_MS), "+Inf")
     for stats in all_stats:
         labels = list(stats.labels)
-        requests.add_metric(labels, stats.requests)
+        named = dict(zip(label_names, labels, strict=True))
+        if stats.peer is not None:  # over mTLS: tls="true" and the peer's identity
+            named |= {"tls": "true", stats.peer[0]: stats.peer[1]}
+        requests.add_sample(f"{prefix}request_total", named, stats.requests)
         for (status, error, grpc), count in list(stats.responses.items()):
-            values = [*labels, str(status), classify(status, error, grpc), error]
-            if grpc < 0:
-                responses.add_metric(values, count)
-            else:  # gRPC responses carry grpc_status_code too (Linkerd's label)
-                names = [*label_names, "status_code", "classification", "error",
-                         "grpc_status_code"]
-                responses.add_sample(f"{prefix}response_total",
-                                     dict(zip(names, [*values, str(grpc)], strict=True)), count)
+            sample = named | {"status_code": str(status),
+                              "classification": classify(status, error, grpc), "error": error}
+            if grpc >= 0:  # gRPC responses carry grpc_status_code too (Linkerd's label)
+                sample["grpc_status_code"] = str(grpc)
+            responses.add_sample(f"{prefix}response_total", sample, count)
         cumulative = 0
-        buckets = []
         for bound, count in zip(bounds, list(stats.latency.counts), strict=True):
             cumulative += count
-            buckets.append((bound, cumulative))
-        latency.add_metric(labels, buckets, stats.latency.sum_ms)
+            latency.add_sample(f"{prefix}response_latency_ms_bucket", named | {"le": bound},
+                               cumulative)
+        latency.add_sample(f"{prefix}response_latency_ms_count", named, cumulative)
+        latency.add_sample(f"{prefix}response_latency_ms_sum", named, stats.latency.sum_ms)
     yield requests
     yield responses
     yield latency

@@ -24,7 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tulle.telemetry.scrape import Signals, histogram_quantile
 
-__all__ = ["GroupRow", "KeyFn", "Scrape", "group_window", "parse_scrape"]
+__all__ = ["IDENTITY_INFO", "GroupRow", "KeyFn", "Scrape", "group_window", "parse_scrape"]
 
 Labels = frozenset[tuple[str, str]]
 # (source, labels) -> the group a series belongs to, or None to leave it out.
@@ -33,7 +33,8 @@ KeyFn = Callable[[str, Mapping[str, str]], Hashable | None]
 _RESPONSES = "response_total"
 _BUCKETS = "response_latency_ms_bucket"
 _TCP_OPEN = "tcp_open_connections"
-_KEPT = (_RESPONSES, _BUCKETS, _TCP_OPEN)
+IDENTITY_INFO = "tulle_identity_info"  # the proxy's own identity (a label), for edges
+_KEPT = (_RESPONSES, _BUCKETS, _TCP_OPEN, IDENTITY_INFO)
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ def group_window(
         seconds = scrape.taken_at - old.taken_at if old else 0.0
         for (name, labels), value in scrape.samples.items():
             label_map = dict(labels)
+            if name == IDENTITY_INFO:
+                continue
             if name == _TCP_OPEN:
                 group = tcp_key(scrape.source, label_map) if tcp_key else None
                 if group is not None:

@@ -52,12 +52,18 @@ class ResponseStats:
     ``responses`` is keyed by (status code, error, grpc-status); ``error`` is empty
     when an endpoint answered and names the cause when the proxy answered itself;
     grpc-status is -1 for anything but a gRPC response.
+
+    ``peer`` is set for traffic over mutual TLS: (``"server_id"``, the identity the
+    endpoint presented) outbound, (``"client_id"``, the client's) inbound; such stats
+    carry ``tls="true"`` and that label too (Linkerd's labels).
     """
 
-    __slots__ = ("labels", "latency", "requests", "responses")
+    __slots__ = ("labels", "latency", "peer", "requests", "responses")
 
-    def __init__(self, labels: tuple[str, str, str, str]) -> None:
+    def __init__(self, labels: tuple[str, str, str, str],
+                 peer: tuple[str, str] | None = None) -> None:
         self.labels = labels  # direction, dst_service, dst_namespace, endpoint
+        self.peer = peer
         self.requests = 0
         self.responses: dict[tuple[int, str, int], int] = {}
         self.latency = LatencyHistogram()
@@ -125,6 +131,36 @@ class TcpStats:
             self.failures[errno_name] = self.failures.get(errno_name, 0) + 1
 
 
+class TlsStats:
+    """Mesh TLS handshakes one listener saw: terminated, failed, or not ours (passed on
+    as the application's own TLS)."""
+
+    __slots__ = ("failed", "labels", "passed_on", "terminated")
+
+    def __init__(self, labels: tuple[str, str]) -> None:
+        self.labels = labels  # direction, peer
+        self.terminated = 0
+        self.failed = 0
+        self.passed_on = 0
+
+
+class PolicyCounters:
+    """Inbound policy decisions on one server's traffic (Linkerd's authz metrics)."""
+
+    __slots__ = ("allowed", "audited", "denied", "labels", "rate_limited", "route_not_found",
+                 "tcp_allowed", "tcp_denied")
+
+    def __init__(self, labels: tuple[str]) -> None:
+        self.labels = labels  # srv_name
+        self.tcp_allowed = 0  # opaque TCP connections let in
+        self.tcp_denied = 0  # ... reset
+        self.allowed: dict[str, int] = {}  # by authorization name
+        self.denied: dict[str, int] = {}  # by reason: unauthenticated, unauthorized
+        self.audited = 0  # denied, but let through (audit mode)
+        self.route_not_found = 0
+        self.rate_limited = [0, 0, 0, 0]  # by limit: -, total, identity, override
+
+
 class ServiceCounters:
     """Failover events of one (direction, service): retries, budget, shedding."""
 
@@ -146,6 +182,11 @@ class Metrics:
         self._tcp: dict[tuple[str, str, str, str], TcpStats] = {}
         self._services: dict[tuple[str, str, str], ServiceCounters] = {}
         self._routes: dict[tuple[str, str, str, str], ResponseStats] = {}
+        self._by_client: dict[tuple[str, str, str, str, str], ResponseStats] = {}
+        self._tls: dict[tuple[str, str], TlsStats] = {}
+        self._policy: dict[str, PolicyCounters] = {}
+        # Set by a proxy with an identity: its name, expiry and renewals, when scraped.
+        self.identity: IdentityView | None = None
         # Set by the proxy: reads per-endpoint state (breaker, ejection, health,
         # in flight, latency estimate) when scraped.
         self.endpoint_states: Callable[[], list[EndpointState]] = list
@@ -159,6 +200,14 @@ class Metrics:
         if stats is None:
             stats = self._responses[key] = ResponseStats(key)
         return stats
+
+    def client_responses(self, stats: ResponseStats, client_id: str) -> ResponseStats:
+        """The handle for what ``stats`` counts, from the client ``client_id`` over mTLS."""
+        key = (*stats.labels, client_id)
+        found = self._by_client.get(key)
+        if found is None:
+            found = self._by_client[key] = ResponseStats(stats.labels, ("client_id", client_id))
+        return found
 
     def route_responses(
         self, direction: str, service: str, namespace: str, route: str
@@ -193,11 +242,39 @@ class Metrics:
         return stats
 
     def all_responses(self) -> list[ResponseStats]:
-        return list(self._responses.values())
+        return [*self._responses.values(), *self._by_client.values()]
+
+    def policy_counters(self, server: str) -> PolicyCounters:
+        counters = self._policy.get(server)
+        if counters is None:
+            counters = self._policy[server] = PolicyCounters((server,))
+        return counters
+
+    def all_policy_counters(self) -> list[PolicyCounters]:
+        return list(self._policy.values())
+
+    def tls(self, direction: str, peer: str) -> TlsStats:
+        key = (direction, peer)
+        stats = self._tls.get(key)
+        if stats is None:
+            stats = self._tls[key] = TlsStats(key)
+        return stats
+
+    def all_tls(self) -> list[TlsStats]:
+        return list(self._tls.values())
 
     def all_tcp(self) -> list[TcpStats]:
         return list(self._tcp.values())
 
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityView:
+    """How the exposition reads this proxy's identity (functions: it changes on renewal)."""
+
+    name: Callable[[], str]
+    expires_at: Callable[[], float]  # seconds since the epoch
+    refreshes: Callable[[], int]
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,9 @@ class TapEvent:
     error: str
     at: float  # wall-clock seconds since the epoch, when the response ended
     grpc_status: int = -1  # a gRPC call's grpc-status (-1: not a gRPC response)
+    # The peer's identity over mutual TLS ("": plaintext): inbound the client's, outbound
+    # the endpoint's.
+    identity: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

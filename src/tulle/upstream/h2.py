@@ -37,6 +37,7 @@ from tulle.http import RemoteProtocolError, RequestHead, ResponseHead
 from tulle.http.h2 import CANCEL, NO_ERROR, REFUSED_STREAM, H2Codec, request_fields
 from tulle.http.h2.heads import trailer_fields
 from tulle.proxy.streams import UpstreamStream
+from tulle.transport.tls import ALPN_H2
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -383,7 +384,7 @@ class H2Pool:
         self._connecting += 1
         factory = cast("Callable[[], asyncio.Protocol]",
                        partial(H2UpstreamConnection, self, self.address.tcp))
-        task, timer = self.address.open_connection(factory)
+        task, timer = self.address.open_connection(factory, ALPN_H2)
         task.add_done_callback(partial(self._connected, timer))
 
     def _connected(self, timer: asyncio.TimerHandle, task: asyncio.Task) -> None:

@@ -15,6 +15,12 @@ address accepts a connection, which goes straight into the idle list as the addr
 rejoins the balancers. A restarted endpoint is thus back within about a second, and
 nobody's request is spent finding out.
 
+A meshed endpoint (its destination names the identity its proxy presents) is reached
+over mutual TLS: each connection is opened with the proxy's current client context
+(`tulle.transport.tls.MeshTls`) and the identity's TLS server name, which OpenSSL checks
+in the handshake; a certificate that does not name it fails the connect like a
+refusal would, and the address is unreachable until one succeeds.
+
 Running out of file descriptors (EMFILE, ENFILE) or kernel buffers is the proxy's
 problem, not the endpoint's: such a connect fails the try with ``local-exhaustion``,
 is logged (at most once a second) and counted, and leaves the address reachable.
@@ -31,13 +37,16 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, cast
 
+from tulle.identity.spiffe import dns_name_of
 from tulle.proxy import streams
 from tulle.telemetry.metrics import TcpStats
+from tulle.transport.tls import ALPN_HTTP1, ALPN_OPAQUE
 from tulle.upstream.h1 import UpstreamConnection
 from tulle.upstream.h2 import H2Pool
 
 if TYPE_CHECKING:
     from tulle.proxy.streams import LeaseWaiter
+    from tulle.transport.tls import MeshTls
 
 log = logging.getLogger("tulle.upstream")
 
@@ -84,7 +93,8 @@ class EndpointPool:
     """Idle keep-alive connections to one address, and the way to make new ones."""
 
     __slots__ = ("_h2", "_idle", "_loop", "_reconnect", "_reconnect_delay", "connect_timeout",
-                 "host", "port", "reachable", "retired", "tcp", "watchers")
+                 "host", "mesh_tls", "port", "reachable", "retired", "server_identity",
+                 "server_name", "tcp", "watchers")
 
     def __init__(
         self,
@@ -107,6 +117,26 @@ class EndpointPool:
         self._reconnect: asyncio.TimerHandle | None = None
         self._reconnect_delay = RECONNECT_MIN
         self._h2: H2Pool | None = None
+        # A meshed endpoint: the identity its proxy must present, the TLS server name
+        # that says so, and this proxy's TLS contexts (None: plaintext).
+        self.server_identity: str | None = None
+        self.server_name: str | None = None
+        self.mesh_tls: MeshTls | None = None
+
+    def secure(self, identity: str | None, mesh_tls: MeshTls | None) -> None:
+        """Connect with mutual TLS to a proxy presenting ``identity`` (None: plaintext);
+        idle connections made otherwise are closed."""
+        if identity != self.server_identity:
+            self.server_identity = identity
+            self.server_name = None if identity is None else dns_name_of(identity)
+            while self._idle:
+                self._idle.pop().close()
+        self.mesh_tls = mesh_tls
+
+    @property
+    def secured(self) -> bool:
+        """New connections are mutual TLS."""
+        return self.server_name is not None and self.mesh_tls is not None
 
     @property
     def idle_count(self) -> int:
@@ -147,7 +177,7 @@ class EndpointPool:
         hears None once ``protocol`` has its transport, or why it will not. Such a
         connection is the caller's: it never joins the idle list."""
         task, timer = self.open_connection(
-            cast(Callable[[], asyncio.Protocol], lambda: protocol))
+            cast(Callable[[], asyncio.Protocol], lambda: protocol), ALPN_OPAQUE)
         task.add_done_callback(partial(self._opened_raw, done, timer))
 
     def _opened_raw(self, done: Callable[[ConnectFailure | None], None],
@@ -156,16 +186,25 @@ class EndpointPool:
         done(self.failure_of(task))
 
     def open_connection(
-        self, factory: Callable[[], asyncio.Protocol] | None = None
+        self, factory: Callable[[], asyncio.Protocol] | None = None, alpn: str = ALPN_HTTP1
     ) -> tuple[asyncio.Task, asyncio.TimerHandle]:
-        """Start connecting (an HTTP/1.1 connection unless ``factory`` says otherwise),
-        within the connect timeout."""
+        """Start connecting (an HTTP/1.1 connection unless ``factory`` says otherwise;
+        ``alpn`` names what it speaks, offered in the handshake to a meshed endpoint),
+        within the connect timeout, which covers that handshake too."""
         loop = self._loop
         if factory is None:
             # A plain class, not asyncio.Protocol: asyncio and uvloop call protocols by name.
             factory = cast(Callable[[], asyncio.Protocol],
                            partial(UpstreamConnection, self, self.tcp))
-        task = loop.create_task(loop.create_connection(factory, self.host, self.port))
+        mesh_tls = self.mesh_tls
+        if self.server_name is not None and mesh_tls is not None:
+            connecting = loop.create_connection(
+                factory, self.host, self.port,
+                ssl=mesh_tls.clients[alpn],
+                server_hostname=self.server_name, ssl_handshake_timeout=self.connect_timeout)
+        else:
+            connecting = loop.create_connection(factory, self.host, self.port)
+        task = loop.create_task(connecting)
         return task, loop.call_later(self.connect_timeout, task.cancel)
 
     def _connected(self, waiter: LeaseWaiter, timer: asyncio.TimerHandle,

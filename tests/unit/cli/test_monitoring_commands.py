@@ -55,9 +55,20 @@ def test_edges_name_the_source_by_proxy_and_the_caller_when_labelled() -> None:
     text = (series("outbound", "api", "e1", 5, 0) + series("inbound", "web", "app", 3, 0)
             + series("inbound", "web", "app", 2, 0, ',src_service="frontend"'))
     rows = edge_rows(*window("", text, source="frontend-proxy"))
-    assert ("frontend-proxy", "api", "outbound of frontend-proxy") in rows
-    assert (UNKNOWN_SOURCE, "web", "inbound of frontend-proxy") in rows
-    assert ("frontend", "web", "inbound of frontend-proxy") in rows
+    assert ("frontend-proxy", "api", "outbound of frontend-proxy", "", "") in rows
+    assert (UNKNOWN_SOURCE, "web", "inbound of frontend-proxy", "", "") in rows
+    assert ("frontend", "web", "inbound of frontend-proxy", "", "") in rows
+
+
+def test_edges_over_mutual_tls_name_both_identities() -> None:
+    me, api = "spiffe://td/ns/shop/sa/web", "spiffe://td/ns/shop/sa/api"
+    caller = "spiffe://td/ns/shop/sa/cli"
+    text = (series("outbound", "api", "e1", 5, 0, f',tls="true",server_id="{api}"')
+            + series("inbound", "web", "app", 3, 0, f',tls="true",client_id="{caller}"')
+            + f'tulle_identity_info{{identity="{me}"}} 1.0\n')
+    rows = edge_rows(*window("", text, source="web-proxy"))
+    assert ("web-proxy", "api", "outbound of web-proxy", me, api) in rows
+    assert (caller, "web", "inbound of web-proxy", caller, me) in rows
 
 
 def test_top_aggregates_tap_events_per_path_without_query() -> None:

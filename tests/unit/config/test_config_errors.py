@@ -112,7 +112,10 @@ def test_mesh_service_field_errors(tmp_path: Path, spec: str, expected: str) -> 
          'document 1 (Deployment "x"): kind: expected one of the accepted kinds '
          "(tulle.dev/v1alpha1 ServiceMesh, tulle.dev/v1alpha1 MeshService, v1 Service, "
          "discovery.k8s.io/v1 EndpointSlice, discovery.k8s.io/v1beta1 EndpointSlice, "
-         'gateway.networking.k8s.io/v1 HTTPRoute), got "Deployment"'),
+         "gateway.networking.k8s.io/v1 HTTPRoute, policy.tulle.dev/v1alpha1 Server, "
+         "policy.tulle.dev/v1alpha1 AuthorizationPolicy, policy.tulle.dev/v1alpha1 "
+         "MeshTLSAuthentication, policy.tulle.dev/v1alpha1 NetworkAuthentication, "
+         'policy.tulle.dev/v1alpha1 HTTPLocalRateLimitPolicy), got "Deployment"'),
         ("apiVersion: tulle.dev/v1\nkind: MeshService\nmetadata: {name: x}",
          'document 1 (MeshService "x"): apiVersion: expected tulle.dev/v1alpha1 for kind '
          'MeshService, got "tulle.dev/v1"'),

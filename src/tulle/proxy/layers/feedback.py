@@ -35,7 +35,9 @@ class Feedback:
     def __call__(self, attempt: Attempt) -> None:
         endpoint = attempt.endpoint
         endpoint.in_flight += 1
-        endpoint.stats.requests += 1
+        stats = attempt.exchange.stats  # the endpoint's (or, inbound, its client's share)
+        if stats is not None:
+            stats.requests += 1
         breaker = endpoint.breaker
         if breaker is not None and breaker.state != CLOSED:
             attempt.probe = breaker.on_dispatch()

@@ -61,6 +61,11 @@ class Observe:
         head = exchange.head
         target = exchange.target
         endpoint = exchange.endpoint
+        if self.direction == "inbound":
+            identity = exchange.client.peer_identity
+        else:
+            pool = endpoint.pool if endpoint is not None else None
+            identity = pool.server_identity if pool is not None and pool.secured else None
         return TapEvent(
             direction=self.direction,
             service=target.name if target else "",
@@ -74,4 +79,5 @@ class Observe:
             error=exchange.error,
             at=time.time(),
             grpc_status=exchange.grpc_status,
+            identity=identity or "",
         )

@@ -1,0 +1,52 @@
+"""Who this proxy's workload is, for inbound policy, when it is not in the manifests.
+
+An injected proxy learns it from its pod (`tulle.kube.inject` sets these up):
+``TULLE_WORKLOAD_NAMESPACE`` (the downward API's ``metadata.namespace``), the pod's
+labels in a file (a downward API volume: one ``key="value"`` line each, the value
+quoted as Go's ``%q`` quotes it), ``TULLE_WORKLOAD_PORTS`` (``name=port,…``: the
+containers' named ports, for Servers that name their port) and ``TULLE_PROBES``
+(``port:path,…``: the kubelet's HTTP probes, which default policy lets through).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+from tulle.config.schema_tulle import Probe, Workload
+
+
+def read_labels(path: Path) -> dict[str, str]:
+    """A downward API labels file: ``key="value"`` lines."""
+    labels = {}
+    for line in path.read_text().splitlines():
+        key, sep, quoted = line.partition("=")
+        if not sep:
+            continue
+        try:
+            value = json.loads(quoted)  # %q of a label value is a valid JSON string
+        except ValueError:
+            value = quoted.strip('"')
+        labels[key.strip()] = str(value)
+    return labels
+
+
+def workload_from(environ: Mapping[str, str], labels_file: Path | None) -> Workload | None:
+    """The workload the environment describes (None: it describes none)."""
+    namespace = environ.get("TULLE_WORKLOAD_NAMESPACE")
+    if namespace is None and labels_file is None:
+        return None
+    ports = {}
+    for item in environ.get("TULLE_WORKLOAD_PORTS", "").split(","):
+        name, sep, number = item.strip().partition("=")
+        if sep and number.isdigit():
+            ports[name] = int(number)
+    probes = []
+    for item in environ.get("TULLE_PROBES", "").split(","):
+        port, sep, path = item.strip().partition(":")
+        if sep and port.isdigit() and path.startswith("/"):
+            probes.append(Probe(port=int(port), path=path))
+    labels = read_labels(labels_file) if labels_file is not None and labels_file.exists() else {}
+    return Workload(namespace=namespace or "default", labels=labels, ports=ports,
+                    probes=tuple(probes))

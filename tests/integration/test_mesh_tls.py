@@ -1,0 +1,377 @@
+"""Mutual TLS between two real proxies, with certificates from a real identity service:
+what is secured and how it shows; and what is refused — a server with the wrong
+identity, an expired or untrusted certificate on either side, plaintext where policy
+requires mTLS — and TLS garbage, which costs the inbound side nothing lasting."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.backend import Backend
+from tests.support.client import get
+from tests.support.identity_kit import IdentityKit, identity
+from tests.support.proxy import RunningProxy, mesh_service, metric
+
+WEB, CLI = identity("web"), identity("cli")
+
+
+class TwoProxies:
+    """cli's proxy (outbound) → mTLS → web's proxy (inbound) → the app."""
+
+    def __init__(self, folder: Path, kit: IdentityKit, app: Backend) -> None:
+        self.kit = kit
+        server_manifests = folder / "web"
+        server_manifests.mkdir()
+        (server_manifests / "mesh.yaml").write_text(
+            "apiVersion: tulle.dev/v1alpha1\nkind: ServiceMesh\nmetadata: {name: default}\n"
+            "spec: {proxy: {workload: {namespace: shop, labels: {app: web}}}}\n")
+        self.server_manifests = server_manifests
+        self.server, self.inbound = kit.server_proxy(server_manifests, app.address, "web",
+                                                     "--allow-tap")
+        self.client_manifests = folder / "cli"
+        self.client_manifests.mkdir()
+        self.route("web", f"127.0.0.1:{self.inbound[1]}", WEB.uri)
+        self.client = RunningProxy(self.client_manifests, *kit.proxy_args("cli"))
+
+    def route(self, name: str, address: str, server_identity: str) -> None:
+        (self.client_manifests / f"{name}.yaml").write_text(mesh_service(
+            name, [address]).replace(f'{{address: "{address}"}}',
+                                     f'{{address: "{address}", identity: "{server_identity}"}}'))
+
+    def stop(self) -> None:
+        self.client.stop()
+        self.server.stop()
+
+
+@pytest.fixture(scope="module")
+def app() -> Iterator[Backend]:
+    backend = Backend("app").start()
+    yield backend
+    backend.stop()
+
+
+@pytest.fixture(scope="module")
+def kit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IdentityKit]:
+    running = IdentityKit(tmp_path_factory.mktemp("identity")).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def mesh(tmp_path: Path, kit: IdentityKit, app: Backend) -> Iterator[TwoProxies]:
+    both = TwoProxies(tmp_path, kit, app)
+    yield both
+    both.stop()
+
+
+def test_meshed_proxies_speak_mutual_tls(mesh: TwoProxies) -> None:
+    for _ in range(3):
+        status, _, body = get(mesh.client.outbound, "/", host="web")
+        assert status == 200 and body == b"app"
+    outbound = metric(mesh.client.admin_port, "response_total", direction="outbound",
+                      dst_service="web", tls="true", server_id=WEB.uri, status_code="200")
+    inbound = metric(mesh.server.admin_port, "response_total", direction="inbound",
+                     tls="true", client_id=CLI.uri, status_code="200")
+    assert outbound == 3 and inbound == 3
+    assert metric(mesh.server.admin_port, "tulle_tls_handshakes_total", direction="inbound",
+                  result="terminated") >= 1
+    assert metric(mesh.server.admin_port, "tulle_identity_info", identity=WEB.uri) == 1
+    expiry = metric(mesh.client.admin_port, "identity_cert_expiration_timestamp_seconds")
+    assert 23 * 3600 < expiry - time.time() <= 24 * 3600
+
+
+def test_tap_shows_the_peer_identity(mesh: TwoProxies) -> None:
+    import urllib.request
+
+    url = f"http://127.0.0.1:{mesh.server.admin_port}/tap?rate=100"
+    events: list[dict] = []
+
+    def read() -> None:
+        with urllib.request.urlopen(url, timeout=10) as stream:
+            for line in stream:
+                if line.strip():
+                    events.append(json.loads(line))
+                    return
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    deadline = time.monotonic() + 10
+    while reader.is_alive() and time.monotonic() < deadline:
+        get(mesh.client.outbound, "/tapped", host="web")
+        reader.join(0.2)
+    assert events and events[0]["identity"] == CLI.uri and events[0]["direction"] == "inbound"
+
+
+def _first_failure(mesh: TwoProxies) -> tuple[int, dict[str, str]]:
+    """The first answer that is not a 200 (the endpoint is unreachable after it: 503s)."""
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+    _until(lambda: answers.append(get(mesh.client.outbound, "/", host="web")) or
+           answers[-1][0] != 200)
+    return answers[-1][0], answers[-1][1]
+
+
+def test_a_server_with_another_identity_is_refused(mesh: TwoProxies, tmp_path: Path) -> None:
+    # A server that proves it is web, where api was expected: OpenSSL says no.
+    server = TlsServer(tmp_path, *mesh.kit.leaf(WEB))
+    try:
+        mesh.route("web", f"127.0.0.1:{server.port}", identity("api").uri)
+        status, headers = _first_failure(mesh)
+        assert status == 502 and "Hostname mismatch" in headers["tulle-error"]
+        assert server.handshakes == 0
+    finally:
+        server.close()
+    # web's own proxy, asked for api: the ClientHello does not name it, so it is passed
+    # on as the app's own TLS (never decrypted), and the client gets no answer it trusts.
+    passed_on = metric(mesh.server.admin_port, "tulle_tls_handshakes_total",
+                       direction="inbound", result="passed_on")
+    mesh.route("web", f"127.0.0.1:{mesh.inbound[1]}", identity("api").uri)
+    assert _first_failure(mesh)[0] in (502, 503)
+    assert metric(mesh.server.admin_port, "tulle_tls_handshakes_total", direction="inbound",
+                  result="passed_on") > passed_on
+
+
+class TlsServer:
+    """A TLS server on loopback presenting ``chain``/``key``, answering 200 to anything."""
+
+    def __init__(self, folder: Path, chain: bytes, key: bytes) -> None:
+        (folder / "server.crt").write_bytes(chain)
+        (folder / "server.key").write_bytes(key)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(folder / "server.crt", folder / "server.key")
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.handshakes = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    self.handshakes += 1
+                    tls.recv(65536)
+                    tls.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            except (OSError, ssl.SSLError):
+                pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("problem", ["expired", "untrusted"])
+def test_a_server_whose_certificate_is_expired_or_untrusted_is_refused(
+        mesh: TwoProxies, tmp_path: Path, problem: str) -> None:
+    chain, key = mesh.kit.leaf(WEB, **{problem: True})
+    server = TlsServer(tmp_path, chain, key)
+    try:
+        mesh.route("web", f"127.0.0.1:{server.port}", WEB.uri)
+        status, headers = _first_failure(mesh)
+        assert status == 502
+        expected = "certificate has expired" if problem == "expired" else "unable to get local"
+        assert expected in headers["tulle-error"]
+        assert server.handshakes == 0
+    finally:
+        server.close()
+
+
+def _client_context(kit: IdentityKit, folder: Path, chain: bytes | None,
+                    key: bytes | None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=kit.anchor.cert_pem.decode())
+    if chain is not None and key is not None:
+        (folder / "client.crt").write_bytes(chain)
+        (folder / "client.key").write_bytes(key)
+        context.load_cert_chain(folder / "client.crt", folder / "client.key")
+    return context
+
+
+def _tls_request(address: tuple[str, int], context: ssl.SSLContext) -> bytes:
+    """A request over TLS with the server name of web's identity: the answer, or b""."""
+    with socket.create_connection(address, timeout=5) as raw:
+        try:
+            with context.wrap_socket(raw, server_hostname=WEB.dns_name) as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n")
+                return tls.recv(65536)
+        except (ssl.SSLError, ConnectionResetError):
+            return b""
+
+
+@pytest.mark.parametrize("problem", ["expired", "untrusted", "none"])
+def test_a_client_whose_certificate_is_expired_untrusted_or_missing_is_refused(
+        mesh: TwoProxies, tmp_path: Path, problem: str) -> None:
+    if problem == "none":
+        chain = key = None
+    else:
+        chain, key = mesh.kit.leaf(CLI, **{problem: True})
+    failed_before = metric(mesh.server.admin_port, "tulle_tls_handshakes_total",
+                           direction="inbound", result="failed")
+    assert _tls_request(mesh.inbound, _client_context(mesh.kit, tmp_path, chain, key)) == b""
+    _until(lambda: metric(mesh.server.admin_port, "tulle_tls_handshakes_total",
+                          direction="inbound", result="failed") > failed_before)
+    # A good client certificate, on the same port, is served.
+    good = _tls_request(mesh.inbound, _client_context(mesh.kit, tmp_path, *mesh.kit.leaf(CLI)))
+    assert good.startswith(b"HTTP/1.1 200")
+
+
+REQUIRE_MTLS = """---
+apiVersion: policy.tulle.dev/v1alpha1
+kind: Server
+metadata: {name: web-http, namespace: shop}
+spec: {podSelector: {matchLabels: {app: web}}, port: PORT}
+---
+apiVersion: policy.tulle.dev/v1alpha1
+kind: MeshTLSAuthentication
+metadata: {name: cli-only, namespace: shop}
+spec: {identityRefs: [{kind: ServiceAccount, name: cli}]}
+---
+apiVersion: policy.tulle.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: cli-calls-web, namespace: shop}
+spec:
+  targetRef: {group: policy.tulle.dev, kind: Server, name: web-http}
+  requiredAuthenticationRefs: [{kind: MeshTLSAuthentication, name: cli-only}]
+"""
+
+
+def test_plaintext_where_policy_requires_mtls_is_refused(mesh: TwoProxies, app: Backend) -> None:
+    port = app.address.rsplit(":", 1)[1]
+    mesh_file = mesh.server_manifests / "mesh.yaml"
+    mesh_file.write_text(mesh_file.read_text() + REQUIRE_MTLS.replace("PORT", port))
+    _until(lambda: get(mesh.inbound, "/")[0] == 403)
+    _, headers, _ = get(mesh.inbound, "/")
+    assert headers["tulle-error"] == "127.0.0.1 may not reach web-http (unauthenticated)"
+    assert get(mesh.client.outbound, "/", host="web")[0] == 200  # cli over mTLS
+    assert metric(mesh.server.admin_port, "inbound_http_authz_allow_total",
+                  srv_name="web-http", authz_name="authorizationpolicy:cli-calls-web") >= 1
+
+
+def test_tls_garbage_on_the_inbound_port_costs_nothing_lasting(mesh: TwoProxies) -> None:
+    import random
+
+    rng = random.Random(1414)
+    admin = mesh.server.admin_port
+    assert get(mesh.client.outbound, "/", host="web")[0] == 200
+    rss_before = mesh.server.rss_kib()
+    hello = _hello()
+    payloads = [
+        b"\x16\x03\x01\x00\x05\x01\x00\x00\x01\x00",  # a ClientHello too short for its length
+        b"\x16\x03\x01\xff\xff\x01" + bytes(100),  # a record announcing 64 KiB, then silence
+        hello[:40],  # half a real ClientHello, then close
+        hello + b"\x17\x03\x03\x00\x10" + bytes(16),  # a ClientHello, then junk records
+    ]
+    for _ in range(200):  # records that say ClientHello, of random length and content
+        size = rng.randrange(1, 600)
+        payloads.append(b"\x16\x03\x01" + size.to_bytes(2, "big") + b"\x01"
+                        + rng.randbytes(rng.randrange(0, size + 50)))
+    for index, payload in enumerate(payloads):
+        with socket.create_connection(mesh.inbound, timeout=5) as sock:
+            try:
+                sock.sendall(payload)
+                if index % 2:
+                    sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(0.05 if index > 3 else 1.0)
+                sock.recv(65536)
+            except (OSError, TimeoutError):
+                pass
+    # Every one of them is gone (the silent ones within the ClientHello timeout), the
+    # proxy serves as before, and its memory did not grow with them.
+    _until(lambda: metric(admin, "tcp_open_connections", direction="inbound",
+                          peer="src") <= 1, timeout=15)
+    assert get(mesh.client.outbound, "/", host="web")[0] == 200
+    assert mesh.server.rss_kib() - rss_before < 4096
+    assert metric(admin, "tulle_tls_handshakes_total", direction="inbound",
+                  result="failed") + metric(admin, "tulle_tls_handshakes_total",
+                                            direction="inbound", result="passed_on") >= 200
+
+
+def _hello() -> bytes:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname=WEB.dns_name)
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def _until(check, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+
+def _server_certificate(address: tuple[str, int], kit: IdentityKit, folder: Path) -> bytes:
+    """The certificate web's proxy presents to a new mTLS connection (DER)."""
+    context = _client_context(kit, folder, *kit.leaf(CLI))
+    with socket.create_connection(address, timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname=WEB.dns_name) as tls:
+        certificate = tls.getpeercert(binary_form=True)
+    assert certificate is not None
+    return certificate
+
+
+def test_certificates_rotate_under_load_and_nothing_is_lost(
+        tmp_path: Path, app: Backend) -> None:
+    """Leaves of 3 s, renewed at about 2 s: four clients keep requests flowing through
+    both proxies for 8 s, across several renewals on each side. Every request is
+    answered 200; the mTLS connections opened before the first renewal carry on (none
+    is reopened); and a new connection meets the newest certificate."""
+    import http.client
+
+    kit = IdentityKit(tmp_path / "identity", leaf_lifetime="3s").start()
+    mesh = TwoProxies(tmp_path, kit, app)
+    try:
+        first = _server_certificate(mesh.inbound, kit, tmp_path)
+        statuses: list[int] = []
+        errors: list[BaseException] = []
+        stop = time.monotonic() + 8
+
+        def client() -> None:
+            conn = http.client.HTTPConnection(*mesh.client.outbound, timeout=10)
+            try:
+                while time.monotonic() < stop:
+                    conn.request("GET", "/", headers={"Host": "web"})
+                    response = conn.getresponse()
+                    response.read()
+                    statuses.append(response.status)
+            except (OSError, http.client.HTTPException) as exc:
+                errors.append(exc)
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1)
+        opened = metric(mesh.server.admin_port, "tcp_open_total", direction="inbound",
+                        peer="src")
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert len(statuses) > 200 and set(statuses) == {200}
+        for proxy in (mesh.client, mesh.server):
+            assert metric(proxy.admin_port, "identity_cert_refresh_total") >= 2
+        # No connection between the proxies was reopened by the renewals.
+        assert metric(mesh.server.admin_port, "tcp_open_total", direction="inbound",
+                      peer="src") == opened
+        assert _server_certificate(mesh.inbound, kit, tmp_path) != first
+    finally:
+        mesh.stop()
+        kit.stop()
