@@ -140,3 +140,15 @@ def test_nghttp_ping_and_settings_are_answered(proxy: RunningProxy) -> None:
     assert done.returncode == 0, out[-2000:]
     assert re.search(r"recv SETTINGS frame <length=0, flags=0x01", out)  # our ACK
     assert re.search(r"SETTINGS_MAX_CONCURRENT_STREAMS\(0x03\):100", out)
+
+
+def test_curl_upgrades_to_h2c_from_http1(proxy: RunningProxy) -> None:
+    """``curl --http2`` on an http:// URL asks ``Upgrade: h2c`` (RFC 7540 §3.2): the proxy
+    answers 101 and the rest of the connection is HTTP/2, the first request its stream 1."""
+    url = f"http://127.0.0.1:{proxy.outbound_port}/index.html"
+    done = curl("-v", "--http2", "-H", "Host: h2web", url, url)
+    log = done.stderr.decode()
+    assert done.returncode == 0, log
+    assert "HTTP/1.1 101 Switching Protocols" in log
+    assert log.count("< HTTP/2 200") == 2  # the upgraded request, then one more on stream 3
+    assert done.stdout == b"hello from nghttpd\n" * 2

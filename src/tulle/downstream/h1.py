@@ -26,7 +26,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tulle.downstream.h2 import H2ClientConnection
 from tulle.http import CONTINUE, RemoteProtocolError, RequestHead, RequestParser, ResponseHead
+from tulle.http.h1.parser import H2C
 from tulle.http.h1.writer import (
     encode_chunk,
     encode_last_chunk,
@@ -66,6 +68,8 @@ _BODY = 2  # a request body has nowhere to go yet, or the endpoint is not readin
 _WRITING = 4  # the client is not reading what it is sent
 _ERROR = 8  # a protocol error: nothing more is read
 _SWITCHING = 16  # the request switches protocols: the rest is not HTTP
+
+_H2C_SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
 
 
 class ClientConnection(ClientStream):
@@ -241,6 +245,9 @@ class ClientConnection(ClientStream):
         self._tail = tail
         if head.method == b"CONNECT":
             self._connect(head)
+            return
+        if head.protocol == H2C:
+            self._to_h2c(head)
             return
         exchange = self._receiving
         assert exchange is not None
@@ -464,6 +471,23 @@ class ClientConnection(ClientStream):
         connections.discard(self)
         connections.add(Splice.join((transport, self._tail, self.tcp), taken, self.clock,
                                     connections.discard))
+
+    def _to_h2c(self, head: RequestHead) -> None:
+        """``Upgrade: h2c`` (RFC 7540 §3.2): answer 101, then serve HTTP/2, the request
+        that asked being its stream 1."""
+        settings = head.header(b"http2-settings")
+        transport = self.transport
+        if self.queue or settings is None or transport is None:
+            self._answer_malformed(RemoteProtocolError(
+                "Upgrade: h2c needs HTTP2-Settings and no request before it"))
+            return
+        self.closing = True
+        self._expect(0, 0.0)
+        self.ctx.connections.discard(self)
+        self.tcp.write_bytes += len(_H2C_SWITCH)
+        transport.write(_H2C_SWITCH)
+        head.protocol = None  # an ordinary request from here on
+        H2ClientConnection(self.ctx).upgrade(transport, head, settings, self._tail)
 
     def _connect(self, head: RequestHead) -> None:
         """A CONNECT: the connection is handed to opaque TCP, which answers it."""

@@ -265,12 +265,13 @@ class H2ClientConnection:
             self.data_received(received, count=False)
 
     def upgrade(self, transport: asyncio.BaseTransport, head: RequestHead,
-                settings: bytes, rest: bytes) -> Exchange:
-        """``Upgrade: h2c`` (RFC 7540 §3.2): after ``101 Switching Protocols`` the request
-        that asked is stream 1, its response goes out on it; ``rest`` is what followed
-        the request (the client's preface)."""
+                settings: bytes, rest: bytes) -> None:
+        """``Upgrade: h2c`` (RFC 7540 §3.2): after ``101 Switching Protocols`` (sent by the
+        HTTP/1.1 side) the request that asked is stream 1, and its response goes out on
+        it; ``rest`` is what followed the request (the client's preface)."""
         transport.set_protocol(self)  # type: ignore[arg-type]
         self._attach(transport)
+        transport.resume_reading()  # type: ignore[attr-defined]  # HTTP/1.1 paused it
         self.codec.initiate_upgrade(settings)
         self.write_out()
         head.version = "2"
@@ -278,9 +279,9 @@ class H2ClientConnection:
         stream.request_open = False  # the request came whole over HTTP/1.1
         exchange = stream.exchange = Exchange(stream, head, self.clock())
         self.streams[1] = stream
+        self.ctx.stack(exchange)
         if rest:
             self.data_received(rest, count=False)
-        return exchange
 
     def _attach(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]

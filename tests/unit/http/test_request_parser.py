@@ -273,19 +273,23 @@ def test_upgrade_without_connection_upgrade_is_an_ordinary_request() -> None:
     assert recorder.messages[0].head.protocol is None  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(
-    ("data", "words"),
-    [
-        (lines("GET / HTTP/1.1", "Host: a", "Connection: upgrade", "Upgrade: h2c"), "h2c"),
-        (lines("POST /chat HTTP/1.1", "Host: a", "Connection: upgrade", "Upgrade: websocket",
-               "Content-Length: 3") + b"abc", "body"),
-    ],
-    ids=["h2c", "with a body"],
-)
-def test_upgrades_tulle_cannot_carry_are_400(data: bytes, words: str) -> None:
-    error = rejection(data)
+def test_an_upgrade_with_a_body_is_400() -> None:
+    error = rejection(lines("POST /chat HTTP/1.1", "Host: a", "Connection: upgrade",
+                            "Upgrade: websocket", "Content-Length: 3") + b"abc")
     assert error.status == 400
-    assert words in error.reason
+    assert "body" in error.reason
+
+
+def test_h2c_is_a_switch_without_a_head_first() -> None:
+    """``Upgrade: h2c`` is answered by the proxy itself (it becomes HTTP/2's stream 1),
+    so like a CONNECT its head goes only to on_upgrade, with what followed it."""
+    recorder = parse_requests(
+        lines("GET / HTTP/1.1", "Host: a", "Connection: Upgrade, HTTP2-Settings",
+              "Upgrade: h2c", "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA") + b"PRI * HTTP/2.0")
+    assert recorder.events == ["upgrade"]
+    head = recorder.messages[0].head
+    assert head.protocol == b"h2c"  # type: ignore[union-attr]
+    assert recorder.tail == b"PRI * HTTP/2.0"
 
 
 # -- the 64 KiB head limit ----------------------------------------------------

@@ -155,6 +155,9 @@ _HOP_BY_HOP_KPUE: tuple[bytes, ...] = tuple(
     name + b":" for name in sorted(HOP_BY_HOP) if name[:1] in (b"k", b"p", b"u", b"e")
 )
 
+# The Upgrade token of HTTP/2 over cleartext (RFC 7540 §3.2).
+H2C = b"h2c"
+
 # Where the parser is in the current message.
 _IDLE = 0  # between messages
 _HEAD = 1  # a message began; its head is not complete
@@ -555,17 +558,20 @@ class RequestParser(_Parser):
         """A request that switches protocols: a CONNECT tunnel (RFC 9110 §9.3.6), or an
         Upgrade (§7.8) such as WebSocket, whose token goes in ``head.protocol`` (as
         HTTP/2's ``:protocol``, RFC 8441). Neither may have a body: llhttp stops at the
-        head, and the bytes after it belong to the new protocol."""
+        head, and the bytes after it belong to the new protocol. An ``Upgrade: h2c``
+        (RFC 7540 §3.2) is the proxy's own to answer: like a CONNECT, its head goes to
+        ``on_upgrade`` only (``head.protocol`` b"h2c")."""
         if head.has_body:
             raise RemoteProtocolError("a request that switches protocols has a body")
         if head.method != b"CONNECT":
             offer = head.header(b"upgrade") or b""
             if b"h2c" in (token.strip().lower() for token in offer.split(b",")):
-                raise RemoteProtocolError("Upgrade: h2c is not supported (use prior knowledge)")
-            head.protocol = offer
+                head.protocol = H2C
+            else:
+                head.protocol = offer
         self._state = _IDLE  # the end is on_upgrade, once llhttp says where the head ended
         self._switching = head
-        if head.method != b"CONNECT":
+        if head.method != b"CONNECT" and head.protocol != H2C:
             self._handler.on_head(head)
 
 
