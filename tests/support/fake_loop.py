@@ -269,6 +269,7 @@ class FakeTransport:
         self.aborted = False
         self.lost = False  # connection_lost was delivered
         self.buffered = 0  # what get_write_buffer_size reports
+        self.eof_written = False  # write_eof() was called (our sending side is shut)
 
     def attach(self, protocol: Any) -> None:
         self.protocol = protocol
@@ -283,6 +284,18 @@ class FakeTransport:
 
     def writelines(self, pieces: list[bytes]) -> None:
         self.write(b"".join(pieces))
+
+    def set_protocol(self, protocol: Any) -> None:
+        self.protocol = protocol
+
+    def get_protocol(self) -> Any:
+        return self.protocol
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof_written = True
 
     def pause_reading(self) -> None:
         self.reading = False
