@@ -102,6 +102,8 @@ class InstalledMesh:
     control: ControlPlaneProcess
     webhook_port: int
     inject_config: dict[str, Any]
+    identity_port: int  # the identity service, on the chart's issuer (helm's genCA)
+    trust_anchors: bytes
 
 
 @pytest.fixture(scope="session")
@@ -126,12 +128,21 @@ def mesh(cluster: Cluster, kube: Kube, tmp_path_factory: pytest.TempPathFactory
         (certs / name).write_bytes(base64.b64decode(secret[name]))
     inject_yaml = kube.get("configmap", "tulle-inject", "-n", namespace)["data"]["inject.yaml"]
     (work / "inject.yaml").write_text(inject_yaml)
+    issuer = kube.get("secret", "tulle-identity-issuer", "-n", namespace)["data"]
+    issuer_dir = work / "identity"
+    issuer_dir.mkdir()
+    for name in ("tls.crt", "tls.key", "ca.crt"):
+        (issuer_dir / name).write_bytes(base64.b64decode(issuer[name]))
+    identity_port = free_port()
     control = ControlPlaneProcess(
         cluster, work, "--webhook-listen", f"127.0.0.1:{webhook_port}",
-        "--webhook-cert-dir", str(certs), "--inject-config", str(work / "inject.yaml"))
+        "--webhook-cert-dir", str(certs), "--inject-config", str(work / "inject.yaml"),
+        "--identity-listen", f"127.0.0.1:{identity_port}",
+        "--identity-issuer-dir", str(issuer_dir))
     control.start()
     try:
-        yield InstalledMesh(namespace, control, webhook_port, yaml.safe_load(inject_yaml))
+        yield InstalledMesh(namespace, control, webhook_port, yaml.safe_load(inject_yaml),
+                            identity_port, (issuer_dir / "ca.crt").read_bytes())
     finally:
         control.stop()
         kube.helm("uninstall", "tulle", "-n", namespace, check=False)

@@ -25,6 +25,17 @@ def test_pods_in_an_annotated_namespace_get_the_proxy(kube: Kube, mesh: Installe
         assert "--transparent" in proxy["args"]
         assert pod["metadata"]["annotations"]["tulle.dev/proxy-version"] == \
             mesh.inject_config["version"]
+        # Identity: the projected token for the mesh's audience, the anchors the issuer
+        # Secret holds, the identity service; the pod's labels for policy.
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        token = volumes["tulle-identity-token"]["projected"]["sources"][0]
+        assert token["serviceAccountToken"]["audience"] == "identity.tulle.dev"
+        env = {e["name"]: e.get("value") for e in proxy["env"]}
+        assert env["TULLE_TRUST_ANCHORS_PEM"] == mesh.trust_anchors.decode()
+        assert env["TULLE_IDENTITY_ADDRESS"] == "tulle-control.tulle.svc:8080"
+        assert env["TULLE_IDENTITY_SERVER_NAME"] == \
+            "tulle-control.tulle.serviceaccount.identity.cluster.local"
+        assert "tulle-podinfo" in volumes
     # The Deployment itself is as it was written: only pods are injected.
     template = kube.get("deployment", "web", "-n", ns)["spec"]["template"]["spec"]
     assert [c["name"] for c in template["containers"]] == ["app"]

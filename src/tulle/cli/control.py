@@ -109,14 +109,15 @@ def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_c
             source = ManifestSource(loop, manifests)
         else:
             access = pod() if in_cluster else await from_kubeconfig(kubeconfig, context_name)
-            source = cluster = KubernetesSource(access, namespace=namespace)
+            source = cluster = KubernetesSource(access, namespace=namespace,
+                                                      trust_domain=trust_domain)
         source = DnsSource(source)  # services with spec.dns: endpoints from DNS
         plane = ControlPlane(source)
         await plane.start(address.host, address.port)
         webhook = None
         if webhook_address is not None:
             webhook = await _start_webhook(webhook_address, webhook_cert_dir, inject_config,
-                                           cluster)
+                                           cluster, identity_issuer_dir)
         identity_service = None
         if identity_address is not None:
             assert identity_issuer_dir is not None
@@ -147,8 +148,10 @@ def control(listen: str, kubeconfig: Path | None, context_name: str | None, in_c
 
 
 async def _start_webhook(address: Address, cert_dir: Path | None, inject_config: Path | None,
-                         cluster: KubernetesSource | None) -> InjectionWebhook:
-    """The admission webhook, reading namespace annotations from the watched cluster."""
+                         cluster: KubernetesSource | None, issuer_dir: Path | None
+                         ) -> InjectionWebhook:
+    """The admission webhook, reading namespace annotations from the watched cluster and
+    the trust anchors it gives proxies from the identity issuer's ca.crt."""
     import yaml
 
     from tulle.control.webhook import InjectionWebhook, server_context
@@ -164,7 +167,8 @@ async def _start_webhook(address: Address, cert_dir: Path | None, inject_config:
         answer = await cluster.api.get(f"/api/v1/namespaces/{name}")
         return (answer.get("metadata") or {}).get("annotations") or {}
 
-    webhook = InjectionWebhook(config, namespace_annotations)
+    anchors = None if issuer_dir is None else (issuer_dir / "ca.crt").read_text
+    webhook = InjectionWebhook(config, namespace_annotations, anchors)
     await webhook.start(address.host, address.port, server_context(cert_dir))
     return webhook
 

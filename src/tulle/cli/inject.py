@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import click
 import yaml
@@ -17,7 +19,13 @@ _EPILOG = "Annotations on a workload or its pod template (as Linkerd's config.li
 @click.argument("source", type=click.File("r"))
 @click.option("-n", "--control-plane-namespace", default="tulle", show_default=True,
               help="Where the control plane the proxies subscribe to runs.")
-def inject(source: click.utils.LazyFile, control_plane_namespace: str) -> None:
+@click.option("--trust-anchors", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The mesh's trust anchors (PEM; kubectl -n tulle get configmap "
+                   "tulle-identity-trust-anchors -o jsonpath='{.data.ca-bundle\\.crt}'): "
+                   "without them the proxies get no identity (the admission webhook adds "
+                   "them itself).")
+def inject(source: click.utils.LazyFile, control_plane_namespace: str,
+           trust_anchors: Path | None) -> None:
     """Print the manifests in SOURCE (a file, or - for stdin) with the Tulle proxy added
     to every Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob and Pod.
 
@@ -25,6 +33,8 @@ def inject(source: click.utils.LazyFile, control_plane_namespace: str) -> None:
     from tulle.kube.inject import InjectConfig, inject_object
 
     config = InjectConfig.from_chart(control_plane_namespace)
+    if trust_anchors is not None:
+        config = replace(config, trust_anchors_pem=trust_anchors.read_text())
     try:
         documents = [doc for doc in yaml.safe_load_all(source) if doc is not None]
     except yaml.YAMLError as exc:

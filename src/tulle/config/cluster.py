@@ -18,24 +18,35 @@ live cluster is not a file a person can fix before loading it:
 When a MeshService (Tulle's CRD, carrying policy) and a Service share a name, the
 MeshService is the service and the Service is left out, so the slices of the
 Service fill the MeshService's endpoints.
+
+Pods say which endpoints are meshed: an endpoint whose address is a pod with Tulle's
+proxy gets the identity of that pod's ServiceAccount (``spiffe://<trust domain>/ns/
+<namespace>/sa/<name>``), so proxies calling it speak mutual TLS and expect that
+identity. Inbound policy objects (``policy.tulle.dev``) pass through like the rest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from tulle.config.assemble import Checked, assemble
 from tulle.config.loading import check_document
 from tulle.config.model import Config
 from tulle.config.problems import Problem
+from tulle.config.schema_authorization import POLICY_KINDS
 from tulle.config.schema_kubernetes import SERVICE_NAME_LABEL
 from tulle.config.yaml_reader import Document
+from tulle.identity.spiffe import IdentityError, WorkloadIdentity
 
 # Order objects are assembled in: the mesh first, services before their slices.
 _KIND_ORDER = {"ServiceMesh": 0, "MeshService": 1, "Service": 2, "EndpointSlice": 3,
-               "HTTPRoute": 4}
+               "HTTPRoute": 4, **dict.fromkeys(POLICY_KINDS, 5)}
+# The sidecar a meshed pod has (tulle.kube.inject).
+PROXY_CONTAINER = "tulle-proxy"
 _METADATA_FIELDS = ("name", "namespace", "labels")
 _SLICE_ENDPOINT_FIELDS = ("addresses", "hostname", "targetRef", "nodeName", "zone", "topology")
 
@@ -45,8 +56,12 @@ def config_from_objects(
     *,
     sources: tuple[Path, ...] = (),
     environ: Mapping[str, str] | None = None,
+    trust_domain: str | None = None,
 ) -> tuple[Config, list[Problem]]:
-    """The configuration the objects make, and the problems of those left out."""
+    """The configuration the objects make, and the problems of those left out
+    (``trust_domain``: meshed pods' endpoints get identities in it)."""
+    objects = list(objects)
+    identities = _meshed_pods(objects, trust_domain) if trust_domain else {}
     items = sorted(
         (obj for obj in objects if obj.get("kind") in _KIND_ORDER),
         key=lambda obj: (_KIND_ORDER[obj["kind"]], _namespace(obj), _name(obj)),
@@ -71,6 +86,9 @@ def config_from_objects(
         elif kind == "MeshService":
             content = _with_cluster_ip({**obj, "metadata": _trim_metadata(obj)},
                                        services.get(key))
+        elif kind in POLICY_KINDS:
+            content = {"apiVersion": obj.get("apiVersion"), "kind": kind,
+                       "metadata": _trim_metadata(obj), "spec": obj.get("spec")}
         else:
             content = {**obj, "metadata": _trim_metadata(obj)}
         document = Document(Path(f"{key[0]}/{key[1]}"), 1, content)
@@ -79,7 +97,45 @@ def config_from_objects(
         if manifest is not None:
             checked.append(Checked(document, manifest))
     config, cross = assemble(checked, sources=sources, environ=environ or {})
+    if identities:
+        config = _with_identities(config, identities)
     return config, problems + cross
+
+
+def _meshed_pods(objects: list[Mapping[str, Any]], trust_domain: str) -> dict[str, str]:
+    """The identity of each meshed pod's addresses (pods with Tulle's proxy)."""
+    identities: dict[str, str] = {}
+    for pod in objects:
+        if pod.get("kind") != "Pod":
+            continue
+        spec = pod.get("spec") or {}
+        if not any(isinstance(c, dict) and c.get("name") == PROXY_CONTAINER
+                   for c in spec.get("containers") or []):
+            continue
+        account = spec.get("serviceAccountName") or "default"
+        try:
+            uri = WorkloadIdentity(trust_domain, _namespace(pod), account).uri
+        except IdentityError:
+            continue
+        status = pod.get("status") or {}
+        addresses = [status.get("podIP")] + [entry.get("ip") for entry in
+                                             status.get("podIPs") or [] if isinstance(entry, dict)]
+        for address in addresses:
+            if isinstance(address, str) and address:
+                identities[address] = uri
+    return identities
+
+
+def _with_identities(config: Config, identities: Mapping[str, str]) -> Config:
+    """``config`` with the endpoints that are meshed pods naming their identity."""
+    services = {}
+    for key, service in config.services.items():
+        if any(endpoint.host in identities for endpoint in service.endpoints):
+            service = replace(service, endpoints=tuple(
+                replace(endpoint, identity=identities.get(endpoint.host, endpoint.identity))
+                for endpoint in service.endpoints))
+        services[key] = service
+    return replace(config, services=MappingProxyType(services))
 
 
 def _name(obj: Mapping[str, Any]) -> str:

@@ -296,3 +296,11 @@ POLICY_KINDS: dict[str, type[Schema]] = {
     "NetworkAuthentication": NetworkAuthentication,
     "HTTPLocalRateLimitPolicy": HTTPLocalRateLimitPolicy,
 }
+# Their resource names (the CRDs' plurals), for watching them.
+POLICY_RESOURCES: dict[str, str] = {
+    "Server": "servers",
+    "AuthorizationPolicy": "authorizationpolicies",
+    "MeshTLSAuthentication": "meshtlsauthentications",
+    "NetworkAuthentication": "networkauthentications",
+    "HTTPLocalRateLimitPolicy": "httplocalratelimitpolicies",
+}

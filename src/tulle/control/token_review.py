@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 
 from tulle.identity.join_tokens import Unauthenticated
 from tulle.identity.spiffe import IdentityError, WorkloadIdentity
+from tulle.kube.inject import AUDIENCE
 
 if TYPE_CHECKING:
     from tulle.discovery.kubernetes_api import KubeApi
 
-AUDIENCE = "identity.tulle.dev"
 _PREFIX = "system:serviceaccount:"
 
 

@@ -19,6 +19,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import ssl
@@ -134,21 +135,27 @@ def pod_patch(pod: dict[str, Any], config: InjectConfig, namespace_annotations: 
     metadata = copy.deepcopy(pod.get("metadata") or {})
     spec = copy.deepcopy(pod.get("spec") or {})
     wanted = (metadata.get("annotations") or {}).get(INJECT) or namespace_annotations.get(INJECT)
-    if wanted != "enabled" or not inject_pod(metadata, spec, config):
+    if wanted != "enabled" or not inject_pod(metadata, spec, config,
+                                             namespace={"annotations": namespace_annotations}):
         return None
     return [
         {"op": "add", "path": "/metadata/annotations", "value": metadata["annotations"]},
         {"op": "add", "path": "/spec/initContainers", "value": spec["initContainers"]},
         {"op": "add", "path": "/spec/containers", "value": spec["containers"]},
+        {"op": "add", "path": "/spec/volumes", "value": spec["volumes"]},
     ]
 
 
 class InjectionWebhook:
     """Serves ``POST /inject`` over TLS."""
 
-    def __init__(self, config: InjectConfig, namespace_annotations: NamespaceAnnotations) -> None:
+    def __init__(self, config: InjectConfig, namespace_annotations: NamespaceAnnotations,
+                 trust_anchors: Callable[[], str] | None = None) -> None:
         self.config = config
         self.namespace_annotations = namespace_annotations
+        # The trust anchors each injected proxy gets, read at each injection (the issuer's
+        # ca.crt, which an anchor rotation changes); None: proxies get no identity.
+        self.trust_anchors = trust_anchors
         self.reviews = 0
         self.injected = 0
         self._server: asyncio.Server | None = None
@@ -206,7 +213,14 @@ class InjectionWebhook:
         except Exception as exc:  # an unreadable namespace: create the pod as it is
             log.warning("cannot read namespace %s (%s); not injecting", namespace, exc)
             annotations = {}
-        patch = pod_patch(pod, self.config, annotations)
+        config = self.config
+        if self.trust_anchors is not None:
+            try:
+                config = dataclasses.replace(config, trust_anchors_pem=self.trust_anchors())
+            except OSError as exc:
+                log.warning("cannot read the trust anchors (%s); this pod's proxy gets no "
+                            "identity", exc)
+        patch = pod_patch(pod, config, annotations)
         if patch is not None:
             self.injected += 1
             log.info("injected a pod in %s (%s)", namespace,

@@ -8,8 +8,10 @@ assembly as manifests on disk — and handed on if it differs from the last one.
 Kinds read: ``v1`` Service; ``discovery.k8s.io`` EndpointSlice in ``v1`` or, on
 servers older than 1.21, ``v1beta1`` (chosen from what the server advertises);
 ``tulle.dev/v1alpha1`` MeshService and ServiceMesh (deploy/crds/); Gateway API
-HTTPRoute (``v1``, else ``v1beta1``). Kinds whose CRD is not installed count as
-empty until it is. Broken objects are logged once, by kind, namespace and name,
+HTTPRoute (``v1``, else ``v1beta1``); the inbound policy kinds of
+``policy.tulle.dev/v1alpha1``; and Pods, to know which endpoints are meshed and under
+which ServiceAccount (their expected identity, for mTLS). Kinds whose CRD is not
+installed count as empty until it is. Broken objects are logged once, by kind, namespace and name,
 and left out; the rest of the cluster keeps working.
 """
 
@@ -24,6 +26,7 @@ from typing import Any
 
 from tulle.config import Config
 from tulle.config.cluster import config_from_objects
+from tulle.config.schema_authorization import POLICY_API_VERSION, POLICY_RESOURCES
 from tulle.config.schema_gateway import GATEWAY_API_VERSION
 from tulle.discovery.kubernetes_access import ClusterAccess
 from tulle.discovery.kubernetes_api import ApiError, KubeApi
@@ -53,9 +56,12 @@ class KubernetesSource:
         namespace: str | None = None,
         environ: Mapping[str, str] | None = None,
         debounce: float = DEBOUNCE_SECONDS,
+        trust_domain: str | None = None,
     ) -> None:
         self.api = KubeApi(access)
         self.namespace = namespace
+        # Endpoints that are meshed pods get the identity of their ServiceAccount in it.
+        self.trust_domain = trust_domain
         self._environ = dict(os.environ if environ is None else environ)
         self._debounce = debounce
         self.reflectors: list[Reflector] = []
@@ -84,6 +90,9 @@ class KubernetesSource:
             Resource(TULLE_VERSION, "MeshService", "meshservices"),
             Resource(TULLE_VERSION, "ServiceMesh", "servicemeshes", namespaced=False),
             Resource(f"{GATEWAY_GROUP}/{route_version}", "HTTPRoute", "httproutes"),
+            Resource("v1", "Pod", "pods"),
+            *(Resource(POLICY_API_VERSION, kind, plural)
+              for kind, plural in POLICY_RESOURCES.items()),
         ]
 
     async def _pick(self, group: str, preferred: tuple[str, ...]) -> str | None:
@@ -156,7 +165,8 @@ class KubernetesSource:
     def _build(self) -> Config:
         objects = self.objects()
         config, problems = config_from_objects(objects, sources=self.sources,
-                                               environ=self._environ)
+                                               environ=self._environ,
+                                               trust_domain=self.trust_domain)
         current = {str(problem) for problem in problems}
         for problem in sorted(current - self._reported):
             log.warning("skipped: %s", problem)

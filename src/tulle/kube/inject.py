@@ -12,7 +12,12 @@ What a pod gets (Linkerd's model):
 - the sidecar ``tulle-proxy``, first among the containers, running ``tulle proxy
   --transparent --control …`` as UID 2102, with its readiness and liveness probes on
   the admin port and the resources of the values (or annotations);
-- the annotation ``tulle.dev/proxy-version``.
+- the annotation ``tulle.dev/proxy-version``;
+- what the proxy's identity and inbound policy need (docs/security.md): a projected
+  ServiceAccount token for audience ``identity.tulle.dev`` (`tulle.control.token_review`),
+  the identity service's address and name, the trust anchors (``TULLE_TRUST_ANCHORS_PEM``),
+  the pod's namespace and labels (downward API), its named container ports and its
+  HTTP probes (which default policy lets through), and its default inbound policy.
 
 Per-workload settings are annotations in the ``tulle.dev/`` namespace, mirroring
 Linkerd's ``config.linkerd.io`` ones (``ANNOTATIONS``), read from the pod template
@@ -31,6 +36,9 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
+# The audience of the token a proxy proves its identity with (tulle.control.token_review).
+AUDIENCE = "identity.tulle.dev"
+
 INJECT = "tulle.dev/inject"
 PROXY_VERSION = "tulle.dev/proxy-version"
 PROXY_CONTAINER = "tulle-proxy"
@@ -47,7 +55,19 @@ ANNOTATIONS = {
     "tulle.dev/proxy-cpu-limit": "the sidecar's CPU limit",
     "tulle.dev/proxy-memory-limit": "the sidecar's memory limit",
     "tulle.dev/proxy-log-level": "the sidecar's log level",
+    "tulle.dev/default-inbound-policy": "inbound traffic to ports no Server selects: "
+                                        "all-unauthenticated, all-authenticated, "
+                                        "cluster-unauthenticated, cluster-authenticated, deny "
+                                        "or audit (also read from the namespace)",
 }
+DEFAULT_INBOUND_POLICY = "tulle.dev/default-inbound-policy"
+# Where the proxy's identity token and pod labels are mounted.
+TOKEN_DIR = "/var/run/secrets/tulle.dev/identity"
+PODINFO_DIR = "/var/run/tulle/podinfo"
+TOKEN_VOLUME = "tulle-identity-token"
+PODINFO_VOLUME = "tulle-podinfo"
+# A day, as Linkerd's; the kubelet renews a projected token at 80% of its life.
+TOKEN_SECONDS = 86400
 _RESOURCES = {
     "tulle.dev/proxy-cpu-request": ("requests", "cpu"),
     "tulle.dev/proxy-memory-request": ("requests", "memory"),
@@ -75,13 +95,19 @@ class InjectConfig:
     control_plane: str  # http://tulle-control.tulle.svc:8086
     proxy: dict[str, Any]
     image_pull_policy: str = "IfNotPresent"
+    # The identity service: {address, serverName, trustDomain} (None: proxies get none).
+    identity: dict[str, Any] | None = None
+    # The trust anchors given to each proxy (the webhook reads the issuer's ca.crt;
+    # ``tulle inject --trust-anchors``); empty: proxies cannot verify the identity service.
+    trust_anchors_pem: str = ""
 
     @classmethod
     def from_document(cls, document: dict[str, Any]) -> InjectConfig:
         """From the chart's ``tulle-inject`` ConfigMap (``inject.yaml``)."""
         return cls(image=document["image"], version=str(document["version"]),
                    control_plane=document["controlPlane"], proxy=document["proxy"],
-                   image_pull_policy=document.get("imagePullPolicy", "IfNotPresent"))
+                   image_pull_policy=document.get("imagePullPolicy", "IfNotPresent"),
+                   identity=document.get("identity"))
 
     @classmethod
     def from_chart(cls, namespace: str = "tulle") -> InjectConfig:
@@ -91,9 +117,15 @@ class InjectConfig:
         values, version = default_values(), str(chart_metadata()["appVersion"])
         image = values["image"]
         port = values["controlPlane"]["port"]
+        identity = values["identity"]
+        domain = identity["trustDomain"]
         return cls(image=f"{image['repository']}:{image['tag'] or version}", version=version,
                    control_plane=f"http://tulle-control.{namespace}.svc:{port}",
-                   proxy=values["proxy"], image_pull_policy=image["pullPolicy"])
+                   proxy=values["proxy"], image_pull_policy=image["pullPolicy"],
+                   identity={"address": f"tulle-control.{namespace}.svc:{identity['port']}",
+                             "serverName": f"tulle-control.{namespace}.serviceaccount."
+                                           f"identity.{domain}",
+                             "trustDomain": domain})
 
 
 def _annotations(*sources: dict[str, Any] | None) -> dict[str, str]:
@@ -139,7 +171,67 @@ def _init_container(config: InjectConfig, annotations: dict[str, str]) -> dict[s
     }
 
 
-def _proxy_container(config: InjectConfig, annotations: dict[str, str]) -> dict[str, Any]:
+def _identity_env(config: InjectConfig, annotations: dict[str, str],
+                  spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """What the proxy learns from its pod: identity, workload, probes, default policy."""
+    policy = annotations.get(DEFAULT_INBOUND_POLICY,
+                             config.proxy.get("defaultInboundPolicy", "all-unauthenticated"))
+    env: list[dict[str, Any]] = [
+        {"name": "TULLE_WORKLOAD_NAMESPACE",
+         "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "TULLE_WORKLOAD_LABELS_FILE", "value": f"{PODINFO_DIR}/labels"},
+        {"name": "TULLE_DEFAULT_INBOUND_POLICY", "value": policy},
+    ]
+    ports, probes = _ports_and_probes(spec)
+    if ports:
+        env.append({"name": "TULLE_WORKLOAD_PORTS", "value": ports})
+    if probes:
+        env.append({"name": "TULLE_PROBES", "value": probes})
+    identity = config.identity
+    if identity and config.trust_anchors_pem:
+        env += [
+            {"name": "TULLE_IDENTITY_ADDRESS", "value": identity["address"]},
+            {"name": "TULLE_IDENTITY_SERVER_NAME", "value": identity["serverName"]},
+            {"name": "TULLE_TRUST_DOMAIN", "value": identity["trustDomain"]},
+            {"name": "TULLE_IDENTITY_TOKEN_FILE", "value": f"{TOKEN_DIR}/token"},
+            {"name": "TULLE_TRUST_ANCHORS_PEM", "value": config.trust_anchors_pem},
+        ]
+    return env
+
+
+def _ports_and_probes(spec: dict[str, Any]) -> tuple[str, str]:
+    """The app containers' named ports (``name=port,…``) and HTTP probes (``port:path,…``)."""
+    named: dict[str, int] = {}
+    for container in spec.get("containers") or []:
+        for port in container.get("ports") or []:
+            if port.get("name") and isinstance(port.get("containerPort"), int):
+                named.setdefault(port["name"], port["containerPort"])
+    probes = []
+    for container in spec.get("containers") or []:
+        for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
+            get = (container.get(kind) or {}).get("httpGet")
+            if not isinstance(get, dict):
+                continue
+            port = get.get("port")
+            number = named.get(port) if isinstance(port, str) else port
+            if isinstance(number, int):
+                probes.append(f"{number}:{get.get('path') or '/'}")
+    return (",".join(f"{name}={number}" for name, number in named.items()),
+            ",".join(dict.fromkeys(probes)))
+
+
+def _volumes(config: InjectConfig) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [{"name": PODINFO_VOLUME, "downwardAPI": {"items": [
+        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]
+    if config.identity and config.trust_anchors_pem:
+        volumes.append({"name": TOKEN_VOLUME, "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token", "audience": AUDIENCE,
+                                     "expirationSeconds": TOKEN_SECONDS}}]}})
+    return volumes
+
+
+def _proxy_container(config: InjectConfig, annotations: dict[str, str],
+                     spec: dict[str, Any]) -> dict[str, Any]:
     proxy, ports = config.proxy, config.proxy["ports"]
     resources = copy.deepcopy(proxy.get("resources") or {})
     for annotation, (section, name) in _RESOURCES.items():
@@ -158,6 +250,10 @@ def _proxy_container(config: InjectConfig, annotations: dict[str, str]) -> dict[
                  f"--opaque-ports={opaque}", f"--log-level={log_level}"],
         "ports": [{"name": "tulle-proxy", "containerPort": ports["inbound"]},
                   {"name": "tulle-admin", "containerPort": ports["admin"]}],
+        "env": _identity_env(config, annotations, spec),
+        "volumeMounts": [{"name": volume["name"], "readOnly": True,
+                          "mountPath": TOKEN_DIR if volume["name"] == TOKEN_VOLUME
+                          else PODINFO_DIR} for volume in _volumes(config)],
         "readinessProbe": probe,
         "livenessProbe": {**probe, "httpGet": {"path": "/live", "port": ports["admin"]}},
         "resources": resources,
@@ -175,17 +271,21 @@ def injected(pod_spec: dict[str, Any]) -> bool:
 
 
 def inject_pod(metadata: dict[str, Any], spec: dict[str, Any], config: InjectConfig,
-               workload: dict[str, Any] | None = None) -> bool:
+               workload: dict[str, Any] | None = None,
+               namespace: dict[str, Any] | None = None) -> bool:
     """Add the proxy to a pod (its metadata and spec, changed in place).
 
     ``workload`` is the owning object's metadata, whose annotations count after the
-    pod's. False when nothing was changed: disabled, or already injected."""
-    annotations = _annotations(metadata, workload)
+    pod's, and ``namespace`` its namespace's, which count last. False when nothing was
+    changed: disabled, or already injected."""
+    annotations = _annotations(metadata, workload, namespace)
     if annotations.get(INJECT) == "disabled" or injected(spec):
         return False
     spec["initContainers"] = [_init_container(config, annotations),
                               *(spec.get("initContainers") or [])]
-    spec["containers"] = [_proxy_container(config, annotations), *(spec.get("containers") or [])]
+    spec["containers"] = [_proxy_container(config, annotations, spec),
+                          *(spec.get("containers") or [])]
+    spec["volumes"] = [*(spec.get("volumes") or []), *_volumes(config)]
     metadata.setdefault("annotations", {})[PROXY_VERSION] = config.version
     return True
 
