@@ -77,7 +77,7 @@ async def test_a_pod_in_an_annotated_namespace_is_patched(webhook: tuple) -> Non
     assert status == 200 and answer["response"]["uid"] == "u-1"
     patch = json.loads(base64.b64decode(answer["response"]["patch"]))
     assert [op["path"] for op in patch] == ["/metadata/annotations", "/spec/initContainers",
-                                           "/spec/containers"]
+                                           "/spec/containers", "/spec/volumes"]
     assert [c["name"] for c in patch[2]["value"]] == ["tulle-proxy", "app"]
 
 
