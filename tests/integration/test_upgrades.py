@@ -129,6 +129,21 @@ def test_a_declined_upgrade_is_an_ordinary_response(ws_proxy: RunningProxy) -> N
     assert b"connection: close" in answer.lower()
 
 
+def test_an_upgrade_the_proxy_answers_itself_closes_the_connection(
+    ws_proxy: RunningProxy,
+) -> None:
+    import socket
+
+    with socket.create_connection(ws_proxy.outbound, timeout=10) as sock:
+        sock.sendall(b"GET /chat HTTP/1.1\r\nHost: nobody\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):  # ends: the proxy closes after its 404
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 404"), answer[:100]
+
+
 # -- CONNECT ------------------------------------------------------------------------
 
 

@@ -253,6 +253,8 @@ class ClientConnection(ClientStream):
         assert exchange is not None
         exchange.close_after = True  # declined or not, this connection's HTTP ends here
         self.on_end(None)
+        if exchange.finished and not self.queue:
+            self._close()  # the proxy answered it already (404, 503): nothing can follow
 
     # -- the client side of the exchange being answered (ClientStream) --
 
