@@ -114,7 +114,7 @@ def test_hop_by_hop_headers_are_dropped_and_via_and_forwarded_for_added(
     assert "x-kept: yes" in seen
     assert "via: 1.1 tulle" in seen
     assert "x-forwarded-for: 10.1.2.3, 127.0.0.1" in seen
-    assert response_headers["via"].endswith("1.1 tulle")
+    assert "1.1 tulle (" in response_headers["via"]
 
 
 def test_pipelined_requests_are_answered_in_order(proxy: RunningProxy) -> None:

@@ -173,7 +173,11 @@ class PendingConnect:
         return transport
 
     def refuse(self) -> None:
-        self.future.set_exception(ConnectionRefusedError(111, "Connection refused"))
+        self.fail(ConnectionRefusedError(111, "Connection refused"))
+
+    def fail(self, error: OSError) -> None:
+        """The connect fails with ``error`` (refused, or the proxy out of descriptors)."""
+        self.future.set_exception(error)
         self.loop.run_ready()
 
 

@@ -119,6 +119,10 @@ def _worker_options(ctx: click.Context) -> tuple[tuple[str, str | None], ...]:
               help="Seconds requests in flight get to finish on SIGTERM.")
 @click.option("--head-timeout", default=10.0, show_default=True, type=float,
               help="Seconds a client gets to send a request head.")
+@click.option("--send-timeout", default=60.0, show_default=True, type=float,
+              help="Seconds a client that does not read what it is sent is given before its "
+                   "connection is cut (nginx's send_timeout; counted in "
+                   "tulle_send_timeouts_total).")
 @click.option("--allow-tap", is_flag=True,
               help="Let the admin listener stream live requests (/tap, `tulle tap`).")
 @click.option("--transparent", is_flag=True,
@@ -172,6 +176,7 @@ def proxy(
     app: str | None,
     shutdown_grace: float,
     head_timeout: float,
+    send_timeout: float,
     allow_tap: bool,
     transparent: bool,
     detect_timeout: float,
@@ -215,6 +220,7 @@ def proxy(
         admin=_address(admin, "--admin"),
         app=_address(app, "--app"),
         head_timeout=head_timeout,
+        send_timeout=send_timeout,
         shutdown_grace=shutdown_grace,
         allow_tap=allow_tap,
         transparent=transparent,

@@ -84,6 +84,7 @@ class ClientConnection(ClientStream):
         "_pending_error",
         "_receiving",
         "_response_chunked",
+        "_response_written",
         "_send",
         "_started",
         "_tail",
@@ -125,6 +126,7 @@ class ClientConnection(ClientStream):
         self._half_closed = False
         self._out: list[bytes] = []  # response bytes of the current read, not yet written
         self._response_chunked = False
+        self._response_written = False  # some of the current response reached the socket
         self._started: Exchange | None = None  # the latest exchange handed to the stack
         self._send: Callable[[bytes], None] = _unconnected  # transport.write, bound once
         # A request that switches protocols: what followed it, and the endpoint's side
@@ -284,6 +286,7 @@ class ClientConnection(ClientStream):
         if self.ctx.draining or not exchange.request_complete:
             exchange.close_after = True
         self._response_chunked = chunked
+        self._response_written = False
         self._out.append(response_head(
             head, chunked, exchange.close_after,
             keep_alive=request.version == "1.0" and not exchange.close_after,
@@ -302,6 +305,7 @@ class ClientConnection(ClientStream):
         out = self._out
         if out:
             self._out = []
+            self._response_written = True
             self._write(out[0] if len(out) == 1 else b"".join(out))
 
     def send_local(self, status: int, reason: str, exchange: Exchange) -> None:
@@ -309,6 +313,13 @@ class ClientConnection(ClientStream):
             exchange.close_after = True
         self._write(local_response(status, reason, exchange.close_after,
                                    exchange.head.method == b"HEAD", exchange.retry_after))
+
+    def retract(self) -> bool:
+        if self._response_written:
+            return False
+        self._out = []
+        self._response_chunked = False
+        return True
 
     def cut(self) -> None:
         """Cut the connection: the response already begun cannot be completed."""

@@ -36,6 +36,7 @@ class _Head:
         "forward",
         "keep_alive",
         "version",
+        "via",
     )
 
     def __init__(self) -> None:
@@ -47,6 +48,7 @@ class _Head:
         self.content_length: int | None = None
         self.chunked: bool = False
         self.keep_alive: bool = True
+        self.via: bytes | None = None  # the Via chain it came with (a proxy's loop check)
 
     @property
     def headers(self) -> Headers:

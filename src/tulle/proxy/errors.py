@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tulle.http import encode_head, reason_phrase
+from tulle.http.h1.writer import VIA
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +32,9 @@ class ProxyError:
 UNKNOWN_SERVICE = ProxyError("unknown-service", 404, "no service known for authority {authority!r}")
 NO_ROUTE = ProxyError("no-route", 404, "no route of {service} matches the request")
 NO_BACKEND = ProxyError("no-backend", 500, "route {route} has no backend")
+# RFC 5842's 508 (Loop Detected), as proxies use it for a request that came back to them.
 LOOP_DETECTED = ProxyError(
-    "loop-detected", 508, "the request came back to this proxy: {service} routes to itself"
+    "loop-detected", 508, "the request came back to this proxy (Via: {via}): a route loops"
 )
 # No endpoint to send to (503).
 NO_ENDPOINTS = ProxyError("no-endpoints", 503, "no endpoint available for {service}")
@@ -82,7 +84,7 @@ def local_parts(status: int, reason: str, retry_after: int = 0
         (b"content-type", b"text/plain; charset=utf-8"),
         (b"content-length", b"%d" % len(body)),
         (b"tulle-error", _header_safe(reason)),
-        (b"via", b"1.1 tulle"),
+        (b"via", VIA),
     ]
     if retry_after:
         headers.append((b"retry-after", b"%d" % retry_after))

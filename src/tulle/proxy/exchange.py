@@ -12,7 +12,7 @@ Theory of operation. The states, and the event that moves each (a missing entry 
 bug in Tulle, raised as `LocalProtocolError`, h11-style)::
 
     ROUTING ──attempt──▶ ATTEMPTING ──response head──▶ RESPONDING ──end──▶ DONE
-       ▲  │                 │   ▲                                          ▲
+       ▲  │                 │   ▲  ◀── retract (nothing reached the client) ─┘   ▲
        │  └──park──▶ WAITING ◀──┘ retry (backoff) / wait for an endpoint   │
        └───resume──────┘                                                   │
     any state but DONE ── answer locally / cut / client lost ──────────────┘
@@ -66,17 +66,19 @@ _HEAD: Final = 3
 _ANSWER: Final = 4
 _END: Final = 5
 _LOST: Final = 6
+_RETRACT: Final = 7
 
 MACHINE = Machine(
     "exchange",
     states=("routing", "waiting", "attempting", "responding", "done"),
-    events=("attempt", "park", "resume", "head", "answer", "end", "lost"),
+    events=("attempt", "park", "resume", "head", "answer", "end", "lost", "retract"),
     moves={
         "routing": {"attempt": "attempting", "park": "waiting", "answer": "done", "lost": "done"},
         "waiting": {"resume": "routing", "answer": "done", "lost": "done"},
         "attempting": {"head": "responding", "park": "waiting", "answer": "done",
                        "lost": "done"},
-        "responding": {"end": "done", "answer": "done", "lost": "done"},
+        "responding": {"end": "done", "answer": "done", "lost": "done",
+                       "retract": "attempting"},
     },
 )
 
@@ -301,8 +303,13 @@ class Exchange:
         """``attempt`` failed (it has reported and released itself): retry or answer."""
         self.attempt = None
         if self.state == RESPONDING:
-            self.cut(error.code)
-            return
+            if not self.client.retract():
+                self.cut(error.code)
+                return
+            # Nothing of the response reached the client (its head was still held):
+            # take it back, and this is a failure like any before the head.
+            self.state = MACHINE.move(self.state, _RETRACT)
+            self.status = 0
         retry = self.retry
         if retry is not None and retry.attempt_failed(self, attempt, condition, error, reason):
             return
@@ -327,6 +334,9 @@ class Exchange:
             self.close_after = True
         self.held = None
         self.state = MACHINE.move(self.state, _ANSWER)
+        observer = self.observer
+        if observer is not None:
+            observer.response_started(self)
         self.client.send_local(status, reason, self)
         self._finish()
 

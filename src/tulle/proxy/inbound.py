@@ -6,6 +6,7 @@ policy first (`tulle.policy`): the app is the one endpoint, so balancing is triv
 but policy, timeouts, the breaker, metrics and tap apply::
 
     observe      → counts every answer, shows it to tap                    (listener)
+    loop         → a request that already passed through this proxy: 508   (listener)
     route        → to the app                                              (listener)
     authorize    → may this client make this request? 403 (or 404: no route) (service)
     rate limit   → within the server's local rate limit? 429 + Retry-After  (service)

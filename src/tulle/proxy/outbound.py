@@ -4,6 +4,7 @@ Read top to bottom, this is the whole path (each layer is one module of
 `tulle.proxy.layers`; each registers itself on the way in to act on the way back)::
 
     observe  → counts every answer in the metrics and shows it to tap          (listener)
+    loop     → a request that already passed through this proxy: 508          (listener)
     route    → which service: authority, then HTTPRoute rules and splits; 404  (listener)
     timeout  → the request's deadline over all its tries; 504                  (service)
     retry    → the retry budget; failed tries come back here and go again      (service)
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING
 from tulle.proxy.layers.balance import Balance
 from tulle.proxy.layers.feedback import Feedback
 from tulle.proxy.layers.forward import Forward
+from tulle.proxy.layers.loop_guard import LoopGuard
 from tulle.proxy.layers.observe import Observe
 from tulle.proxy.layers.retry import Retry
 from tulle.proxy.layers.route import Route
@@ -42,7 +44,7 @@ def listener_stack(
     direction: str, router: Router, unknown: ResponseStats, runtime: Runtime, tap: TapHub
 ) -> Observe:
     """What every request a listener accepts goes through first."""
-    return Observe(direction, runtime.clock, tap, Route(router, unknown))
+    return Observe(direction, runtime.clock, tap, LoopGuard(Route(router, unknown)))
 
 
 def service_stack(target: ServiceTarget, runtime: Runtime) -> ExchangeLayer:

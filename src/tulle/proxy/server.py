@@ -329,9 +329,10 @@ class ProxyServer:
 
 def _route_of(stack: Observe) -> Route:
     """The route layer of a listener's stack (its router is swapped on reload)."""
-    route = stack.inner
-    assert isinstance(route, Route)
-    return route
+    layer = stack.inner
+    while not isinstance(layer, Route):
+        layer = layer.inner  # type: ignore[attr-defined]
+    return layer
 
 
 def _bound(server: asyncio.Server) -> str:

@@ -74,6 +74,12 @@ class ClientStream:
     def cut(self) -> None:
         """The response began and cannot be completed: end it the only honest way left."""
 
+    def retract(self) -> bool:
+        """Take back the response begun, if none of it has reached the client yet (its
+        head is still held): True when it was taken back and the client can still be
+        answered (a retry, a 502)."""
+        return False
+
     def pause_request(self) -> None:
         """Stop reading the request body: it has nowhere to go yet."""
 

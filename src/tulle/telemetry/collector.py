@@ -48,6 +48,7 @@ class MeshCollector(Collector):
 
         yield from _tcp_families(self._metrics.all_tcp())
         yield self._abuse_family()
+        yield from self._exhaustion_families()
         yield from self._failover_families()
         yield from self._identity_families()
         yield from self._policy_families()
@@ -126,6 +127,27 @@ class MeshCollector(Collector):
             if peer == "src" and not service:  # HTTP/2 clients are counted per listener
                 abuse.add_metric([direction, peer], tcp.abuse_closes)
         return abuse
+
+    def _exhaustion_families(self) -> Iterator[Metric]:
+        send_timeouts = CounterMetricFamily(
+            "tulle_send_timeouts_total",
+            "Clients cut off for not reading what they were sent within the send timeout.",
+            labels=_TCP_LABELS)
+        exhaustion = CounterMetricFamily(
+            "tulle_connect_local_exhaustion_total",
+            "Connects that failed because the proxy was out of file descriptors or memory "
+            "(EMFILE, ENFILE, ENOBUFS, ENOMEM); the endpoint is not blamed.",
+            labels=_TCP_LABELS)
+        for tcp in self._metrics.all_tcp():
+            direction, peer, service, _ = tcp.labels
+            if service:
+                continue  # per-listener and per-pool counters only
+            if peer == "src":
+                send_timeouts.add_metric([direction, peer], tcp.send_timeouts)
+            else:
+                exhaustion.add_metric([direction, peer], tcp.local_exhaustion)
+        yield send_timeouts
+        yield exhaustion
 
     def _failover_families(self) -> Iterator[Metric]:
         service_labels = ["direction", "dst_service", "dst_namespace"]

@@ -66,13 +66,13 @@ def test_a_get_goes_to_an_endpoint_and_back_with_via_and_forwarded_for(kit: Prox
     start, headers = head_of(upstream.take())
     assert start == b"GET /x HTTP/1.1"
     assert headers[b"host"] == b"web"
-    assert headers[b"via"] == b"1.1 tulle"
+    assert headers[b"via"].startswith(b"1.1 tulle (")
     assert headers[b"x-forwarded-for"] == b"10.0.0.7"
     upstream.receive(OK)
     answer = client.take()
     start, headers = head_of(answer)
     assert start == b"HTTP/1.1 200 OK"
-    assert headers[b"via"] == b"1.1 tulle"
+    assert headers[b"via"].startswith(b"1.1 tulle (")
     assert answer.endswith(b"\r\n\r\nok")
     assert kit.responses(endpoint=A) == {(200, ""): 1}
     assert kit.endpoint(A).in_flight == 0
@@ -446,3 +446,158 @@ def test_tap_sees_each_finished_request_once(kit: ProxyKit) -> None:
     kit.accept(A).receive(OK)
     client.receive(b"GET / HTTP/1.1\r\nHost: nowhere\r\n\r\n")
     assert [(e.service, e.status, e.endpoint) for e in seen] == [("web", 200, A), ("", 404, "")]
+
+
+# -- hardening (issue 15): each of these failed before its fix ----------------------
+
+
+def test_bytes_after_a_complete_response_keep_the_connection_out_of_the_pool(
+    tmp_path: Path,
+) -> None:
+    """#1: a response followed, in the same read, by bytes no request asked for."""
+    kit = ProxyKit(tmp_path, manifest(endpoints=(A,)))
+    client = kit.client()
+    client.receive(GET)
+    upstream = kit.accept(A)
+    upstream.receive(b"HTTP/1.1 204 No Content\r\n\r\n"
+                     b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n")
+    assert messages(client.take()) == [b"HTTP/1.1 204 No Content"]
+    kit.advance(0)
+    assert upstream.closed
+    assert kit.endpoint(A).pool.idle_count == 0
+    client.receive(GET)  # a new connection, not the one out of step
+    assert A in kit.connecting
+
+
+def test_a_malformed_body_in_the_read_that_holds_the_head_is_a_502_or_a_retry(
+    kit: ProxyKit,
+) -> None:
+    """#6: nothing of the response reached the client yet, so it can still be answered."""
+    client = kit.client()
+    client.receive(GET)
+    kit.accept(A).receive(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"ffffffffffffffff1\r\nabc\r\n")
+    assert client.take() == b""  # not an empty reply and a reset: a retry, on B
+    kit.advance(0.2)
+    kit.accept(B).receive(OK)
+    assert messages(client.take()) == [b"HTTP/1.1 200 OK"]
+    assert not client.closed
+
+
+def test_a_malformed_body_with_no_retry_left_is_a_502_that_says_why(tmp_path: Path) -> None:
+    kit = ProxyKit(tmp_path, manifest(endpoints=(A,)))
+    client = kit.client()
+    client.receive(b"POST /x HTTP/1.1\r\nHost: web\r\nContent-Length: 0\r\n\r\n")
+    kit.accept(A).receive(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          b"ffffffffffffffff1\r\nabc\r\n")
+    answer = client.take()
+    assert status_of(answer) == 502
+    assert b"malformed" in head_of(answer)[1][b"tulle-error"]
+
+
+def test_interim_responses_are_forwarded_to_an_http_1_1_client(kit: ProxyKit) -> None:
+    """#10: 103 Early Hints and an unasked 100 reach the client before the final answer."""
+    client = kit.client()
+    client.receive(GET)
+    kit.accept(A).receive(b"HTTP/1.1 100 Continue\r\n\r\n"
+                          b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                          + OK)
+    answer = client.take()
+    assert messages(answer) == [b"HTTP/1.1 100 Continue", b"HTTP/1.1 103 Early Hints",
+                                b"HTTP/1.1 200 OK"]
+    assert b"Link: </a.css>; rel=preload" in answer
+
+
+def test_interim_responses_are_not_sent_to_an_http_1_0_client(kit: ProxyKit) -> None:
+    client = kit.client()
+    client.receive(b"GET /x HTTP/1.0\r\nHost: web\r\n\r\n")
+    kit.accept(A).receive(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + OK)
+    assert messages(client.take()) == [b"HTTP/1.1 200 OK"]
+
+
+def test_an_http_1_0_request_without_host_is_forwarded_with_one(tmp_path: Path) -> None:
+    """#8: a request forwarded as HTTP/1.1 must carry a Host (RFC 9112 §3.2)."""
+    kit = ProxyKit(tmp_path, manifest("  clusterIP: 10.96.0.50\n  port: 80\n", endpoints=(A,)))
+    client = kit.client()
+    client.protocol.original_dst = ("10.96.0.50", 80)  # captured: routed without a Host
+    client.receive(b"GET /x HTTP/1.0\r\n\r\n")
+    start, headers = head_of(kit.accept(A).take())
+    assert start == b"GET /x HTTP/1.1"
+    assert headers[b"host"] == A.encode()  # the endpoint it goes to
+
+
+def test_a_request_that_comes_back_to_this_proxy_is_a_508(kit: ProxyKit) -> None:
+    """#12: the proxy's own Via in the request: a loop, answered at the first repeat."""
+    client = kit.client()
+    client.receive(GET)
+    upstream = kit.accept(A)
+    via = head_of(upstream.take())[1][b"via"]
+    upstream.receive(OK)
+    client.take()
+    client.receive(b"GET /x HTTP/1.1\r\nHost: web\r\nVia: 1.1 other, " + via + b"\r\n\r\n")
+    answer = client.take()
+    assert status_of(answer) == 508
+    assert b"came back" in head_of(answer)[1][b"tulle-error"]
+    assert kit.connecting == []
+
+
+def test_another_tulle_in_the_via_chain_is_not_a_loop(kit: ProxyKit) -> None:
+    client = kit.client()
+    client.receive(b"GET /x HTTP/1.1\r\nHost: web\r\nVia: 1.1 tulle (0badc0de)\r\n\r\n")
+    forwarded = kit.accept(A).take()
+    assert forwarded.startswith(b"GET /x HTTP/1.1")
+    assert b"via: 1.1 tulle (0badc0de)" in forwarded.lower()
+
+
+def test_a_client_that_does_not_read_is_not_read_from_and_starts_nothing_new(
+    kit: ProxyKit,
+) -> None:
+    """#2: while the client's transport is full, pipelined requests wait and reading stops."""
+    client = kit.client()
+    client.receive(GET.replace(b"/x", b"/1") + GET.replace(b"/x", b"/2"))
+    upstream = kit.accept(A)
+    client.protocol.pause_writing()  # the client stopped reading
+    assert not client.reading
+    upstream.receive(OK)  # the first answer is written (into the full buffer) ...
+    kit.advance(0)
+    assert kit.connecting == []  # ... and the second request is not started meanwhile
+    client.protocol.resume_writing()
+    kit.advance(0)
+    assert B in kit.connecting
+    assert client.reading
+
+
+def test_a_client_that_does_not_read_within_the_send_timeout_is_cut_off(
+    kit: ProxyKit,
+) -> None:
+    """#3: the send timeout closes the client and lets the endpoint go."""
+    kit.ctx.send_timeout = 5.0
+    client = kit.client()
+    client.receive(GET)
+    upstream = kit.accept(A)
+    upstream.receive(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\nabc")
+    client.protocol.pause_writing()
+    kit.advance(4.9)
+    assert not client.closed
+    kit.advance(0.2)
+    assert client.aborted
+    assert upstream.closed
+    assert kit.endpoint(A).in_flight == 0
+    assert kit.metrics.tcp("outbound", "src").send_timeouts == 1
+
+
+def test_running_out_of_descriptors_is_not_the_endpoints_fault(tmp_path: Path) -> None:
+    """#4: EMFILE on connect: 503 local exhaustion, counted, the endpoint still reachable."""
+    import errno
+
+    kit = ProxyKit(tmp_path, manifest("  retries: {attempts: 1}\n", endpoints=(A,)))
+    client = kit.client()
+    client.receive(GET)
+    kit.connect(A).fail(OSError(errno.EMFILE, "Too many open files"))
+    kit.advance(0.2)  # a connect failure is retried ...
+    kit.connect(A).fail(OSError(errno.EMFILE, "Too many open files"))  # ... on the same one
+    answer = client.take()
+    assert status_of(answer) == 503
+    assert b"out of" in head_of(answer)[1][b"tulle-error"]
+    assert kit.endpoint(A).pool.reachable
+    assert kit.metrics.tcp("outbound", "dst").local_exhaustion == 2

@@ -242,6 +242,11 @@ def _scan(head: RequestHead | ResponseHead, block: bytes, request: bool) -> byte
                 codings = value if codings is None else codings + b"," + value
             elif line.startswith(b"te:"):
                 dropped = True
+        elif first == 118:  # v
+            if line.startswith(b"via:"):
+                start, stop = _value_span(block, at + 4, end)
+                via = head.via
+                head.via = block[start:stop] if via is None else via + b", " + block[start:stop]
         elif first == 120:  # x
             if request and line.startswith(b"x-forwarded-for:"):
                 forwarded_for = end

@@ -10,10 +10,22 @@ HTTP/1.0 without a ``Host`` gets one (RFC 9112 §3.2).
 
 from __future__ import annotations
 
+import os
+
 from tulle.http.headers import append_forwarded_for, end_to_end
 from tulle.http.message import Headers, RequestHead, ResponseHead
 
-VIA = b"1.1 tulle"
+
+def _instance() -> bytes:
+    """This proxy's name in Via: ``TULLE_INSTANCE`` (shared by a proxy's workers), else a
+    random one, so a request that comes back to the same proxy is recognised."""
+    named = os.environ.get("TULLE_INSTANCE", "")
+    return named.encode("ascii", "replace")[:32] if named else os.urandom(4).hex().encode()
+
+
+INSTANCE = _instance()
+# RFC 9110 §7.6.3: received-protocol, received-by, and a comment (which proxy it was).
+VIA = b"1.1 tulle (" + INSTANCE + b")"
 _VIA = (b"via", VIA)
 _CHUNKED = (b"transfer-encoding", b"chunked")
 _VIA_LINE = b"\r\nvia: " + VIA
