@@ -56,8 +56,10 @@ RAW_SCAN_DESYNC = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason="raw head scan out of step with llhttp (open)")
 def test_raw_head_scan_stays_in_step_with_llhttp() -> None:
+    """After a response to HEAD ends at its head in the middle of a read, the replaced
+    llhttp parser must not go on parsing the rest of that read (it did, and the head
+    scan then read other bytes than llhttp had)."""
     fuzz_codec.check_one(base64.b64decode(RAW_SCAN_DESYNC))
 
 

@@ -158,6 +158,11 @@ _HOP_BY_HOP_KPUE: tuple[bytes, ...] = tuple(
 # The Upgrade token of HTTP/2 over cleartext (RFC 7540 §3.2).
 H2C = b"h2c"
 
+
+class _EndedAtHead(Exception):
+    """Raised out of llhttp's callback to stop it after a response to HEAD ended."""
+
+
 # Where the parser is in the current message.
 _IDLE = 0  # between messages
 _HEAD = 1  # a message began; its head is not complete
@@ -368,6 +373,13 @@ class _Parser:
             self._feed(data)
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
+            if isinstance(cause, _EndedAtHead):
+                # The response to HEAD ended at its head and its llhttp was replaced:
+                # what else this read holds, no request asked for.
+                if self._body_pos < len(data):
+                    raise RemoteProtocolError("bytes after a response that has no body",
+                                              502) from None
+                return
             if isinstance(cause, RemoteProtocolError):
                 raise cause from None
             raise
@@ -681,3 +693,6 @@ class ResponseParser(_Parser):
             self._parser = httptools.HttpResponseParser(self)
             self._parse = self._parser.feed_data
             self.on_message_complete()
+            # Stop the replaced llhttp here: it believes a body follows, and must not
+            # go on parsing this read as one (or as more responses) behind our back.
+            raise _EndedAtHead
