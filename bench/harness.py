@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from bench import load, peers
-from bench.processes import Pinning, ProcessGroup, cpu_seconds, peak_rss_kib, process_group
+from bench.processes import (
+    CpuTimes,
+    Pinning,
+    ProcessGroup,
+    cpu_seconds,
+    cpu_times,
+    peak_rss_kib,
+    process_group,
+)
 
 T = TypeVar("T")
 
@@ -66,6 +74,16 @@ class Harness:
         self.check_alive(peer)
         cpu = None if before is None or after is None else after - before
         return result, cpu
+
+    def measured_times(
+        self, peer: peers.Peer, run: Callable[[], T]
+    ) -> tuple[T, CpuTimes | None]:
+        """Like `measured`, with the peer's CPU split into user and system time."""
+        before = None if peer.pid is None else cpu_times(peer.pid)
+        result = run()
+        after = None if peer.pid is None else cpu_times(peer.pid)
+        self.check_alive(peer)
+        return result, None if before is None or after is None else after - before
 
     def cpu_seconds(self, peer: peers.Peer) -> float | None:
         """CPU time the peer's process has used so far; None for ``direct``."""

@@ -8,9 +8,13 @@ noisy neighbour hurts every peer alike:
   median requests/s and each peer's ratio to HAProxy;
 - **latency at a fixed rate** — hey at 1,000 and 5,000 requests/s; p50, p99, p99.9
   (each the median over rounds), and what each proxy adds over ``direct``;
-- **resources** — proxy CPU seconds per 10,000 requests (CPU time used during a load
-  run ÷ requests it served), at saturation and at each fixed rate, and the peak
+- **resources** — the proxy's CPU time per request at saturation, split into user
+  and system time, and its ratio to the Python floor's (``floor``: the least a
+  forwarder in Python does); CPU per 10,000 requests at each fixed rate; the peak
   resident memory over the whole run.
+
+Issue 10's targets, read from one run: Tulle's CPU per request at most 1.5× the
+floor's, and its requests/s at least 0.6× HAProxy's.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from bench import plots
 from bench.harness import Harness
 from bench.load import HEY_RATE_PER_WORKER
 from bench.peers import Peer
+from bench.processes import CpuTimes
 from bench.report import Report, Table
 from bench.stats import LatencySummary, median
 
@@ -30,6 +35,7 @@ DESCRIPTION = "tiny fixed response: throughput, latency at 1k/5k RPS, CPU and me
 TOOLS: tuple[str, ...] = ("haproxy", "nginx", "wrk", "hey", "tulle")
 
 REFERENCE = "haproxy"  # ratios are given relative to this peer
+FLOOR = "floor"  # CPU per request is also given relative to this peer
 CEILING = "direct"  # added latency is given relative to this peer
 CONNECTIONS = 32  # wrk connections, as in the issue
 
@@ -64,17 +70,19 @@ def run(harness: Harness, quick: bool) -> Report:
         harness.wrk(peer, settings.warmup_seconds, CONNECTIONS)
 
     rps: dict[str, list[float]] = defaultdict(list)
-    cpu_saturated: dict[str, list[float]] = defaultdict(list)
+    cpu_saturated: dict[str, list[CpuTimes]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
     for round_number in range(1, settings.rounds + 1):
         for peer in peers:
-            result, cpu = harness.measured(
+            result, times = harness.measured_times(
                 peer, lambda p=peer: harness.wrk(p, settings.throughput_seconds, CONNECTIONS)
             )
             rps[peer.name].append(result.requests_per_second)
             errors[peer.name] += result.non_2xx + result.socket_errors
-            if cpu is not None and result.requests:
-                cpu_saturated[peer.name].append(cpu / result.requests * 10_000)
+            if times is not None and result.requests:
+                per_request = 1e6 / result.requests  # µs per request, per CPU second
+                cpu_saturated[peer.name].append(
+                    CpuTimes(times.user * per_request, times.system * per_request))
             harness.log(
                 f"round {round_number}/{settings.rounds} wrk {peer.name}: "
                 f"{result.requests_per_second:,.0f} req/s"
@@ -201,7 +209,7 @@ def _latency_table(
 
 def _resources_table(
     peers: list[Peer],
-    cpu_saturated: dict[str, list[float]],
+    cpu_saturated: dict[str, list[CpuTimes]],
     cpu_at_rate: dict[tuple[int, str], list[float]],
     rss: dict[str, int | None],
     settings: Settings,
@@ -211,28 +219,43 @@ def _resources_table(
         title="Resources of the proxy process",
         columns=[
             "peer",
-            "CPU s / 10k req (wrk)",
+            "CPU µs / req (wrk)",
+            "user µs",
+            "system µs",
+            f"ratio to {FLOOR}",
             f"ratio to {REFERENCE}",
             *rate_columns,
             "peak RSS (MiB)",
         ],
     )
     measured = [p for p in peers if p.pid is not None]
-    reference = median(cpu_saturated[REFERENCE]) if cpu_saturated.get(REFERENCE) else None
+
+    def cpu(name: str) -> CpuTimes | None:
+        runs = cpu_saturated.get(name)
+        if not runs:
+            return None
+        return CpuTimes(median([t.user for t in runs]), median([t.system for t in runs]))
+
+    floor, reference = cpu(FLOOR), cpu(REFERENCE)
     for peer in measured:
-        saturated = median(cpu_saturated[peer.name])
+        times = cpu(peer.name)
         peak = rss[peer.name]
         table.rows.append([
             peer.name,
-            f"{saturated:.3f}",
-            _ratio(saturated, reference),
+            "—" if times is None else f"{times.total:.1f}",
+            "—" if times is None else f"{times.user:.1f}",
+            "—" if times is None else f"{times.system:.1f}",
+            _ratio(times.total, floor.total if floor else None) if times else "—",
+            _ratio(times.total, reference.total if reference else None) if times else "—",
             *(f"{median(cpu_at_rate[(rate, peer.name)]):.3f}" for rate in settings.rates),
             "—" if peak is None else f"{peak / 1024:.1f}",
         ])  # fmt: skip
     table.note = (
-        "CPU: utime+stime of the proxy process (/proc/<pid>/stat) across a load run, "
+        "CPU: utime and stime of the proxy process (/proc/<pid>/stat) across a wrk run, "
         "divided by the requests served, median over rounds; the clock ticks every "
-        "10 ms, so short runs are coarse. Peak RSS: VmHWM from /proc/<pid>/status at "
+        "10 ms, so short runs are coarse. System time includes the loopback TCP work the "
+        "kernel does in the proxy's name, which grows per request when a proxy is slower "
+        "(its peers sleep and must be woken). Peak RSS: VmHWM from /proc/<pid>/status at "
         "the end of the run. direct has no proxy and is left out."
     )
     return table
@@ -240,12 +263,15 @@ def _resources_table(
 
 def _notes() -> list[str]:
     return [
-        "Peers run in turn within each round (haproxy, nginx, tulle, direct), so slow "
-        "drift on a shared machine affects all of them alike; compare ratios, not "
+        "Peers run in turn within each round (haproxy, nginx, floor, tulle, direct), so "
+        "slow drift on a shared machine affects all of them alike; compare ratios, not "
         "absolute numbers.",
         "Every peer balances round-robin over the same three nginx backends with "
         "keep-alive connections to them; direct sends to one backend and is the "
-        "ceiling the load generator and backends allow on this machine.",
+        "ceiling the load generator and backends allow on this machine. Tulle runs with "
+        "every default on (metrics, request timeout, retry budget, circuit breaker, the "
+        "default balancer), from the package built with its hot modules compiled "
+        "(`make compiled`; `make bench` uses it).",
         f"hey runs {HEY_RATE_PER_WORKER} requests/s per worker and adds workers for "
         f"the total rate, so a request slower than {1000 // HEY_RATE_PER_WORKER} ms "
         "delays that worker's next one (not a pure open loop).",
