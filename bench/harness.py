@@ -59,6 +59,13 @@ class Harness:
             self.log(f"{name} is serving")
         return started
 
+    def start_tulle_workers(self, backends: peers.Backends, workers: int) -> peers.Peer:
+        """``tulle proxy --workers N`` (peer ``tulle-Nw``), unpinned: its workers may run
+        on every CPU, the load generator's included."""
+        peer = peers.start_tulle_workers(self.group, self.workdir, backends, workers, None)
+        self.log(f"{peer.name} is serving")
+        return peer
+
     def wrk(self, peer: peers.Peer, seconds: int, connections: int) -> load.WrkResult:
         return load.run_wrk(self.group, peer.url, seconds, connections, self.pinning.others)
 

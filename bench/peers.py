@@ -290,23 +290,37 @@ def _start_tulle(
     return peer
 
 
+def start_tulle_workers(
+    group: ProcessGroup, workdir: Path, backends: Backends, workers: int,
+    cpus: frozenset[int] | None,
+) -> Peer:
+    """``tulle proxy --workers N`` in front of ``backends``, as peer ``tulle-Nw``."""
+    name = f"tulle-{workers}w"
+    peer, _ = start_tulle(group, workdir, render_tulle_manifest(backends.endpoints), cpus,
+                          name=name, extra_args=("--workers", str(workers)))
+    _wait_serving(name, peer.process, "127.0.0.1", peer.port)  # type: ignore[arg-type]
+    return peer
+
+
 def start_tulle(
-    group: ProcessGroup, workdir: Path, manifest: str, cpus: frozenset[int] | None
+    group: ProcessGroup, workdir: Path, manifest: str, cpus: frozenset[int] | None,
+    name: str = "tulle", extra_args: Sequence[str] = (),
 ) -> tuple[Peer, int]:
-    """Start ``tulle proxy`` on ``manifest`` and wait until it is ready.
+    """Start ``tulle proxy`` (with ``extra_args``) on ``manifest`` and wait until it is
+    ready.
 
     Returns the peer (its outbound listener) and the admin port.
     """
-    manifests = workdir / "tulle-manifests"
+    manifests = workdir / f"{name}-manifests"
     manifests.mkdir(exist_ok=True)
     (manifests / "bench.yaml").write_text(manifest)
     port, admin = free_ports(2)
     argv = [
         find_tool("tulle"), "proxy", "-f", str(manifests),
         "--outbound", f"127.0.0.1:{port}", "--inbound", "off",
-        "--admin", f"127.0.0.1:{admin}",
+        "--admin", f"127.0.0.1:{admin}", *extra_args,
     ]  # fmt: skip
-    process = group.start("tulle", argv, cpus)
+    process = group.start(name, argv, cpus)
 
     def ready() -> bool:
         return process.popen.poll() is not None or _status("127.0.0.1", admin, "/ready") == 200
@@ -317,7 +331,7 @@ def start_tulle(
             "tulle proxy did not become ready: "
             + _why_not(process, f"GET http://127.0.0.1:{admin}/ready did not answer 200")
         )
-    return Peer("tulle", "127.0.0.1", port, process), admin
+    return Peer(name, "127.0.0.1", port, process), admin
 
 
 def _direct(

@@ -11,7 +11,9 @@ noisy neighbour hurts every peer alike:
 - **resources** — the proxy's CPU time per request at saturation, split into user
   and system time, and its ratio to the Python floor's (``floor``: the least a
   forwarder in Python does); CPU per 10,000 requests at each fixed rate; the peak
-  resident memory over the whole run.
+  resident memory over the whole run;
+- **workers** — ``tulle proxy --workers 2`` (``tulle-2w``) under the same wrk load, in
+  the same rounds, against the single pinned process.
 
 Issue 10's targets, read from one run: Tulle's CPU per request at most 1.5× the
 floor's, and its requests/s at least 0.6× HAProxy's.
@@ -38,6 +40,7 @@ REFERENCE = "haproxy"  # ratios are given relative to this peer
 FLOOR = "floor"  # CPU per request is also given relative to this peer
 CEILING = "direct"  # added latency is given relative to this peer
 CONNECTIONS = 32  # wrk connections, as in the issue
+WORKERS = 2  # tulle-2w: one worker per core of the 2-core machine the issue measures on
 
 
 @dataclass(frozen=True)
@@ -65,15 +68,20 @@ def run(harness: Harness, quick: bool) -> Report:
     settings = QUICK if quick else FULL
     backends = harness.start_backends(3)
     peers = harness.start_peers(backends)
+    # Throughput only: the same wrk runs, in the same rounds, as the pinned single process.
+    scaled = []
+    if "tulle" in harness.peer_names:
+        scaled.append(harness.start_tulle_workers(backends, WORKERS))
 
-    for peer in peers if settings.warmup_seconds else []:
+    for peer in [*peers, *scaled] if settings.warmup_seconds else []:
         harness.wrk(peer, settings.warmup_seconds, CONNECTIONS)
 
     rps: dict[str, list[float]] = defaultdict(list)
     cpu_saturated: dict[str, list[CpuTimes]] = defaultdict(list)
+    cores_busy: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
     for round_number in range(1, settings.rounds + 1):
-        for peer in peers:
+        for peer in [*peers, *scaled]:
             result, times = harness.measured_times(
                 peer, lambda p=peer: harness.wrk(p, settings.throughput_seconds, CONNECTIONS)
             )
@@ -83,6 +91,7 @@ def run(harness: Harness, quick: bool) -> Report:
                 per_request = 1e6 / result.requests  # µs per request, per CPU second
                 cpu_saturated[peer.name].append(
                     CpuTimes(times.user * per_request, times.system * per_request))
+                cores_busy[peer.name].append(times.total / settings.throughput_seconds)
             harness.log(
                 f"round {round_number}/{settings.rounds} wrk {peer.name}: "
                 f"{result.requests_per_second:,.0f} req/s"
@@ -111,7 +120,7 @@ def run(harness: Harness, quick: bool) -> Report:
                 )
                 time.sleep(settings.pause_seconds)
 
-    rss = {peer.name: harness.peak_rss_kib(peer) for peer in peers}
+    rss = {peer.name: harness.peak_rss_kib(peer) for peer in [*peers, *scaled]}
     names = [peer.name for peer in peers]
     throughput = {name: median(rps[name]) for name in names}
     latency = {
@@ -127,6 +136,11 @@ def run(harness: Harness, quick: bool) -> Report:
     report.tables.append(_throughput_table(names, rps, throughput, errors, settings))
     report.tables.append(_latency_table(names, latency, achieved, latency_errors, settings))
     report.tables.append(_resources_table(peers, cpu_saturated, cpu_at_rate, rss, settings))
+    if scaled:
+        report.tables.append(_workers_table(
+            ["tulle", *(peer.name for peer in scaled)], rps, cpu_saturated, cores_busy, rss,
+            errors, harness, settings,
+        ))  # fmt: skip
     image = harness.results_dir / "baseline.png"
     harness.results_dir.mkdir(parents=True, exist_ok=True)
     plots.throughput_and_latency(image, report.title, throughput, latency, REFERENCE)
@@ -231,10 +245,7 @@ def _resources_table(
     measured = [p for p in peers if p.pid is not None]
 
     def cpu(name: str) -> CpuTimes | None:
-        runs = cpu_saturated.get(name)
-        if not runs:
-            return None
-        return CpuTimes(median([t.user for t in runs]), median([t.system for t in runs]))
+        return _median_times(cpu_saturated, name)
 
     floor, reference = cpu(FLOOR), cpu(REFERENCE)
     for peer in measured:
@@ -257,6 +268,63 @@ def _resources_table(
         "kernel does in the proxy's name, which grows per request when a proxy is slower "
         "(its peers sleep and must be woken). Peak RSS: VmHWM from /proc/<pid>/status at "
         "the end of the run. direct has no proxy and is left out."
+    )
+    return table
+
+
+def _median_times(cpu_saturated: dict[str, list[CpuTimes]], name: str) -> CpuTimes | None:
+    runs = cpu_saturated.get(name)
+    if not runs:
+        return None
+    return CpuTimes(median([t.user for t in runs]), median([t.system for t in runs]))
+
+
+def _workers_table(
+    names: list[str],
+    rps: dict[str, list[float]],
+    cpu_saturated: dict[str, list[CpuTimes]],
+    cores_busy: dict[str, list[float]],
+    rss: dict[str, int | None],
+    errors: dict[str, int],
+    harness: Harness,
+    settings: Settings,
+) -> Table:
+    pinned = harness.pinning.proxy
+    single_cpus = "any" if pinned is None else ",".join(map(str, sorted(pinned)))
+    table = Table(
+        title=f"Workers (wrk -t1 -c{CONNECTIONS} -d{settings.throughput_seconds}s, median of "
+        f"{settings.rounds}, in the throughput rounds)",
+        columns=["peer", "processes", "CPUs", "requests/s", "min – max", "ratio to tulle",
+                 "CPU µs / req", "user µs", "system µs", "proxy CPU busy (cores)",
+                 "peak RSS (MiB)", "errors"],
+    )  # fmt: skip
+    reference = median(rps["tulle"]) if rps.get("tulle") else None
+    for name in names:
+        single = name == "tulle"
+        times = _median_times(cpu_saturated, name)
+        peak = rss.get(name)
+        table.rows.append([
+            name,
+            "1" if single else f"{WORKERS} workers + supervisor",
+            single_cpus if single else "any",
+            f"{median(rps[name]):,.0f}",
+            f"{min(rps[name]):,.0f} – {max(rps[name]):,.0f}",
+            _ratio(median(rps[name]), reference),
+            "—" if times is None else f"{times.total:.1f}",
+            "—" if times is None else f"{times.user:.1f}",
+            "—" if times is None else f"{times.system:.1f}",
+            f"{median(cores_busy[name]):.2f}" if cores_busy.get(name) else "—",
+            "—" if peak is None else f"{peak / 1024:.1f}",
+            str(errors[name]),
+        ])  # fmt: skip
+    table.note = (
+        "tulle is the single process of the tables above (pinned as they say); "
+        f"tulle-{WORKERS}w is `tulle proxy --workers {WORKERS}`, not pinned: its workers "
+        "may use every CPU, and share them with wrk and the nginx backends, which stay "
+        "where the pinning puts them. On a 2-core machine the workers therefore cannot "
+        "have 2 cores to themselves: 'proxy CPU busy' (CPU seconds of every process of "
+        "the peer ÷ run seconds) shows how much they got. CPU and RSS are summed over the "
+        "supervisor and its workers."
     )
     return table
 

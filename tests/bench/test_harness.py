@@ -37,6 +37,11 @@ def test_baseline_quick_has_a_row_per_peer(tmp_path: Path) -> None:
     assert latency_peers == set(PEER_NAMES)
     resources = report.table("Resources").column("peak RSS (MiB)")
     assert set(resources) == set(PEER_NAMES) - {"direct"}
+    workers = report.table("Workers")
+    assert list(workers.column("requests/s")) == ["tulle", "tulle-2w"]
+    for peer, cell in workers.column("requests/s").items():
+        assert float(cell.replace(",", "")) > 0, f"{peer} served nothing"
+    assert workers.column("errors") == {"tulle": "0", "tulle-2w": "0"}
 
     assert written == tmp_path / "baseline.md"
     text = written.read_text()
