@@ -40,7 +40,8 @@ demo: $(STAMP)
 test: $(STAMP) $(FAST_STAMP) system-deps
 	$(BIN)/ruff check src tests bench
 	$(BIN)/pytest -q
-	$(FAST)/bin/python -m pytest -q -p no:cacheprovider tests/unit/http tests/unit/proxy tests/integration
+	$(FAST)/bin/python -m pytest -q -p no:cacheprovider tests/unit/http tests/unit/proxy \
+		tests/unit/balance tests/integration
 
 bench: $(FAST_STAMP) system-deps
 	$(FAST)/bin/python -m bench

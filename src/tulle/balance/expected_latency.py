@@ -190,13 +190,15 @@ class ExpectedLatency(Generic[E]):
         if now - self._refreshed > REFRESH_SECONDS:
             self._refresh_reference(now)
         scan = len(members) <= SCAN_LIMIT
+        candidates: Sequence[tuple[E, ResponseEstimate]]
         if scan:
             candidates = members
         else:
-            candidates = self._drawn
+            drawn = self._drawn
             index = self._sampler.index
             for slot in range(SAMPLE):
-                candidates[slot] = members[index()]
+                drawn[slot] = members[index()]
+            candidates = drawn
         reference = self._reference
         fresh_since = now - self._fresh
         best_quality = math.inf

@@ -33,7 +33,7 @@ MySQL) is reached after that delay. Ports listed as opaque and services declared
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from tulle.downstream.h1 import ClientConnection
 from tulle.downstream.h2 import H2ClientConnection
@@ -47,10 +47,10 @@ if TYPE_CHECKING:
     from tulle.downstream.listener import ListenerContext
     from tulle.proxy.targets import ServiceTarget
 
-log = logging.getLogger("tulle.proxy")
+log: Final = logging.getLogger("tulle.proxy")
 
 # RFC 8446 §6: a fatal (2) handshake_failure (40) alert in a TLS 1.2-versioned record.
-TLS_REFUSAL = b"\x15\x03\x03\x00\x02\x02\x28"
+TLS_REFUSAL: Final = b"\x15\x03\x03\x00\x02\x02\x28"
 
 
 class ProtocolDetector:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tulle.downstream.h2 import H2ClientConnection
 from tulle.http import CONTINUE, RemoteProtocolError, RequestHead, RequestParser, ResponseHead
@@ -51,25 +51,27 @@ if TYPE_CHECKING:
 
 # Requests a client may pipeline ahead of the one being answered before we stop reading
 # from it (they are held in memory until their turn).
-MAX_PIPELINED = 16
+MAX_PIPELINED: Final = 16
 # The transport's write buffer: past the high mark the client is "not reading" (its
 # response is paused, and so is reading from it); below the low mark it is again.
-WRITE_BUFFER_HIGH = 64 * 1024
-WRITE_BUFFER_LOW = 16 * 1024
+WRITE_BUFFER_HIGH: Final = 64 * 1024
+WRITE_BUFFER_LOW: Final = 16 * 1024
 
 # What a connection's deadline, when set, is waiting for.
-_WAITING_HEAD = 1
-_IDLE = 2
-_SENDING = 3
+_WAITING_HEAD: Final = 1
+_IDLE: Final = 2
+_SENDING: Final = 3
 
 # Why reading from the client is paused (a bit each; reading resumes when none is left).
-_PIPELINE = 1  # too many requests queued
-_BODY = 2  # a request body has nowhere to go yet, or the endpoint is not reading it
-_WRITING = 4  # the client is not reading what it is sent
-_ERROR = 8  # a protocol error: nothing more is read
-_SWITCHING = 16  # the request switches protocols: the rest is not HTTP
+_PIPELINE: Final = 1  # too many requests queued
+_BODY: Final = 2  # a request body has nowhere to go yet, or the endpoint is not reading it
+_WRITING: Final = 4  # the client is not reading what it is sent
+_ERROR: Final = 8  # a protocol error: nothing more is read
+_SWITCHING: Final = 16  # the request switches protocols: the rest is not HTTP
 
-_H2C_SWITCH = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+_H2C_SWITCH: Final = (
+    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+)
 
 
 class ClientConnection(ClientStream):

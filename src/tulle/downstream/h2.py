@@ -27,7 +27,7 @@ spends the bucket gets GOAWAY(ENHANCE_YOUR_CALM) and is closed.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tulle.grpc import local_fields, proxy_error_status
 from tulle.http import RemoteProtocolError, RequestHead, ResponseHead
@@ -52,22 +52,22 @@ if TYPE_CHECKING:
     from tulle.http import Headers
 
 # Response bytes waiting for a stream's window past which the endpoint is paused.
-PAUSE_ABOVE = 64 * 1024
+PAUSE_ABOVE: Final = 64 * 1024
 # The transport's write buffer marks (as for HTTP/1.1, downstream/h1.py).
-WRITE_BUFFER_HIGH = 256 * 1024
-WRITE_BUFFER_LOW = 64 * 1024
+WRITE_BUFFER_HIGH: Final = 256 * 1024
+WRITE_BUFFER_LOW: Final = 64 * 1024
 # Client resets (and control frames that make the proxy answer) allowed in a burst, and
 # the refill per second: nghttp2's stream-reset rate limit (1000, 33/s).
-RESET_BURST = 1000
-RESETS_PER_SECOND = 33.0
+RESET_BURST: Final = 1000
+RESETS_PER_SECOND: Final = 33.0
 
 # After a GOAWAY for an error, how long the connection is still read (and what is read
 # dropped) before it is closed: closing a socket with unread bytes resets it, and the
 # client would lose the GOAWAY that says why (RFC 9113 §5.4.1, "linger").
-LINGER = 1.0
+LINGER: Final = 1.0
 # Bytes handed to h2 at once: h2 handles every frame of what it is given before the
 # proxy sees any, so a read of small frames (SETTINGS, RST_STREAM) is fed in slices.
-FEED_SLICE = 16 * 1024
+FEED_SLICE: Final = 16 * 1024
 
 
 class H2ClientStream(ClientStream):

@@ -39,7 +39,7 @@ DEADLINE_EXCEEDED: Final = 4
 UNIMPLEMENTED: Final = 12
 INTERNAL: Final = 13
 
-_TIMEOUT_UNITS = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
+_TIMEOUT_UNITS: Final = {b"H": 3600.0, b"M": 60.0, b"S": 1.0, b"m": 1e-3, b"u": 1e-6, b"n": 1e-9}
 
 
 def grpc_status(headers: Headers | None) -> int:

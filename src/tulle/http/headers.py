@@ -10,6 +10,8 @@ something dangerous, after it, so it is not forwarded in a trailer section.
 
 from __future__ import annotations
 
+from typing import Final
+
 from tulle.http.message import Headers
 
 # RFC 9110 §7.6.1 names Connection, Proxy-Connection, Keep-Alive, TE,
@@ -34,7 +36,7 @@ HOP_BY_HOP: frozenset[bytes] = frozenset(
 # hop-by-hop names dropped anyway, and the headers a proxy must never let a peer
 # remove — Content-Length and Host — since dropping them would change the
 # message's framing or destination (request smuggling).
-_CONNECTION_OPTIONS = HOP_BY_HOP | {b"close", b"", b"content-length", b"host"}
+_CONNECTION_OPTIONS: Final = HOP_BY_HOP | {b"close", b"", b"content-length", b"host"}
 
 
 def end_to_end(headers: Headers) -> Headers:

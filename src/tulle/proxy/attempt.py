@@ -41,12 +41,12 @@ if TYPE_CHECKING:
     from tulle.transport.timers import TimerWheel
 
 # Sent again on a new connection when a reused one turns out closed (RFC 9110 §9.2.2).
-_RESENDABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+_RESENDABLE: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
 # Times one try is sent again because the endpoint refused its stream unprocessed.
-MAX_REFUSALS = 3
+MAX_REFUSALS: Final = 3
 
-_CONNECT_ERRORS = {
+_CONNECT_ERRORS: Final = {
     "connect-refused": errors.CONNECT_REFUSED,
     "connect-timeout": errors.CONNECT_TIMEOUT,
     "connect-failed": errors.CONNECT_FAILED,
@@ -69,7 +69,7 @@ _FAIL: Final = 3
 _CANCEL: Final = 4
 _RECONNECT: Final = 5  # a stale pooled connection: the same try on a new one
 
-MACHINE = Machine(
+MACHINE: Final = Machine(
     "attempt",
     states=("connecting", "sent", "responding", "ended", "failed", "cancelled"),
     events=("leased", "head", "end", "fail", "cancel", "reconnect"),

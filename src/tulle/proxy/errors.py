@@ -11,6 +11,7 @@ label or a reason.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from tulle.http import encode_head, reason_phrase
 from tulle.http.h1.writer import VIA
@@ -29,45 +30,51 @@ class ProxyError:
 
 
 # Routing (404, 500).
-UNKNOWN_SERVICE = ProxyError("unknown-service", 404, "no service known for authority {authority!r}")
-NO_ROUTE = ProxyError("no-route", 404, "no route of {service} matches the request")
-NO_BACKEND = ProxyError("no-backend", 500, "route {route} has no backend")
+UNKNOWN_SERVICE: Final = ProxyError(
+    "unknown-service", 404, "no service known for authority {authority!r}"
+)
+NO_ROUTE: Final = ProxyError("no-route", 404, "no route of {service} matches the request")
+NO_BACKEND: Final = ProxyError("no-backend", 500, "route {route} has no backend")
 # RFC 5842's 508 (Loop Detected), as proxies use it for a request that came back to them.
-LOOP_DETECTED = ProxyError(
+LOOP_DETECTED: Final = ProxyError(
     "loop-detected", 508, "the request came back to this proxy (Via: {via}): a route loops"
 )
 # No endpoint to send to (503).
-NO_ENDPOINTS = ProxyError("no-endpoints", 503, "no endpoint available for {service}")
-TOO_MANY_WAITING = ProxyError("load-shed", 503, "too many requests waiting for {service}")
-ENDPOINT_FULL = ProxyError("load-shed", 503, "{endpoint} is at its request limit")
-FAIL_FAST = ProxyError("fail-fast", 503, "no endpoint of {service} became available in time")
+NO_ENDPOINTS: Final = ProxyError("no-endpoints", 503, "no endpoint available for {service}")
+TOO_MANY_WAITING: Final = ProxyError("load-shed", 503, "too many requests waiting for {service}")
+ENDPOINT_FULL: Final = ProxyError("load-shed", 503, "{endpoint} is at its request limit")
+FAIL_FAST: Final = ProxyError("fail-fast", 503, "no endpoint of {service} became available in time")
 # The endpoint could not be reached or spoke badly (502).
-CONNECT_REFUSED = ProxyError("connect-refused", 502, "{endpoint} refused the connection")
-CONNECT_TIMEOUT = ProxyError("connect-timeout", 502, "connecting to {endpoint} timed out")
-CONNECT_FAILED = ProxyError("connect-failed", 502, "connecting to {endpoint} failed: {detail}")
-LOCAL_EXHAUSTION = ProxyError(
+CONNECT_REFUSED: Final = ProxyError("connect-refused", 502, "{endpoint} refused the connection")
+CONNECT_TIMEOUT: Final = ProxyError("connect-timeout", 502, "connecting to {endpoint} timed out")
+CONNECT_FAILED: Final = ProxyError(
+    "connect-failed", 502, "connecting to {endpoint} failed: {detail}"
+)
+LOCAL_EXHAUSTION: Final = ProxyError(
     "local-exhaustion", 503, "the proxy is out of {detail}; {endpoint} was not tried"
 )
-UPSTREAM_RESET = ProxyError(
+UPSTREAM_RESET: Final = ProxyError(
     "upstream-reset", 502, "{endpoint} closed the connection before responding"
 )
-BAD_RESPONSE = ProxyError("bad-response", 502, "{endpoint} sent a malformed response: {detail}")
-UPSTREAM_STATUS = ProxyError(
+BAD_RESPONSE: Final = ProxyError(
+    "bad-response", 502, "{endpoint} sent a malformed response: {detail}"
+)
+UPSTREAM_STATUS: Final = ProxyError(
     "upstream-status", 502, "the endpoint answered {status} and no retry could save it"
 )
 # Time ran out (504).
-PER_TRY_TIMEOUT = ProxyError(
+PER_TRY_TIMEOUT: Final = ProxyError(
     "per-try-timeout", 504, "no response within the per-try timeout ({timeout}s)"
 )
-REQUEST_TIMEOUT = ProxyError(
+REQUEST_TIMEOUT: Final = ProxyError(
     "request-timeout", 504, "no response within the request timeout ({timeout}s)"
 )
 # Inbound policy (403, 429).
-FORBIDDEN = ProxyError("forbidden", 403, "{client} may not reach {server} ({reason})")
-RATE_LIMITED = ProxyError("rate-limited", 429,
+FORBIDDEN: Final = ProxyError("forbidden", 403, "{client} may not reach {server} ({reason})")
+RATE_LIMITED: Final = ProxyError("rate-limited", 429,
                           "over the {limit} rate limit of {server} ({rate} requests per second)")
 # The client's fault (4xx); the status is the codec's (400, 408, 431, 505 …).
-MALFORMED_REQUEST = ProxyError("malformed-request", 400, "{detail}")
+MALFORMED_REQUEST: Final = ProxyError("malformed-request", 400, "{detail}")
 
 
 def _header_safe(text: str) -> bytes:

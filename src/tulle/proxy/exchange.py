@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 # Body bytes held per request while no upstream stream is attached yet; past this the
 # client is paused until one is.
-MAX_HELD_BODY = 64 * 1024
+MAX_HELD_BODY: Final = 64 * 1024
 
 
 # States (see the theory of operation).
@@ -68,7 +68,7 @@ _END: Final = 5
 _LOST: Final = 6
 _RETRACT: Final = 7
 
-MACHINE = Machine(
+MACHINE: Final = Machine(
     "exchange",
     states=("routing", "waiting", "attempting", "responding", "done"),
     events=("attempt", "park", "resume", "head", "answer", "end", "lost", "retract"),

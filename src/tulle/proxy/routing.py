@@ -15,11 +15,12 @@ that forwards to it as it is (``direct``, made by ``tulle.proxy.mesh``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Final
 
 from tulle.http import RequestHead
 from tulle.proxy.targets import ServiceTarget
 
-CLUSTER_DOMAIN = "cluster.local"
+CLUSTER_DOMAIN: Final = "cluster.local"
 
 
 def service_names(name: str, namespace: str) -> list[str]:

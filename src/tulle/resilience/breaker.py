@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
-CLOSED = "closed"
-OPEN = "open"
-PROBING = "probing"
+CLOSED: Final = "closed"
+OPEN: Final = "open"
+PROBING: Final = "probing"
 
 Schedule = Callable[[float, Callable[[], None]], Any]  # (delay, callback) -> handle
 

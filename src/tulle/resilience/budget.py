@@ -13,8 +13,9 @@ time comes from the injected clock.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
-_SLOTS = 10
+_SLOTS: Final = 10
 
 
 class RetryBudget:

@@ -12,26 +12,27 @@ default), and only while the request body can still be replayed.
 from __future__ import annotations
 
 import random
+from typing import Final
 
 from tulle.config import Retries
 from tulle.config.schema_policy import HTTP_METHODS
 from tulle.grpc.status import CODE_NAMES
 
-CONNECT_FAILURE = "connect-failure"
-REFUSED_STREAM = "refused-stream"
-RESET = "reset"
-TIMEOUT = "timeout"
-STATUS = "status"  # the endpoint answered with a status `retries_status` accepted
-GRPC_STATUS = "grpc-status"  # a gRPC call ended with a grpc-status `retries_grpc` accepted
-GATEWAY_STATUSES = frozenset({502, 503, 504})
+CONNECT_FAILURE: Final = "connect-failure"
+REFUSED_STREAM: Final = "refused-stream"
+RESET: Final = "reset"
+TIMEOUT: Final = "timeout"
+STATUS: Final = "status"  # the endpoint answered with a status `retries_status` accepted
+GRPC_STATUS: Final = "grpc-status"  # a gRPC call ended with a grpc-status `retries_grpc` accepted
+GATEWAY_STATUSES: Final = frozenset({502, 503, 504})
 
 # Backoff between tries: full jitter over an exponential range, short enough that
 # a retry hides a dead endpoint from the client, long enough to spread a herd.
-BACKOFF_BASE = 0.005
-BACKOFF_MAX = 0.1
+BACKOFF_BASE: Final = 0.005
+BACKOFF_MAX: Final = 0.1
 
 # Request bodies up to this size are kept for replay (DESIGN.md "Defaults").
-MAX_REPLAY_BODY = 64 * 1024
+MAX_REPLAY_BODY: Final = 64 * 1024
 
 
 class RetryPolicy:

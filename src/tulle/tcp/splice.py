@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     import asyncio
@@ -39,8 +39,8 @@ if TYPE_CHECKING:
     from tulle.telemetry.metrics import TcpStats
 
 # The HTTP side's marks (tulle.downstream.h1): the most a slow reader makes us hold.
-WRITE_BUFFER_HIGH = 64 * 1024
-WRITE_BUFFER_LOW = 16 * 1024
+WRITE_BUFFER_HIGH: Final = 64 * 1024
+WRITE_BUFFER_LOW: Final = 16 * 1024
 
 
 def errno_name(exc: BaseException | None) -> str:

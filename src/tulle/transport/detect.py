@@ -43,7 +43,7 @@ NAMES: Final = ("need-more", "http/1", "http/2", "tls", "opaque")
 # Linkerd's default opaque ports (its chart's ``proxy.opaquePorts``): SMTP, SMTP
 # submission, MySQL, MySQL Galera, PostgreSQL, Redis, Elasticsearch transport, memcached.
 # Servers speak first on some of them, and none of them is HTTP.
-DEFAULT_OPAQUE_PORTS = frozenset({25, 587, 3306, 4444, 5432, 6379, 9300, 11211})
+DEFAULT_OPAQUE_PORTS: Final = frozenset({25, 587, 3306, 4444, 5432, 6379, 9300, 11211})
 
 H2_PREFACE: Final = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 # How far a request line is looked for. Longer first lines are HTTP/1 if they look like

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 # 10 ms: finer than any timeout a user writes (DESIGN.md writes them as 250ms, 10s), and
 # coarse enough that a busy loop ticks at most 100 times a second.
-TICK = 0.01
+TICK: Final = 0.01
 
 
 class HasDeadline(Protocol):

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from tulle.http import RemoteProtocolError, RequestHead, ResponseHead
 from tulle.http.h2 import CANCEL, NO_ERROR, REFUSED_STREAM, H2Codec, request_fields
@@ -48,13 +48,13 @@ if TYPE_CHECKING:
     from tulle.upstream.pool import EndpointPool
 
 # Request bytes waiting for the endpoint's window past which the client is paused.
-PAUSE_ABOVE = 64 * 1024
+PAUSE_ABOVE: Final = 64 * 1024
 # Streams assumed allowed on a new connection before its SETTINGS arrive (RFC 9113
 # §6.5.2 says unlimited; 100 is what servers commonly set).
-ASSUMED_MAX_STREAMS = 100
+ASSUMED_MAX_STREAMS: Final = 100
 # Streams the proxy puts on one connection even when the endpoint allows more (an
 # endpoint that sets no limit gets another connection past this).
-MAX_STREAMS_PER_CONNECTION = 1000
+MAX_STREAMS_PER_CONNECTION: Final = 1000
 
 
 class H2UpstreamStream(UpstreamStream):

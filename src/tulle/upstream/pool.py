@@ -35,7 +35,7 @@ import logging
 import random
 from collections.abc import Callable
 from functools import partial
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 from tulle.identity.spiffe import dns_name_of
 from tulle.proxy import streams
@@ -48,18 +48,18 @@ if TYPE_CHECKING:
     from tulle.proxy.streams import LeaseWaiter
     from tulle.transport.tls import MeshTls
 
-log = logging.getLogger("tulle.upstream")
+log: Final = logging.getLogger("tulle.upstream")
 
 # Idle upstream connections kept per address. Enough for a burst of the concurrency one
 # proxy sees per endpoint; beyond it, extras are closed.
-MAX_IDLE_PER_ADDRESS = 256
+MAX_IDLE_PER_ADDRESS: Final = 256
 # Background reconnection to an unreachable address: first try, and the cap.
-RECONNECT_MIN = 0.1
-RECONNECT_MAX = 1.0
+RECONNECT_MIN: Final = 0.1
+RECONNECT_MAX: Final = 1.0
 # Errors that say the proxy itself is out of something, not that the endpoint is down.
-_LOCAL_EXHAUSTION = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_LOCAL_EXHAUSTION: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
-_jitter = random.Random()
+_jitter: Final = random.Random()
 
 
 class ConnectFailure(streams.ConnectFailure):
@@ -86,7 +86,7 @@ class _LogLimit:
         return False
 
 
-_exhaustion_log = _LogLimit()
+_exhaustion_log: Final = _LogLimit()
 
 
 class EndpointPool:

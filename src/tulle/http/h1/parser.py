@@ -43,7 +43,7 @@ had reached the backend. Those decisions are:
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import httptools
 
@@ -54,17 +54,17 @@ from tulle.http.message import Headers, RequestHead, ResponseHead
 # Same order of magnitude as nginx's large_client_header_buffers (4 x 8k) and
 # Envoy's max_request_headers_kb (60 KiB): generous for real clients, small
 # enough that a slow or hostile one cannot make us hold much.
-MAX_HEAD_BYTES = 64 * 1024
+MAX_HEAD_BYTES: Final = 64 * 1024
 
 # RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ); llhttp lets
 # other control characters through, and the proxy forwards the reason as it came.
-_REASON_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_REASON_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 # The versions this codec speaks; llhttp also parses 0.9 and 2.0 request lines.
-_VERSIONS = ("1.1", "1.0")
+_VERSIONS: Final = ("1.1", "1.0")
 # What llhttp says of a version number it does not know (HTTP/1.2, HTTP/3.0);
 # httptools gives no error code, and test_request_parser pins this wording.
-_LLHTTP_UNKNOWN_VERSION = "Invalid HTTP version"
+_LLHTTP_UNKNOWN_VERSION: Final = "Invalid HTTP version"
 
 
 def _codings(field: bytes) -> list[bytes]:
@@ -142,21 +142,21 @@ def _userinfo_in_target(target: bytes) -> bool:
 _CONNECTION_OPTIONS: frozenset[bytes] = HOP_BY_HOP | {b"close", b"", b"content-length",
                                                       b"host"}
 
-_EMPTY_LINE = (b"\r", b"\n")
+_EMPTY_LINE: Final = (b"\r", b"\n")
 # Bound once: a bytes method looked up by name on every call costs more than the call.
-_find = bytes.find
-_split = bytes.split
+_find: Final = bytes.find
+_split: Final = bytes.split
 # ASCII upper-case to lower-case, for bytes.translate (a C call, unlike a per-line lower).
-_LOWER_CASE = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
+_LOWER_CASE: Final = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
 # The hop-by-hop fields beginning with k, p, u or e (RFC 9110 §7.6.1; the others are
 # tested one by one in `_scan`), as they begin a lower-cased line.
-_KPUE = frozenset(b"kpue")
+_KPUE: Final = frozenset(b"kpue")
 _HOP_BY_HOP_KPUE: tuple[bytes, ...] = tuple(
     name + b":" for name in sorted(HOP_BY_HOP) if name[:1] in (b"k", b"p", b"u", b"e")
 )
 
 # The Upgrade token of HTTP/2 over cleartext (RFC 7540 §3.2).
-H2C = b"h2c"
+H2C: Final = b"h2c"
 
 
 class _EndedAtHead(Exception):
@@ -164,9 +164,9 @@ class _EndedAtHead(Exception):
 
 
 # Where the parser is in the current message.
-_IDLE = 0  # between messages
-_HEAD = 1  # a message began; its head is not complete
-_BODY = 2  # the head was handed on; the body (or the end) follows
+_IDLE: Final = 0  # between messages
+_HEAD: Final = 1  # a message began; its head is not complete
+_BODY: Final = 2  # the head was handed on; the body (or the end) follows
 
 
 class MessageHandler(Protocol):
@@ -320,10 +320,15 @@ class _Parser:
         "_collect",
         "_data",
         "_delivered",
+        "_get_version",
         "_handler",
         "_head",
         "_head_bytes",
+        "_keep_alive",
         "_next",
+        "_on_body",
+        "_on_end",
+        "_on_head",
         "_parse",
         "_parser",
         "_pieces",
@@ -339,9 +344,15 @@ class _Parser:
 
     _parser: Any  # the subclass's llhttp parser (httptools has no common base to name)
     _parse: Any  # its feed_data, bound once (a method looked up per read costs)
+    _get_version: Any  # its get_http_version, bound once
+    _keep_alive: Any  # its should_keep_alive, bound once
 
     def __init__(self, handler: MessageHandler, too_large: int) -> None:
         self._handler = handler
+        # The handler's callbacks, bound once: called per message, looked up never.
+        self._on_head = handler.on_head
+        self._on_body = handler.on_body
+        self._on_end = handler.on_end
         self._too_large = too_large  # the status for a head over the cap
         self._state = _IDLE
         self._head: RequestHead | ResponseHead | None = None
@@ -504,7 +515,7 @@ class _Parser:
             # sent bytes no request asked for (we never pipeline upstream).
             raise RemoteProtocolError("bytes after a response that has no body", 502)
         self._delivered += len(body)
-        self._handler.on_body(body)
+        self._on_body(body)
 
     def on_message_complete(self) -> None:
         if self._state != _BODY:
@@ -517,7 +528,7 @@ class _Parser:
         self._head = None
         trailers = self._trailers
         self._trailers = None
-        self._handler.on_end(trailers)
+        self._on_end(trailers)
 
     def _new_head(self) -> RequestHead | ResponseHead:
         raise NotImplementedError
@@ -531,8 +542,10 @@ class RequestParser(_Parser):
 
     def __init__(self, handler: MessageHandler) -> None:
         super().__init__(handler, too_large=431)
-        self._parser = httptools.HttpRequestParser(self)
-        self._parse = self._parser.feed_data
+        parser = self._parser = httptools.HttpRequestParser(self)
+        self._parse = parser.feed_data
+        self._get_version = parser.get_http_version
+        self._keep_alive = parser.should_keep_alive
 
     def _new_head(self) -> RequestHead:
         return RequestHead()
@@ -541,7 +554,7 @@ class RequestParser(_Parser):
         head = self._head
         assert isinstance(head, RequestHead)
         parser = self._parser
-        head.version = version = parser.get_http_version()
+        head.version = version = self._get_version()
         if version not in _VERSIONS:
             raise RemoteProtocolError(
                 f"HTTP version {version} is not supported (1.0 and 1.1 are)", 505
@@ -551,7 +564,7 @@ class RequestParser(_Parser):
         head.target = target = (
             self._url if self._collect else start_line[len(method) + 1:start_line.rindex(b" ")]
         )
-        head.keep_alive = parser.should_keep_alive()
+        head.keep_alive = self._keep_alive()
         switching = parser.should_upgrade()  # CONNECT, or Upgrade with Connection: upgrade
         codings = _scan(head, block, request=True)
         if head.host is None and version == "1.1":
@@ -569,7 +582,7 @@ class RequestParser(_Parser):
             self._switch(head)
             return
         self._state = _BODY
-        self._handler.on_head(head)
+        self._on_head(head)
 
     def _switch(self, head: RequestHead) -> None:
         """A request that switches protocols: a CONNECT tunnel (RFC 9110 §9.3.6), or an
@@ -589,7 +602,7 @@ class RequestParser(_Parser):
         self._state = _IDLE  # the end is on_upgrade, once llhttp says where the head ended
         self._switching = head
         if head.method != b"CONNECT" and head.protocol != H2C:
-            self._handler.on_head(head)
+            self._on_head(head)
 
 
 class ResponseParser(_Parser):
@@ -608,14 +621,20 @@ class ResponseParser(_Parser):
 
     def __init__(self, handler: MessageHandler) -> None:
         super().__init__(handler, too_large=502)
-        self._parser = httptools.HttpResponseParser(self)
-        self._parse = self._parser.feed_data
+        self._bind(httptools.HttpResponseParser(self))
         self._no_body = False
         self._until_close = False
         self._upgrade_asked = False
 
     def _new_head(self) -> ResponseHead:
         return ResponseHead()
+
+    def _bind(self, parser: httptools.HttpResponseParser) -> None:
+        """Use ``parser`` from now on (a fresh one after a response to HEAD)."""
+        self._parser = parser
+        self._parse = parser.feed_data
+        self._get_version = parser.get_http_version
+        self._keep_alive = parser.should_keep_alive
 
     def expect_no_body(self) -> None:
         """The next response answers a HEAD request: it ends with its head."""
@@ -644,7 +663,7 @@ class ResponseParser(_Parser):
         assert isinstance(head, ResponseHead)
         parser = self._parser
         head.status = status = parser.get_status_code()
-        head.version = version = parser.get_http_version()
+        head.version = version = self._get_version()
         if version not in _VERSIONS:
             raise RemoteProtocolError(f"the endpoint answered in HTTP version {version}", 502)
         if not 100 <= status <= 599:  # RFC 9110 §15: anything else is invalid
@@ -657,7 +676,7 @@ class ResponseParser(_Parser):
             head.reason = parts[2] if len(parts) > 2 else b""
         if _REASON_CONTROL.search(head.reason) is not None:
             raise RemoteProtocolError("a control character in the status line's reason", 502)
-        head.keep_alive = parser.should_keep_alive()
+        head.keep_alive = self._keep_alive()
         codings = _scan(head, block, request=False)
         if codings is not None:
             _response_codings(codings, version)
@@ -666,7 +685,7 @@ class ResponseParser(_Parser):
             self._upgrade_asked = False
             self._state = _IDLE  # ended by on_upgrade, with the bytes that followed
             self._switching = head
-            self._handler.on_head(head)
+            self._on_head(head)
             return
         if status < 200:
             # Interim response (100 Continue, 103 Early Hints): llhttp parses it as a
@@ -685,13 +704,12 @@ class ResponseParser(_Parser):
         self._until_close = not no_body and head.content_length is None and not head.chunked
         if self._until_close:
             head.keep_alive = False
-        self._handler.on_head(head)
+        self._on_head(head)
         if self._no_body:
             # llhttp cannot be told the request was HEAD; end the message here and
             # start a fresh parser for the next response on this connection.
             self._no_body = False
-            self._parser = httptools.HttpResponseParser(self)
-            self._parse = self._parser.feed_data
+            self._bind(httptools.HttpResponseParser(self))
             self.on_message_complete()
             # Stop the replaced llhttp here: it believes a body follows, and must not
             # go on parsing this read as one (or as more responses) behind our back.

@@ -11,6 +11,7 @@ HTTP/1.0 without a ``Host`` gets one (RFC 9112 §3.2).
 from __future__ import annotations
 
 import os
+from typing import Final
 
 from tulle.http.headers import append_forwarded_for, end_to_end
 from tulle.http.message import Headers, RequestHead, ResponseHead
@@ -23,15 +24,15 @@ def _instance() -> bytes:
     return named.encode("ascii", "replace")[:32] if named else os.urandom(4).hex().encode()
 
 
-INSTANCE = _instance()
+INSTANCE: Final = _instance()
 # RFC 9110 §7.6.3: received-protocol, received-by, and a comment (which proxy it was).
-VIA = b"1.1 tulle (" + INSTANCE + b")"
-_VIA = (b"via", VIA)
-_CHUNKED = (b"transfer-encoding", b"chunked")
-_VIA_LINE = b"\r\nvia: " + VIA
-_CHUNKED_LINE = b"\r\ntransfer-encoding: chunked"
-_CLOSE_LINE = b"\r\nconnection: close"
-_KEEP_ALIVE_LINE = b"\r\nconnection: keep-alive"
+VIA: Final = b"1.1 tulle (" + INSTANCE + b")"
+_VIA: Final = (b"via", VIA)
+_CHUNKED: Final = (b"transfer-encoding", b"chunked")
+_VIA_LINE: Final = b"\r\nvia: " + VIA
+_CHUNKED_LINE: Final = b"\r\ntransfer-encoding: chunked"
+_CLOSE_LINE: Final = b"\r\nconnection: close"
+_KEEP_ALIVE_LINE: Final = b"\r\nconnection: keep-alive"
 
 _REASONS: dict[int, bytes] = {
     100: b"Continue",
@@ -50,8 +51,8 @@ _REASONS: dict[int, bytes] = {
     508: b"Loop Detected",
 }
 
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-LAST_CHUNK = b"0\r\n\r\n"
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
 def reason_phrase(status: int) -> bytes:

@@ -71,13 +71,13 @@ ENHANCE_YOUR_CALM: Final = int(ErrorCodes.ENHANCE_YOUR_CALM)
 # Per-stream receive window the proxy advertises (RFC 9113 §6.9.2's default is 64 KiB
 # - 1). What a stream may have in flight towards the proxy unacknowledged: the most a
 # slow reader on the other side makes the proxy hold for that stream.
-STREAM_WINDOW = 256 * 1024
+STREAM_WINDOW: Final = 256 * 1024
 # The connection's receive window: what all its streams together may have unacknowledged.
-CONNECTION_WINDOW = 4 * 1024 * 1024
+CONNECTION_WINDOW: Final = 4 * 1024 * 1024
 # Streams a peer may open at once towards the proxy (h2's default, and nghttp2's 100).
-MAX_CONCURRENT_STREAMS = 100
+MAX_CONCURRENT_STREAMS: Final = 100
 # SETTINGS_MAX_HEADER_LIST_SIZE: the same cap as an HTTP/1.1 head (64 KiB).
-MAX_HEADER_LIST_SIZE = 64 * 1024
+MAX_HEADER_LIST_SIZE: Final = 64 * 1024
 
 
 class H2Handler(Protocol):

@@ -21,12 +21,14 @@ And the other way, from HTTP/2 to a head an HTTP/1.1 side writes: ``:authority``
 
 from __future__ import annotations
 
+from typing import Final
+
 from tulle.http.headers import append_forwarded_for, end_to_end
 from tulle.http.message import Headers, RequestHead, ResponseHead
 
-VIA = b"2 tulle"
-_GRPC = b"application/grpc"
-_STATUS_BYTES = {status: str(status).encode() for status in range(100, 600)}
+VIA: Final = b"2 tulle"
+_GRPC: Final = b"application/grpc"
+_STATUS_BYTES: Final = {status: str(status).encode() for status in range(100, 600)}
 
 
 def parse_request(fields: Headers, ended: bool) -> RequestHead:

@@ -13,7 +13,7 @@ request has tries left, its body was small enough to keep, and the budget allows
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tulle.proxy import errors
 from tulle.proxy.exchange import WAITING
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from tulle.proxy.layers import ExchangeLayer
     from tulle.proxy.targets import ServiceTarget
 
-_jitter = random.Random()
+_jitter: Final = random.Random()
 
 
 class Retry:
