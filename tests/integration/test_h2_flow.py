@@ -242,3 +242,49 @@ def test_an_endpoints_reset_resets_only_that_stream(tmp_path: Path, backend: Bac
     assert [(r.stream_id, r.error_code) for r in resets] == [(broken, 2)]  # INTERNAL_ERROR
     assert received == len(b"flow")
     assert any(isinstance(e, h2.events.StreamEnded) and e.stream_id == fine for e in more)
+
+
+def _ws_frame(payload: bytes) -> bytes:
+    """A masked, final binary WebSocket frame (RFC 6455 §5.2), as a client sends."""
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(byte ^ mask[index % 4] for index, byte in enumerate(payload))
+    assert len(payload) < 126
+    return bytes([0x82, 0x80 | len(payload)]) + mask + masked
+
+
+def test_websocket_over_http2_extended_connect(tmp_path: Path) -> None:
+    """RFC 8441: an HTTP/2 client opens a WebSocket with CONNECT and :protocol websocket;
+    the proxy makes it the HTTP/1.1 Upgrade a ``websockets`` echo server takes, answers
+    200 on the stream, and carries the frames both ways as the stream's DATA."""
+    from tests.integration.test_upgrades import EchoServers
+
+    servers = EchoServers()
+    proxy = _proxy(tmp_path, mesh_service("ws", [f"127.0.0.1:{servers.ports[0]}"]))
+    try:
+        client = H2Client(proxy.outbound)
+        client.conn.receive_data(client.sock.recv(65536))  # the proxy's SETTINGS
+        assert client.conn.remote_settings.enable_connect_protocol == 1
+        stream = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(stream, [
+            (":method", "CONNECT"), (":protocol", "websocket"), (":scheme", "http"),
+            (":authority", "ws"), (":path", "/chat"), ("sec-websocket-version", "13")])
+        client.conn.send_data(stream, _ws_frame(b"hello"))
+        client.sock.sendall(client.conn.data_to_send())
+        received = b""
+        status = None
+        deadline = time.monotonic() + 10
+        while b"ws-0:hello" not in received and time.monotonic() < deadline:
+            for event in client.conn.receive_data(client.sock.recv(65536)):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
+                elif isinstance(event, h2.events.DataReceived):
+                    received += event.data
+                    client.conn.acknowledge_received_data(event.flow_controlled_length,
+                                                          event.stream_id)
+            client.sock.sendall(client.conn.data_to_send())
+        client.sock.close()
+    finally:
+        proxy.stop()
+        servers.stop()
+    assert status == b"200"
+    assert b"ws-0:hello" in received  # the server's unmasked echo frame

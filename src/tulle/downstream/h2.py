@@ -27,11 +27,14 @@ spends the bucket gets GOAWAY(ENHANCE_YOUR_CALM) and is closed.
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 from typing import TYPE_CHECKING, Final
 
 from tulle.grpc import local_fields, proxy_error_status
 from tulle.http import RemoteProtocolError, RequestHead, ResponseHead
 from tulle.http.h2 import (
+    CANCEL,
     ENHANCE_YOUR_CALM,
     INTERNAL_ERROR,
     NO_ERROR,
@@ -50,6 +53,7 @@ from tulle.transport.tls import peer_identity
 if TYPE_CHECKING:
     from tulle.downstream.listener import ListenerContext
     from tulle.http import Headers
+    from tulle.proxy.streams import Tunnel, UpstreamStream
 
 # Response bytes waiting for a stream's window past which the endpoint is paused.
 PAUSE_ABOVE: Final = 64 * 1024
@@ -84,6 +88,8 @@ class H2ClientStream(ClientStream):
         "request_paused",
         "response_paused",
         "sid",
+        "switching",
+        "tunnel",
         "unacked",
     )
 
@@ -99,6 +105,10 @@ class H2ClientStream(ClientStream):
         self.request_paused = False
         self.unacked = 0  # request body bytes taken but not acknowledged (paused)
         self.response_paused = False
+        # An extended CONNECT (RFC 8441) the endpoint accepted: the upstream stream
+        # whose connection becomes this stream's tunnel once the exchange is over.
+        self.switching: UpstreamStream | None = None
+        self.tunnel: StreamTunnel | None = None
 
     # -- the client side of the exchange (ClientStream) --
 
@@ -111,6 +121,14 @@ class H2ClientStream(ClientStream):
             self.conn.codec.send_head(self.sid, response_fields(head))
 
     def send_response_head(self, head: ResponseHead, exchange: Exchange) -> None:
+        if head.status == 101 and exchange.head.protocol is not None:
+            # The endpoint took the WebSocket upgrade made of an extended CONNECT: the
+            # client is told 200 (RFC 8441 §5), and the stream becomes a tunnel.
+            attempt = exchange.attempt
+            self.switching = attempt.stream if attempt is not None else None
+            head.status = 200
+            head.headers = [(name, value) for name, value in head.headers
+                            if name.lower() != b"sec-websocket-accept"]
         # Held until the body, the end or the end of this read: a head followed at once
         # by the end goes out as one HEADERS frame (gRPC's trailers-only responses).
         self.head_out = response_fields(head)
@@ -127,6 +145,12 @@ class H2ClientStream(ClientStream):
     def send_response_end(self, trailers: Headers | None) -> None:
         codec = self.conn.codec
         head = self.head_out
+        if self.switching is not None:  # the tunnel's bytes follow, not an end
+            if head is not None:
+                self.head_out = None
+                codec.send_head(self.sid, head)
+            self.conn.write_out()
+            return
         if head is not None:
             self.head_out = None
             if not trailers:
@@ -180,6 +204,17 @@ class H2ClientStream(ClientStream):
 
     def exchange_finished(self, exchange: Exchange) -> None:
         conn = self.conn
+        switching = self.switching
+        if switching is not None:
+            self.switching = None
+            taken = switching.take_tunnel()
+            if taken is not None and self.request_open:
+                self.exchange = None
+                self.tunnel = StreamTunnel(self, taken)
+                return
+            conn.codec.reset(self.sid, CANCEL)
+            conn.write_out()
+            self.request_open = False
         if self.request_open:
             # Answered before the request ended: the client may stop sending (RFC 9113
             # §8.1). NO_ERROR keeps the response it has.
@@ -248,7 +283,7 @@ class H2ClientConnection:
         """A fresh connection (prior knowledge: the preface comes in `data_received`)."""
         self._attach(transport)
         self.tcp.opened += 1
-        self.codec.initiate()
+        self.codec.initiate(enable_connect_protocol=True)
         self.write_out()
 
     def take_over(self, transport: asyncio.BaseTransport, received: bytes,
@@ -259,7 +294,7 @@ class H2ClientConnection:
         self._attach(transport)
         if not counted:
             self.tcp.opened += 1
-        self.codec.initiate()
+        self.codec.initiate(enable_connect_protocol=True)
         self.write_out()
         if received:
             self.data_received(received, count=False)
@@ -323,11 +358,7 @@ class H2ClientConnection:
         self.closing = True
         self.tcp.closed += 1
         self.ctx.connections.discard(self)
-        streams = self.streams
-        self.streams = {}
-        for stream in streams.values():
-            if stream.exchange is not None:
-                stream.exchange.client_lost()
+        self._drop_streams()
 
     def pause_writing(self) -> None:
         """The client is not reading: pause every stream's endpoint."""
@@ -352,6 +383,8 @@ class H2ClientConnection:
         if self.goaway_sent:
             self.codec.reset(stream_id, REFUSED_STREAM)
             return
+        if head.method == b"CONNECT" and head.protocol is not None:
+            websocket_upgrade(head)
         stream = H2ClientStream(self, stream_id)
         exchange = stream.exchange = Exchange(stream, head, self.clock())
         self.streams[stream_id] = stream
@@ -362,6 +395,9 @@ class H2ClientConnection:
 
     def stream_data(self, stream_id: int, data: bytes, flow: int) -> None:
         stream = self.streams.get(stream_id)
+        if stream is not None and stream.tunnel is not None:
+            stream.tunnel.from_client(data, flow)
+            return
         if stream is None or stream.exchange is None:
             self.codec.ack(stream_id, flow)  # answered already: dropped
             return
@@ -375,7 +411,9 @@ class H2ClientConnection:
         stream = self.streams.get(stream_id)
         if stream is not None:
             stream.request_open = False
-            if stream.exchange is not None:
+            if stream.tunnel is not None:
+                stream.tunnel.client_ended()
+            elif stream.exchange is not None:
                 stream.exchange.request_end(trailers)
 
     def stream_reset(self, stream_id: int, code: int) -> None:
@@ -383,6 +421,8 @@ class H2ClientConnection:
         stream = self.streams.pop(stream_id, None)
         if stream is not None:
             stream.request_open = False
+            if stream.tunnel is not None:
+                stream.tunnel.close()
             if stream.exchange is not None:
                 stream.exchange.client_lost()
         self._spend("stream resets")
@@ -391,7 +431,11 @@ class H2ClientConnection:
         streams = self.streams
         for sid in stream_ids:
             stream = streams.get(sid)
-            if stream is not None and not self.writing_paused:
+            if stream is None or self.writing_paused:
+                continue
+            if stream.tunnel is not None:
+                stream.tunnel.drained()
+            else:
                 stream.window_drained()
 
     def settings_changed(self) -> None:
@@ -488,5 +532,103 @@ class H2ClientConnection:
         streams = self.streams
         self.streams = {}
         for stream in streams.values():
+            if stream.tunnel is not None:
+                stream.tunnel.close()
             if stream.exchange is not None:
                 stream.exchange.client_lost()
+
+
+def websocket_upgrade(head: RequestHead) -> None:
+    """An extended CONNECT (RFC 8441 §4: ``:method CONNECT``, ``:protocol websocket``) as
+    the HTTP/1.1 Upgrade an endpoint understands (RFC 6455 §4.1): ``GET`` the path with
+    ``Upgrade: websocket`` (the HTTP/1.1 writer adds it for ``head.protocol``) and a
+    ``Sec-WebSocket-Key``, which HTTP/2 clients do not send."""
+    head.method = b"GET"
+    head.chunked = False  # the stream's bytes are the tunnel's, not a body
+    headers = head.headers
+    if not any(name == b"sec-websocket-key" for name, _ in headers):
+        headers.append((b"sec-websocket-key", base64.b64encode(os.urandom(16))))
+
+
+class StreamTunnel:
+    """An HTTP/2 stream joined to an upstream connection that switched protocols: the
+    stream's DATA is written to the connection, and what the connection reads goes out
+    as DATA, each way under the other's flow control (the h2 window one way, the
+    transport's write buffer the other)."""
+
+    __slots__ = ("paused_acks", "stats", "stream", "transport", "unacked")
+
+    def __init__(self, stream: H2ClientStream, taken: Tunnel) -> None:
+        transport, tail, stats = taken
+        self.stream = stream
+        self.transport = transport
+        self.stats = stats
+        self.unacked = 0
+        self.paused_acks = False  # the endpoint is not reading: the client's DATA waits
+        transport.set_protocol(self)  # type: ignore[arg-type]
+        transport.set_write_buffer_limits(WRITE_BUFFER_HIGH, WRITE_BUFFER_LOW)
+        if tail:
+            self.data_received(tail)
+        transport.resume_reading()
+
+    # -- the client's side (the stream) --
+
+    def from_client(self, data: bytes, flow: int) -> None:
+        self.stats.write_bytes += len(data)
+        self.transport.write(data)
+        if self.paused_acks:
+            self.unacked += flow
+        else:
+            self.stream.conn.codec.ack(self.stream.sid, flow)
+
+    def client_ended(self) -> None:
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+
+    def drained(self) -> None:
+        """The client's window took what waited: read from the endpoint again."""
+        self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.transport.abort()
+
+    # -- asyncio.Protocol of the upstream connection --
+
+    def data_received(self, data: bytes) -> None:
+        self.stats.read_bytes += len(data)
+        stream = self.stream
+        conn = stream.conn
+        if conn.codec.send_data(stream.sid, data) > PAUSE_ABOVE:
+            self.transport.pause_reading()
+        conn.write_out()
+
+    def eof_received(self) -> bool:
+        stream = self.stream
+        stream.conn.codec.send_end(stream.sid, None)
+        stream.conn.write_out()
+        return True  # the client may still send; its end closes our side
+
+    def pause_writing(self) -> None:
+        self.paused_acks = True
+
+    def resume_writing(self) -> None:
+        self.paused_acks = False
+        if self.unacked:
+            stream = self.stream
+            stream.conn.codec.ack(stream.sid, self.unacked)
+            self.unacked = 0
+            stream.conn.write_out()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stats.closed += 1
+        stream = self.stream
+        conn = stream.conn
+        stream.tunnel = None
+        if conn.streams.get(stream.sid) is stream:
+            del conn.streams[stream.sid]
+            if exc is not None:
+                conn.codec.reset(stream.sid, CANCEL)
+            elif conn.codec.is_open(stream.sid):
+                conn.codec.send_end(stream.sid, None)
+            conn.write_out()
+

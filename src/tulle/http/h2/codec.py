@@ -47,7 +47,7 @@ from h2.events import (
 )
 from h2.exceptions import ProtocolError as H2ProtocolError
 from h2.exceptions import StreamClosedError
-from h2.settings import SettingCodes
+from h2.settings import SettingCodes, Settings
 from hyperframe.frame import GoAwayFrame
 
 from tulle.http.errors import RemoteProtocolError
@@ -131,16 +131,8 @@ class H2Codec:
             # (heads.py); h2 still validates what it receives.
             validate_outbound_headers=False, normalize_outbound_headers=False,
         )
-        conn = self.conn = H2Connection(config)
-        conn.local_settings = type(conn.local_settings)(
-            client=client_side,
-            initial_values={
-                SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
-                SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
-                SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-                SettingCodes.ENABLE_PUSH: 0,
-            },
-        )
+        self.conn = H2Connection(config)
+        self._settings(client_side, connect_protocol=False)
         self.waiting: dict[int, _Waiting] = {}
         self.extra = b""  # frames written past h2 (a graceful GOAWAY), sent before its own
         # A server's first bytes from the client, until the type of the frame after the
@@ -154,7 +146,7 @@ class H2Codec:
         connection's receive window."""
         conn = self.conn
         if enable_connect_protocol:
-            conn.local_settings[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
+            self._settings(False, connect_protocol=True)
         conn.initiate_connection()
         conn.increment_flow_control_window(CONNECTION_WINDOW - 65535)
 
@@ -320,6 +312,18 @@ class H2Codec:
         return stream is not None and not stream.closed
 
     # -- internals --
+
+    def _settings(self, client_side: bool, connect_protocol: bool) -> None:
+        """The SETTINGS the proxy starts with (h2's own are 100 streams and push on)."""
+        values = {
+            SettingCodes.MAX_CONCURRENT_STREAMS: MAX_CONCURRENT_STREAMS,
+            SettingCodes.MAX_HEADER_LIST_SIZE: MAX_HEADER_LIST_SIZE,
+            SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            SettingCodes.ENABLE_PUSH: 0,
+        }
+        if connect_protocol:  # extended CONNECT, RFC 8441 §3 (a server's setting)
+            values[SettingCodes.ENABLE_CONNECT_PROTOCOL] = 1
+        self.conn.local_settings = Settings(client=client_side, initial_values=values)
 
     def _send_some(self, stream_id: int, data: bytes) -> bytes:
         """Send as much of ``data`` as the windows allow; return the rest."""
