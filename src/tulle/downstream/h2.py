@@ -252,12 +252,14 @@ class H2ClientConnection:
         "codec",
         "ctx",
         "goaway_sent",
+        "loop",
         "original_dst",
         "peer_identity",
         "peer_ip",
         "streams",
         "tcp",
         "transport",
+        "write_soon",
         "writing_paused",
     )
 
@@ -274,6 +276,8 @@ class H2ClientConnection:
         self.closing = False
         self.goaway_sent = False
         self.writing_paused = False
+        self.write_soon = False  # a write of what the codec queued is due this turn
+        self.loop = ctx.runtime.loop
         self._reset_tokens = float(RESET_BURST)
         self._reset_at = self.clock()
 
@@ -460,6 +464,14 @@ class H2ClientConnection:
             self._close()
 
     def write_out(self) -> None:
+        """Send what the codec has queued, once per turn of the loop: many streams that
+        answer in one read from their endpoints go out in one write."""
+        if not self.write_soon:
+            self.write_soon = True
+            self.loop.call_soon(self.write_now)
+
+    def write_now(self) -> None:
+        self.write_soon = False
         data = self.codec.data_to_send()
         if data:
             self.tcp.write_bytes += len(data)
@@ -487,7 +499,7 @@ class H2ClientConnection:
         if self.closing:
             return
         self.closing = True
-        self.write_out()
+        self.write_now()
         if self.transport is not None:
             self.transport.close()
 
@@ -518,7 +530,7 @@ class H2ClientConnection:
         """Send what is queued (the GOAWAY), shut our side, drop what the client still
         sends for `LINGER` seconds, then close."""
         self.goaway_sent = True
-        self.write_out()
+        self.write_now()
         self._drop_streams()
         self.closing = True
         transport = self.transport

@@ -148,7 +148,7 @@ class H2UpstreamConnection:
     """An asyncio protocol: one h2c connection to an endpoint, carrying many streams."""
 
     __slots__ = ("authority", "closed", "codec", "going_away", "idle_since", "paused_requests",
-                 "pool", "settled", "streams", "tcp", "touched", "transport")
+                 "pool", "settled", "streams", "tcp", "touched", "transport", "write_soon")
     # ``touched``: the streams that delivered something to their sinks in the current
     # read; each is told `response_flush` once at its end, so what one read brought goes
     # to the client in one write.
@@ -162,6 +162,7 @@ class H2UpstreamConnection:
         self.closed = False
         self.going_away = False
         self.settled = False  # the endpoint's first SETTINGS arrived
+        self.write_soon = False  # a write of what the codec queued is due this turn
         self.idle_since = 0.0
         self.authority = pool.authority
         self.paused_requests: set[int] = set()
@@ -324,6 +325,13 @@ class H2UpstreamConnection:
         self.pool.stream_freed(self)
 
     def write_out(self) -> None:
+        """Send what the codec has queued, once per turn of the loop (see downstream/h2)."""
+        if not self.write_soon:
+            self.write_soon = True
+            self.pool.loop.call_soon(self.write_now)
+
+    def write_now(self) -> None:
+        self.write_soon = False
         data = self.codec.data_to_send()
         if data:
             self.tcp.write_bytes += len(data)
@@ -335,10 +343,10 @@ class H2UpstreamConnection:
         """GOAWAY and close (streams still open hear `upstream_lost`)."""
         if self.closed:
             return
-        self.closed = True
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # h2 may have ended the connection already
             self.codec.goaway(NO_ERROR)
-        self.write_out()
+        self.write_now()
+        self.closed = True
         if self.transport is not None:
             self.transport.close()
 
