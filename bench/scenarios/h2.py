@@ -129,10 +129,15 @@ def run(harness: Harness, quick: bool) -> Report:
             if peer.process is not None:
                 harness.group.stop(peer.process)
     report.notes.append(
-        "Tulle's HTTP/2 is the h2 library (pure Python: HPACK, frames, stream states) on "
-        "both sides of the proxy; a profile of this load (cProfile, bench/results/h2.md "
-        "'Where the time goes') puts about 85% of Tulle's CPU per request in h2 and hpack, "
-        "about half of it in encoding and decoding headers.")
+        "Where Tulle's time goes: HTTP/2 is the h2 library (pure Python: HPACK, frames, "
+        "stream states) on both sides of the proxy. A cProfile of the HTTP/2 load on the "
+        "pure-Python package (8,000 requests, h2c both ways) splits the time: h2 36%, "
+        "hpack 18% (four header blocks per request: client to proxy to endpoint and "
+        "back), hyperframe 10%, Tulle's own code 24% (a third of it the socket writes it "
+        "makes), C built-ins 8%, h2's logging calls 3%. What would move it: a compiled "
+        "HPACK and frame layer (the libraries compiled with mypyc/Cython, or bindings to "
+        "nghttp2) — about two thirds of the time is there; Tulle's own HTTP/2 modules are "
+        "compiled with the rest of the hot path already.")
     return report
 
 

@@ -23,8 +23,10 @@ from hyperframe.frame import (
     Frame,
     GoAwayFrame,
     HeadersFrame,
+    PingFrame,
     RstStreamFrame,
     SettingsFrame,
+    WindowUpdateFrame,
 )
 
 from tests.support.backend import Backend
@@ -285,3 +287,29 @@ def test_rapid_reset_costs_bounded_work(proxy: RunningProxy, backend: Backend) -
     print(f"\nrapid reset: {sent} pairs sent before the cut, proxy CPU {spent * 1000:.0f} ms, "
           f"endpoint saw {backend.requests} requests")
     _alive(proxy)
+
+
+def test_ping_is_answered_and_settings_changes_apply(proxy: RunningProxy) -> None:
+    """PING comes back as a PING ACK with the same 8 bytes. A client that shrinks its
+    stream window to 1 byte (SETTINGS_INITIAL_WINDOW_SIZE) gets 1 byte of a response;
+    when it grows the window again, the rest follows at once (RFC 9113 §6.9.2)."""
+    client = RawClient(proxy.outbound)
+    client.send(PingFrame(0, b"tulle-h2"))
+    pong = next((f for f in client.frames(5) if isinstance(f, PingFrame)), None)
+    assert pong is not None and "ACK" in pong.flags and pong.opaque_data == b"tulle-h2"
+    client.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 1}))
+    client.send(client.headers(1, path="/bytes/100000"))
+    body = b"".join(f.data for f in client.frames(1.0)
+                    if isinstance(f, DataFrame) and f.stream_id == 1)
+    assert len(body) == 1  # one byte: the window
+    grow = WindowUpdateFrame(0)
+    grow.window_increment = 1 << 20
+    client.send(SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 1 << 20}), grow)
+    rest = 0
+    for frame in client.frames(5):
+        if isinstance(frame, DataFrame) and frame.stream_id == 1:
+            rest += len(frame.data)
+            if "END_STREAM" in frame.flags:
+                break
+    assert 1 + rest == 100_000
+    client.close()
