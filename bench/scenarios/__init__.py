@@ -27,6 +27,7 @@ SCENARIOS: dict[str, str] = {
     "soak": "bench.scenarios.soak",
     "balancing": "bench.scenarios.balancing",
     "h2": "bench.scenarios.h2",
+    "mtls": "bench.scenarios.mtls",
 }
 
 

@@ -375,3 +375,117 @@ def test_certificates_rotate_under_load_and_nothing_is_lost(
     finally:
         mesh.stop()
         kit.stop()
+
+
+class EchoServer:
+    """A TCP server that sends back what it reads (an opaque protocol, not HTTP)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._echo, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(65536):
+                conn.sendall(data)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _tunnel(address: tuple[str, int], authority: str, payload: bytes) -> bytes:
+    """CONNECT through the outbound listener, then ``payload`` through the tunnel."""
+    with socket.create_connection(address, timeout=5) as sock:
+        sock.sendall(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            piece = sock.recv(4096)
+            if not piece:
+                return head
+            head += piece
+        if not head.startswith(b"HTTP/1.1 200"):
+            return head
+        sock.sendall(payload)
+        answer = b""
+        try:
+            while len(answer) < len(payload):
+                piece = sock.recv(65536)
+                if not piece:
+                    break
+                answer += piece
+        except OSError:
+            pass
+        return answer
+
+
+def test_opaque_tcp_between_meshed_proxies_is_mutual_tls(
+        tmp_path: Path, kit: IdentityKit) -> None:
+    """A CONNECT tunnel to a TCP service whose endpoint is a meshed proxy: the proxies
+    speak mTLS with ALPN tulle.opaque/1, and the callee's proxy splices the plaintext to
+    its app; its inbound policy admits or resets the connection by the caller's identity."""
+    echo = EchoServer()
+    server_manifests = tmp_path / "web"
+    server_manifests.mkdir()
+    mesh_yaml = ("apiVersion: tulle.dev/v1alpha1\nkind: ServiceMesh\nmetadata: {name: default}\n"
+                 "spec: {proxy: {workload: {namespace: shop, labels: {app: web}}}}\n")
+    (server_manifests / "mesh.yaml").write_text(mesh_yaml)
+    server, inbound = kit.server_proxy(server_manifests, f"127.0.0.1:{echo.port}", "web")
+    client_manifests = tmp_path / "cli"
+    client_manifests.mkdir()
+    (client_manifests / "echo.yaml").write_text(
+        "apiVersion: tulle.dev/v1alpha1\nkind: MeshService\nmetadata: {name: echo}\n"
+        "spec:\n  protocol: tcp\n  endpoints:\n"
+        f'    - {{address: "127.0.0.1:{inbound[1]}", identity: "{WEB.uri}"}}\n')
+    client = RunningProxy(client_manifests, *kit.proxy_args("cli"))
+    try:
+        payload = b"\x00opaque bytes, not HTTP\xff" * 100
+        assert _tunnel(client.outbound, "echo:80", payload) == payload
+        assert metric(server.admin_port, "tulle_tls_handshakes_total", direction="inbound",
+                      result="terminated") >= 1
+        assert metric(server.admin_port, "inbound_tcp_authz_allow_total",
+                      srv_name="default:all-unauthenticated") >= 1
+        # Only api may connect now: cli's tunnel is reset, and counted.
+        (server_manifests / "mesh.yaml").write_text(mesh_yaml + REQUIRE_MTLS.replace(
+            "PORT", str(echo.port)).replace("name: cli}", "name: api}"))
+        answers: list[bytes] = []
+
+        def denied() -> bool:
+            answers.append(_tunnel(client.outbound, "echo:80", b"ping"))
+            return metric(server.admin_port, "inbound_tcp_authz_deny_total",
+                          srv_name="web-http") > 0
+
+        _until(denied)
+        assert answers[-1] == b""  # the tunnel opened, and then its far end was reset
+    finally:
+        client.stop()
+        server.stop()
+        echo.close()
+
+
+def test_http2_between_meshed_proxies_is_negotiated_by_alpn(mesh: TwoProxies) -> None:
+    """A service declared http2: the caller's proxy offers ALPN h2, the callee's proxy
+    serves HTTP/2 over the mTLS connection, and HTTP/1.1 to its app."""
+    (mesh.client_manifests / "web.yaml").write_text(
+        "apiVersion: tulle.dev/v1alpha1\nkind: MeshService\nmetadata: {name: web}\n"
+        "spec:\n  protocol: http2\n  endpoints:\n"
+        f'    - {{address: "127.0.0.1:{mesh.inbound[1]}", identity: "{WEB.uri}"}}\n')
+    before = metric(mesh.server.admin_port, "tulle_tls_handshakes_total", direction="inbound",
+                    result="terminated")
+    _until(lambda: metric(mesh.server.admin_port, "tulle_tls_handshakes_total",
+                          direction="inbound", result="terminated") > before
+           if get(mesh.client.outbound, "/h2", host="web")[0] == 200 else False)
+    for _ in range(5):
+        status, _, body = get(mesh.client.outbound, "/h2", host="web")
+        assert status == 200 and body == b"app"
+    assert metric(mesh.server.admin_port, "response_total", direction="inbound", tls="true",
+                  client_id=CLI.uri, status_code="200") >= 5

@@ -16,22 +16,25 @@ may span several reads) and looks at the server name it asks for
   detection's ``pass_on``, which proxies it as opaque TCP where it has a destination
   and refuses it where it has none; it is never decrypted.
 
-A client that does not finish its ClientHello within ``head_timeout``, sends one
-larger than ``MAX_CLIENT_HELLO`` or fails the handshake is disconnected and counted
-(``tulle_tls_handshakes_total{result}``); nothing of it is kept.
+A client that does not finish its ClientHello and then its handshake within
+``head_timeout`` each, sends one larger than ``MAX_CLIENT_HELLO`` or fails the
+handshake is disconnected and counted (``tulle_tls_handshakes_total{result}``); nothing
+of it is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from tulle.downstream.h1 import ClientConnection
 from tulle.downstream.h2 import H2ClientConnection
 from tulle.transport.client_hello import NEED_MORE, server_name
 from tulle.transport.tls import ALPN_H2, ALPN_OPAQUE, terminate
+from tulle.transport.tls_stream import TlsStream
 
 if TYPE_CHECKING:
     from tulle.downstream.listener import ListenerContext
@@ -50,8 +53,8 @@ def peer_ip(transport: asyncio.BaseTransport) -> bytes:
 class MeshTlsAcceptor:
     """An asyncio protocol for the rest of a ClientHello (see the module note)."""
 
-    __slots__ = ("_buffer", "_done", "_pass_on", "ctx", "deadline", "opaque_target",
-                 "transport", "wheel_slot")
+    __slots__ = ("_buffer", "_done", "_pass_on", "ctx", "deadline", "handshaking",
+                 "opaque_target", "transport", "wheel_slot")
 
     def __init__(self, ctx: ListenerContext, pass_on: PassOn,
                  opaque_target: ServiceTarget | None = None) -> None:
@@ -62,7 +65,8 @@ class MeshTlsAcceptor:
         self.deadline = 0.0
         self.wheel_slot = 0
         self._buffer = b""
-        self._done = False
+        self._done = False  # the ClientHello was read (or the connection given up)
+        self.handshaking = False  # terminated here: the handshake runs, on the deadline
 
     def take_over(self, transport: asyncio.Transport, received: bytes) -> None:
         """Continue a connection detection accepted; ``received`` is what it read."""
@@ -103,7 +107,12 @@ class MeshTlsAcceptor:
     def resume_writing(self) -> None: ...
 
     def expired(self) -> None:
-        """The timer wheel: the ClientHello did not arrive in time."""
+        """The timer wheel: the ClientHello, or then the handshake, did not end in time."""
+        if self.handshaking:
+            self.handshaking = False
+            if self.transport is not None:
+                self.transport.abort()  # the stream hears it is lost: counted as failed
+            return
         self._fail("no complete ClientHello in time")
 
     # -- internals --
@@ -122,31 +131,39 @@ class MeshTlsAcceptor:
         if self.transport is not None:
             self.transport.abort()
 
-    def _terminate(self, transport: asyncio.Transport, context: object) -> None:
+    def _terminate(self, transport: asyncio.Transport, context: ssl.SSLContext) -> None:
         ctx = self.ctx
         stats = ctx.tls_stats
-
         opaque_target = self.opaque_target
+        self.handshaking = True
+        ctx.runtime.wheel.arm(self, ctx.head_timeout)
 
-        def secured(plain: asyncio.Transport, identity: str | None, alpn: str | None) -> None:
+        def secured(stream: TlsStream, identity: str | None, alpn: str | None) -> None:
+            self._handshake_over()
             stats.terminated += 1
             if alpn == ALPN_OPAQUE:
                 if ctx.opaque is None or opaque_target is None:
-                    plain.abort()  # opaque TCP to a listener that has nowhere to send it
-                else:
-                    ctx.opaque.start(plain, opaque_target, b"", peer_ip(plain),
-                                     identity=identity)
+                    stream.abort()  # opaque TCP to a listener that has nowhere to send it
+                    return
+                plain = cast("asyncio.Transport", stream)
+                ctx.opaque.start(plain, opaque_target, b"", peer_ip(plain), identity=identity)
+                stream.deliver()
             elif alpn == ALPN_H2:
-                H2ClientConnection(ctx).take_over(plain, b"", counted=False)
+                H2ClientConnection(ctx).take_over(cast("asyncio.Transport", stream), b"",
+                                                  counted=False)
+                stream.deliver()
             else:
-                protocol = ClientConnection(ctx)
-                plain.set_protocol(protocol)  # type: ignore[arg-type]
-                protocol.connection_made(plain)
+                stream.attach(ClientConnection(ctx))
 
         def failed(exc: BaseException) -> None:
+            self._handshake_over()
             stats.failed += 1
             log.debug("TLS handshake on the %s listener failed: %s", ctx.direction, exc)
 
-        terminate(ctx.runtime.loop, transport, self._buffer, context,  # type: ignore[arg-type]
-                  secured, failed, ctx.head_timeout)
+        terminate(ctx.runtime.loop, transport, self._buffer, context, secured, failed)
         self._buffer = b""
+
+    def _handshake_over(self) -> None:
+        self.handshaking = False
+        if self.wheel_slot:
+            self.ctx.runtime.wheel.disarm(self)

@@ -33,14 +33,15 @@ import contextlib
 import errno
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from functools import partial
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from tulle.identity.spiffe import dns_name_of
 from tulle.proxy import streams
 from tulle.telemetry.metrics import TcpStats
 from tulle.transport.tls import ALPN_HTTP1, ALPN_OPAQUE
+from tulle.transport.tls import connect as connect_tls
 from tulle.upstream.h1 import UpstreamConnection
 from tulle.upstream.h2 import H2Pool
 
@@ -197,11 +198,10 @@ class EndpointPool:
             factory = cast(Callable[[], asyncio.Protocol],
                            partial(UpstreamConnection, self, self.tcp))
         mesh_tls = self.mesh_tls
-        if self.server_name is not None and mesh_tls is not None:
-            connecting = loop.create_connection(
-                factory, self.host, self.port,
-                ssl=mesh_tls.clients[alpn],
-                server_hostname=self.server_name, ssl_handshake_timeout=self.connect_timeout)
+        server_name = self.server_name
+        if server_name is not None and mesh_tls is not None:
+            connecting: Coroutine[Any, Any, tuple[Any, Any]] = connect_tls(
+                loop, factory, self.host, self.port, mesh_tls.clients[alpn], server_name)
         else:
             connecting = loop.create_connection(factory, self.host, self.port)
         task = loop.create_task(connecting)
