@@ -15,6 +15,7 @@ import pytest
 from tests.support.backend import Backend
 from tests.support.client import get
 from tests.support.proxy import TULLE, free_port, mesh_service
+from tulle.cli.admins import proxies_of_control_plane
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -78,3 +79,27 @@ def test_stat_reads_every_proxy_subscribed_to_the_control_plane(control_plane: s
         for process in proxies:
             process.terminate()
             process.wait(10)
+
+
+
+def test_a_proxy_with_workers_is_read_once_through_its_one_admin_address(
+    control_plane: str,
+) -> None:
+    """Each worker subscribes; the monitoring commands read the supervisor's admin once."""
+    outbound, admin = free_port(), free_port()
+    process = subprocess.Popen(
+        [TULLE, "proxy", "--control", control_plane, "--workers", "2", "--inbound", "off",
+         "--outbound", f"127.0.0.1:{outbound}", "--admin", f"127.0.0.1:{admin}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ready(f"http://127.0.0.1:{admin}/ready", process)
+        assert get(("127.0.0.1", outbound))[0] == 200
+        with urllib.request.urlopen(f"{control_plane}/proxies", timeout=5) as response:
+            subscribed = json.load(response)["proxies"]
+        public = f"127.0.0.1:{admin}"
+        assert [entry["admin"] for entry in subscribed] == [public, public]
+        assert [found for found, _ in proxies_of_control_plane(control_plane)] == [public]
+    finally:
+        process.terminate()
+        assert process.wait(15) == 0

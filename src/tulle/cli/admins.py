@@ -41,11 +41,13 @@ def proxies_of_control_plane(url: str) -> list[tuple[str, str]]:
         conn.close()
     if response.status != 200:
         raise OSError(f"{url}/proxies answered {response.status}")
-    return [
-        (entry["admin"], entry.get("proxy") or entry["admin"])
-        for entry in json.loads(body)["proxies"]
-        if entry.get("admin")
-    ]
+    found: dict[str, str] = {}
+    for entry in json.loads(body)["proxies"]:
+        if entry.get("admin"):
+            # A proxy with --workers N subscribes once per worker, each with the one
+            # admin address that serves them all: it is read once.
+            found.setdefault(entry["admin"], entry.get("proxy") or entry["admin"])
+    return list(found.items())
 
 
 def _remember_control(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

@@ -221,7 +221,9 @@ class Supervisor:
             self.taps.close()
             if self._admin_server is not None:
                 self._admin_server.close()
-        clean = not self._failed and all(code == 0 for code in self._exit_codes)
+        # A worker stopped before it handled signals ends by SIGTERM itself: as asked.
+        clean = not self._failed and all(code in (0, -signal.SIGTERM)
+                                         for code in self._exit_codes)
         log.info("stopped")
         return 0 if clean else 1
 
@@ -355,7 +357,7 @@ class Supervisor:
         pid = process.pid if process is not None else 0
         if slot.state == STOPPED:  # as asked
             self._exit_codes.append(code)
-            if code != 0:
+            if code not in (0, -signal.SIGTERM):
                 log.warning("worker %d (pid %d) %s while stopping", slot.index, pid, _how(code))
             return
         if not self._started:
@@ -383,7 +385,9 @@ class Supervisor:
     def _forward_sighup(self) -> None:
         log.info("SIGHUP: reloading every worker")
         for slot in self.slots:
-            if slot.process is not None and slot.state in (STARTING, SERVING):
+            # Not to a starting worker: it reads the manifests anyway, and SIGHUP would
+            # end it before it handles the signal.
+            if slot.process is not None and slot.state == SERVING:
                 slot.process.send_signal(signal.SIGHUP)
 
     async def _stop_all(self) -> None:
