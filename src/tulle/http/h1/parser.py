@@ -62,6 +62,12 @@ _REASON_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 # The versions this codec speaks; llhttp also parses 0.9 and 2.0 request lines.
 _VERSIONS: Final = ("1.1", "1.0")
+# Reason phrases seen on most responses, known to be clean (no regex run for them).
+_COMMON_REASONS: Final = frozenset(
+    {b"OK", b"Created", b"Accepted", b"No Content", b"Moved Permanently", b"Found",
+     b"Not Modified", b"Bad Request", b"Unauthorized", b"Forbidden", b"Not Found",
+     b"Internal Server Error", b"Bad Gateway", b"Service Unavailable", b"Gateway Timeout", b""}
+)
 # What llhttp says of a version number it does not know (HTTP/1.2, HTTP/3.0);
 # httptools gives no error code, and test_request_parser pins this wording.
 _LLHTTP_UNKNOWN_VERSION: Final = "Invalid HTTP version"
@@ -672,9 +678,10 @@ class ResponseParser(_Parser):
         if self._collect:
             head.reason = self._url
         else:
-            parts = start_line.split(b" ", 2)
-            head.reason = parts[2] if len(parts) > 2 else b""
-        if _REASON_CONTROL.search(head.reason) is not None:
+            # llhttp checked the line: "HTTP/x.y NNN" and, after a space, the reason.
+            head.reason = start_line[13:]
+        reason = head.reason
+        if reason not in _COMMON_REASONS and _REASON_CONTROL.search(reason) is not None:
             raise RemoteProtocolError("a control character in the status line's reason", 502)
         head.keep_alive = self._keep_alive()
         codings = _scan(head, block, request=False)

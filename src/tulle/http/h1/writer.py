@@ -51,6 +51,16 @@ _REASONS: dict[int, bytes] = {
     508: b"Loop Detected",
 }
 
+# Status lines for the statuses with their usual reason, made once.
+_REASON_OF: Final = {
+    200: b"OK", 201: b"Created", 204: b"No Content", 301: b"Moved Permanently", 302: b"Found",
+    304: b"Not Modified", 400: b"Bad Request", 404: b"Not Found", 500: b"Internal Server Error",
+    502: b"Bad Gateway", 503: b"Service Unavailable", 504: b"Gateway Timeout",
+}
+_STATUS_LINES: Final = {
+    status: b"HTTP/1.1 %d %b" % (status, reason) for status, reason in _REASON_OF.items()
+}
+
 CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 LAST_CHUNK: Final = b"0\r\n\r\n"
 
@@ -118,8 +128,12 @@ def response_head(head: ResponseHead, chunked: bool, close: bool, keep_alive: bo
     if forward is None:
         forward = b"".join([b"\r\n" + name + b": " + value
                             for name, value in end_to_end(head.headers)])
+    reason = head.reason
+    status_line = _STATUS_LINES.get(status) if reason == _REASON_OF.get(status) else None
+    if status_line is None:
+        status_line = b"HTTP/1.1 %d %b" % (status, reason or reason_phrase(status))
     return b"".join((
-        b"HTTP/1.1 %d %b" % (status, head.reason or reason_phrase(status)), forward, _VIA_LINE,
+        status_line, forward, _VIA_LINE,
         _CHUNKED_LINE if chunked else b"",
         _CLOSE_LINE if close else _KEEP_ALIVE_LINE if keep_alive else b"",
         b"\r\n\r\n",
