@@ -27,25 +27,26 @@ if TYPE_CHECKING:
 
 
 class ServerOf:
-    """The server policy of a target's port, for the current policy (cached)."""
+    """The server policy of a target's port, for the current policy (cached: looked up
+    again only when a new policy was compiled). ``policy`` is the policy it is from."""
 
-    __slots__ = ("_policy", "_server", "state", "target")
+    __slots__ = ("_server", "policy", "state", "target")
 
     def __init__(self, target: ServiceTarget, state: PolicyState) -> None:
         self.target = target
         self.state = state
-        self._policy: InboundPolicy | None = None
+        self.policy: InboundPolicy = state.current
         self._server: ServerPolicy | None = None
 
-    def current(self) -> tuple[InboundPolicy, ServerPolicy]:
+    def current(self) -> ServerPolicy:
         policy = self.state.current
         server = self._server
-        if policy is not self._policy or server is None:
+        if policy is not self.policy or server is None:
             endpoints = self.target.endpoints
             server = self._server = policy.server_for(endpoints[0].pool.port if endpoints
                                                       else 0)
-            self._policy = policy
-        return policy, server
+            self.policy = policy
+        return server
 
 
 class Authorize:
@@ -56,7 +57,8 @@ class Authorize:
         self.inner = inner
 
     def __call__(self, exchange: Exchange) -> None:
-        policy, server = self.server_of.current()
+        server_of = self.server_of
+        server = server_of.current()
         counters = server.counters
         allowed = counters.allowed
         name = server.open
@@ -75,6 +77,7 @@ class Authorize:
             mask = route.mask
         client = exchange.client
         identity = client.peer_identity
+        policy = server_of.policy
         bits = policy.decide(mask, identity, client.peer_ip) if mask else 0
         if bits:
             name = policy.names[lowest_bit(bits)]

@@ -28,7 +28,7 @@ class RateLimit:
         self.inner = inner
 
     def __call__(self, exchange: Exchange) -> None:
-        server = self.server_of.current()[1]
+        server = self.server_of.current()
         limit = server.rate_limit
         if limit is not None:
             wait = limit.check(exchange.client.peer_identity, int(exchange.started_at * NANOS))
