@@ -44,7 +44,6 @@ from pathlib import Path
 from bench import peers, timeline
 from bench.backends_mixed import Profile
 from bench.harness import Harness
-from bench.load import LoadFailed
 from bench.named_backend import HEADER
 from bench.processes import Started, free_ports, wait_until
 from bench.report import Report, Table
@@ -57,7 +56,6 @@ TOOLS: tuple[str, ...] = ("haproxy", "nginx", "tulle")
 
 READY_SECONDS = 15.0
 LEAD_SECONDS = 0.5  # the generator starts this long after it is launched
-REQUEST_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -243,15 +241,15 @@ def run_case(harness: Harness, case: Case, variant: Variant) -> Outcome:
         records_path = harness.workdir / f"records-{tag}.csv"
         start_at = time.monotonic() + LEAD_SECONDS
         generator = harness.group.start(
-            f"load-{tag}", _generator_argv(peer, case.rate, case.seconds, start_at,
-                                           records_path), harness.pinning.others)
+            f"load-{tag}", failover.generator_argv(peer, case.rate, case.seconds, start_at,
+                                                   records_path), harness.pinning.others)
         joined_at = None
         if case.joiner is not None:
             time.sleep(max(0.0, start_at + case.seconds / 3 - time.monotonic()))
             joiner = next(p for p in profiles if p.name == case.joiner)
             _start_backends(harness, [joiner], f"joiner-{tag}")
             joined_at = time.monotonic() - start_at
-        _wait_generator(generator, start_at + case.seconds)
+        failover.wait_generator(harness, generator, start_at + case.seconds)
         harness.check_alive(peer)
         outcome = Outcome(timeline.read_records(records_path), joined_at)
     finally:
@@ -326,29 +324,6 @@ def _answers(port: int) -> bool:
         return False
     finally:
         conn.close()
-
-
-def _wait_generator(generator: Started, last_due: float) -> None:
-    # Its last request may take the whole request timeout; then it writes the CSV.
-    budget = last_due - time.monotonic() + REQUEST_TIMEOUT_SECONDS + 30.0
-    try:
-        code = generator.popen.wait(timeout=max(budget, 1.0))
-    except Exception as exc:
-        raise LoadFailed(
-            f"fixed_rate did not finish; last lines of its log:\n{generator.log_tail()}"
-        ) from exc
-    if code != 0:
-        raise LoadFailed(f"fixed_rate exited with {code}:\n{generator.log_tail()}")
-
-
-def _generator_argv(peer: peers.Peer, rate: int, seconds: float, start_at: float,
-                    out: Path) -> list[str]:
-    return [
-        sys.executable, "-m", "bench.fixed_rate", "--url", peer.url,
-        "--rate", str(rate), "--seconds", f"{seconds:g}", "--start-at", f"{start_at:.6f}",
-        "--timeout", f"{REQUEST_TIMEOUT_SECONDS:g}", "--host-header", peers.SERVICE_HOST,
-        "--out", str(out),
-    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------- the report

@@ -189,7 +189,7 @@ def run_once(
     start_at = time.monotonic() + LEAD_SECONDS
     generator = harness.group.start(
         f"load-{peer.name}",
-        _generator_argv(peer, settings.rate, settings.seconds, start_at, records_path),
+        generator_argv(peer, settings.rate, settings.seconds, start_at, records_path),
         harness.pinning.others,
     )
     _sleep_until(start_at + settings.phase_seconds)
@@ -200,7 +200,7 @@ def run_once(
     endpoints.start(KILLED)
     endpoints.wait_listening(KILLED)
     listening_at = time.monotonic() - start_at
-    _wait_generator(harness, generator, start_at + settings.seconds)
+    wait_generator(harness, generator, start_at + settings.seconds)
     records = timeline.read_records(records_path)
     return Outcome(
         records=records,
@@ -214,15 +214,16 @@ def run_once(
 def load(harness: Harness, peer: peers.Peer, seconds: float, rate: int, tag: str) -> None:
     """An unmeasured run of the generator (a warm-up); fails if it fails."""
     out = harness.workdir / f"records-{tag}.csv"
-    argv = _generator_argv(peer, rate, seconds, time.monotonic() + LEAD_SECONDS, out)
+    argv = generator_argv(peer, rate, seconds, time.monotonic() + LEAD_SECONDS, out)
     done = harness.group.run(argv, harness.pinning.others, timeout=LEAD_SECONDS + seconds + 30.0)
     if done.returncode != 0:
         raise LoadFailed(f"fixed_rate exited with {done.returncode}: {done.stderr.decode()}")
 
 
-def _generator_argv(
+def generator_argv(
     peer: peers.Peer, rate: int, seconds: float, start_at: float, out: Path
 ) -> list[str]:
+    """The open-loop generator's command line (shared with the balancing scenario)."""
     return [
         sys.executable, "-m", "bench.fixed_rate", "--url", peer.url,
         "--rate", str(rate), "--seconds", f"{seconds:g}", "--start-at", f"{start_at:.6f}",
@@ -231,7 +232,8 @@ def _generator_argv(
     ]  # fmt: skip
 
 
-def _wait_generator(harness: Harness, generator: Started, last_due: float) -> None:
+def wait_generator(harness: Harness, generator: Started, last_due: float) -> None:
+    """Wait for the generator to write its records (and stop it); LoadFailed if it fails."""
     # Its last request may take the whole request timeout; then it writes the CSV.
     budget = last_due - time.monotonic() + REQUEST_TIMEOUT_SECONDS + 30.0
     try:
