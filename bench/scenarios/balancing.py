@@ -110,7 +110,7 @@ CASES: tuple[Case, ...] = (
          rate=600, seconds=10),
     Case("slow-middle", "tulle demo's endpoints: fast, slow, fast failing 5% (50 requests/s)",
          (_ep("fast", 6, jitter=0.5), _ep("slow", 60, jitter=0.3),
-          _ep("flaky", 6, jitter=0.5, fail=0.05)), rate=50, seconds=16),
+          _ep("flaky", 6, jitter=0.5, fail=0.05)), rate=50, seconds=30),
     Case("failures", "Three fast endpoints: one failing 5%, one failing 25% (300 requests/s)",
          (_ep("ok", 2, jitter=0.5), _ep("fail5", 2, jitter=0.5, fail=0.05),
           _ep("fail25", 2, jitter=0.5, fail=0.25)), rate=300, seconds=10),
@@ -125,7 +125,7 @@ CASES: tuple[Case, ...] = (
                for n in ("a", "b", "c")), rate=400, seconds=15),
 )
 SWEEP_SIZES = (2, 5, 10, 20, 50)
-SWEEP_SECONDS = 8.0
+SWEEP_SECONDS = 12.0
 QUICK_SWEEP_SIZES = (2, 5)
 
 

@@ -93,20 +93,20 @@ FAILURE_WEIGHT = 10.0
 # Up to this many endpoints every pick scans them all (~1.5 µs at 8); above, SAMPLE.
 SCAN_LIMIT = 8
 SAMPLE = 4
-# Out of the band, an idle endpoint still gets a turn once every (quality ÷ limit) to
-# the power k, k the answers in a row to such turns that were out of the band too
+# Out of the band, an idle endpoint still gets a turn once every (quality ÷ band edge)
+# to the power k, k the answers in a row to such turns that were out of the band too
 # (slower than BAND × the reference, or failed), at least 1 and at most this: the surer
 # the verdict, the rarer the second opinion. Judged 5× slow on answers that may all
-# have been cold, an
-# endpoint is tried again after 2.5 turns, and one good answer makes it 1 again; found
-# slow 8 times in a row, 10× slower is tried every 390,625 turns. An endpoint left
-# behind while the others' estimates fell, or by unlucky answers, is corrected within a
-# few turns at any request rate; a slow one costs a handful of requests.
+# have been cold, an endpoint is tried again after 5 turns, and an answer that brings
+# its estimate back into the band ends the verdict; found slow 8 times in a row, 10×
+# slower is tried every 390,625 turns (in practice, at the ~13 s staleness probe).
 EXPLORE_POWER = 8
 # A second opinion upholds a verdict only this long after the last one that did: answers
-# close together may share one passing cause (a paused process, a full queue), and
-# should not harden a verdict the endpoint could lose a moment later.
-CONFIRM_SPACING = 0.1
+# close together may share one passing cause (a paused process, a cold start, a full
+# queue). At 0.1 s a newcomer cold for its first 3 s had its verdict at full strength
+# before it warmed and waited ~13 s more (bench/simulate_lb.py); at 0.5 s it is back
+# within 2 s of warming, and a slow endpoint gets ~0.1 points more of the traffic.
+CONFIRM_SPACING = 0.5
 # Turns an endpoint may be behind the rotation and still catch up: enough for one drawn
 # late above SCAN_LIMIT, too few for one back from a long absence to take a burst.
 CREDIT = 2.0
