@@ -118,9 +118,8 @@ class ExpectedLatency(Generic[E]):
     """Lowest quality × (1 + in-flight ÷ capacity); equals take turns (see module note)."""
 
     __slots__ = ("_clock", "_decay", "_drawn", "_fresh", "_members", "_reference",
-                 "_reference_known",
-                 "_reference_log", "_refreshed", "_rng", "_sampler", "_seen_any", "_states",
-                 "_virtual_time")
+                 "_reference_known", "_reference_log", "_refreshed", "_rng", "_sampler",
+                 "_seen_any", "_states", "_virtual_time")
 
     def __init__(
         self,
@@ -289,8 +288,8 @@ class ExpectedLatency(Generic[E]):
 
     def latency_estimate_ms(self, endpoint: E) -> float | None:
         """The latency estimate for ``endpoint`` in ms (for /metrics), None if unknown:
-        per outstanding request, as ranked now (drifted if stale, the reference if
-        unmeasured), without the failure factor."""
+        as ranked now (drifted if stale, the reference while warming up), without the
+        failure factor."""
         state = self._states.get(endpoint)
         if state is None:
             return None
