@@ -75,7 +75,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from typing import Generic
+from typing import Final, Generic
 
 from tulle.balance.base import E, RequestView
 from tulle.balance.clock import Clock
@@ -86,13 +86,13 @@ from tulle.balance.weighted_random import WeightedSampler
 # between equal endpoints (two log-averages of answers jittering ±50% differ by under
 # 1.2× almost always, and one answer 100× slower moves an estimate 1.6×), narrow
 # enough that an endpoint twice as slow is not "equal".
-BAND = 2.0
+BAND: Final = 2.0
 # A failure rate f makes an endpoint (1 + FAILURE_WEIGHT × f) times dearer: 5% → 1.5×,
 # 10% → 2× (out of the band), 100% → 11×.
-FAILURE_WEIGHT = 10.0
+FAILURE_WEIGHT: Final = 10.0
 # Up to this many endpoints every pick scans them all (~1.5 µs at 8); above, SAMPLE.
-SCAN_LIMIT = 8
-SAMPLE = 4
+SCAN_LIMIT: Final = 8
+SAMPLE: Final = 4
 # Out of the band, an idle endpoint still gets a turn once every (quality ÷ band edge)
 # to the power k, k the answers in a row to such turns that were out of the band too
 # (slower than BAND × the reference, or failed), at least 1 and at most this: the surer
@@ -100,18 +100,18 @@ SAMPLE = 4
 # have been cold, an endpoint is tried again after 5 turns, and an answer that brings
 # its estimate back into the band ends the verdict; found slow 8 times in a row, 10×
 # slower is tried every 390,625 turns (in practice, at the ~13 s staleness probe).
-EXPLORE_POWER = 8
+EXPLORE_POWER: Final = 8
 # A second opinion upholds a verdict only this long after the last one that did: answers
 # close together may share one passing cause (a paused process, a cold start, a full
 # queue). At 0.1 s a newcomer cold for its first 3 s had its verdict at full strength
 # before it warmed and waited ~13 s more (bench/simulate_lb.py); at 0.5 s it is back
 # within 2 s of warming, and a slow endpoint gets ~0.1 points more of the traffic.
-CONFIRM_SPACING = 0.5
+CONFIRM_SPACING: Final = 0.5
 # Turns an endpoint may be behind the rotation and still catch up: enough for one drawn
 # late above SCAN_LIMIT, too few for one back from a long absence to take a burst.
-CREDIT = 2.0
+CREDIT: Final = 2.0
 # How often the reference latency is recomputed (O(n)); answers only lower it between.
-REFRESH_SECONDS = 0.1
+REFRESH_SECONDS: Final = 0.1
 
 
 class ExpectedLatency(Generic[E]):

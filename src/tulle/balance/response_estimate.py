@@ -42,24 +42,25 @@ back in. A busy endpoint is always fresh and pays no ``exp()``.
 from __future__ import annotations
 
 import math
+from typing import Final
 
 # One answer's weight in the log-latency average (see the module note for what it buys);
 # an answer faster than the estimate weighs ALPHA_DOWN.
-ALPHA = 0.1
-ALPHA_DOWN = 0.3
+ALPHA: Final = 0.1
+ALPHA_DOWN: Final = 0.3
 # An endpoint with fewer answers than this ranks as the best known, and its estimate is
 # the fastest of them: one cold answer is no verdict, two slow ones are. (Three cost a
 # fleet: each of 100 proxies sends a slow endpoint one more request before it knows.)
-WARM_UP = 2
+WARM_UP: Final = 2
 # Consecutive failures from which the failure rate counts as at least 1/2, 3/4, ...
-STREAK = 3
+STREAK: Final = 3
 # An estimate is fresh for this fraction of ``decay`` after its last answer (1 s of
 # Linkerd's 10 s): long enough that a busy endpoint never pays for staleness.
-FRESH = 0.1
+FRESH: Final = 0.1
 # Answers faster than this are measured as this (the logarithm of 0 is not a number;
 # a loopback answer takes ~100 µs, so nothing real is lost).
-LATENCY_FLOOR = 20e-6
-LOG_FLOOR = math.log(LATENCY_FLOOR)
+LATENCY_FLOOR: Final = 20e-6
+LOG_FLOOR: Final = math.log(LATENCY_FLOOR)
 
 
 class ResponseEstimate:
