@@ -264,3 +264,50 @@ def test_outlier_detection_ejects_an_endpoint_whose_failures_retries_hide(
     finally:
         proxy.stop()
         bad.stop()
+
+
+def test_a_frozen_endpoint_is_hedged_around_and_its_requests_are_not_parked(
+    manifests: Path,
+) -> None:
+    """Issue 15 #14: one of two endpoints stopped with SIGSTOP. Round-robin keeps sending
+    every other request to it; each of those is hedged on the other after the 100 ms
+    per-try timeout, so none waits for the endpoint to wake up. A POST is not hedged."""
+    backends = [BackendProcess("b0"), BackendProcess("b1")]
+    (manifests / "web.yaml").write_text(mesh_service(
+        "web", [b.address for b in backends],
+        "  loadBalancer: {algorithm: round-robin}\n"
+        "  timeouts: {request: 10s, perTry: 100ms}\n"
+        "  retries: {hedge: true, budget: {minPerSecond: 100}}\n"
+        "  circuitBreaker: {consecutiveFailures: 100}\n",  # keep the frozen one in rotation
+    ))
+    proxy = RunningProxy(manifests)
+    try:
+        assert {get(proxy.outbound)[2] for _ in range(4)} == {b"b0", b"b1"}
+        backends[1].freeze()
+        took, answered_by = [], set()
+        for _ in range(10):
+            started = time.monotonic()
+            status, _, body = get(proxy.outbound)
+            took.append(time.monotonic() - started)
+            assert status == 200
+            answered_by.add(body)
+        assert answered_by == {b"b0"}
+        assert max(took) < 1.0, took  # not the 10 s request timeout: hedged after 100 ms
+        assert sorted(took)[-5] >= 0.1, took  # half of them waited for the per-try timeout
+        _, metrics = proxy.admin_get("/metrics")
+        hedges = [line for line in metrics.decode().splitlines()
+                  if line.startswith("tulle_hedges_total{") and 'dst_service="web"' in line]
+        assert hedges and float(hedges[0].rsplit(" ", 1)[1]) >= 5, hedges
+        # A POST is never hedged: on the frozen endpoint its per-try timeout is a 504.
+        statuses = {get(proxy.outbound, method="POST", body=b"x")[0] for _ in range(2)}
+        assert statuses == {200, 504}
+        backends[1].thaw()
+        deadline = time.monotonic() + 5
+        while get(proxy.outbound)[2] != b"b1" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert time.monotonic() < deadline  # back in rotation once it wakes up
+    finally:
+        proxy.stop()
+        for backend in backends:
+            backend.thaw()
+            backend.kill()

@@ -1,4 +1,5 @@
-"""Backends that fail on purpose: a killable process, and one that can hang."""
+"""Backends that fail on purpose: a process that can be killed or frozen, and one that
+can hang."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ class BackendProcess:
         )
         assert self.process.stdout is not None
         self.address = self.process.stdout.readline().decode().strip()
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process stops answering, but the kernel still accepts connections
+        and takes requests into its buffers (a long GC pause, a stuck host)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
 
     def kill(self) -> None:
         if self.process.poll() is None:

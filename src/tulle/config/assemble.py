@@ -120,6 +120,8 @@ def assemble(
         if isinstance(item.manifest, EndpointSlice | EndpointSliceV1Beta1):
             _attach_slice(item, drafts, unusable_services, problems)
     services = {key: _finish(draft, mesh) for key, draft in drafts.items()}
+    for key, draft in drafts.items():
+        _check_hedge(draft, services[key], problems)
     routes = tuple(item.manifest for item in valid if isinstance(item.manifest, HTTPRoute))
     for item in valid:
         if isinstance(item.manifest, HTTPRoute):
@@ -298,6 +300,16 @@ def _finish(draft: _Draft, mesh: MeshSpec) -> Service:
         dns=spec.dns,
         cluster_ip=draft.cluster_ip,
     )
+
+
+def _check_hedge(draft: _Draft, service: Service, problems: list[Problem]) -> None:
+    """A hedge is sent when a try outlives ``perTry``: without one it would never be."""
+    retries = draft.spec.retries
+    if retries is not None and retries.hedge and service.timeouts.per_try is None:
+        problems.append(draft.origin.problem("spec.retries.hedge", (
+            "expected timeouts.perTry to be set with hedge: true (the per-try timeout is "
+            "how long a try waits before a hedge is sent), in this service or in the "
+            "ServiceMesh defaults")))
 
 
 def _unknown_service(name: str, namespace: str, known: Mapping[str, Any]) -> str:

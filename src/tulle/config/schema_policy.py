@@ -173,13 +173,20 @@ class RetryDefaults(Schema):
 
 
 class Retries(Schema):
-    """A service's retry policy. ``budget`` falls back to the mesh default."""
+    """A service's retry policy. ``budget`` falls back to the mesh default.
+
+    ``hedge``: a try that outlives ``timeouts.perTry`` is not abandoned; another goes to a
+    different endpoint and the first answer wins (Envoy's ``hedge_on_per_try_timeout``).
+    Hedges count as retries (``attempts``, ``budget``). Off by default: a hedge sends
+    the request twice on purpose, which only the service's owner can say is cheap enough.
+    """
 
     attempts: StrictInt = Field(2, ge=1, le=10)
     # The issue's default: 502, 503, 504 and connection errors (refused or reset).
     on: tuple[RetryCondition, ...] = ("connect-failure", "reset", "gateway-error")
     methods: tuple[HttpMethod, ...] = IDEMPOTENT_METHODS
     budget: RetryBudget | None = None
+    hedge: bool = Field(False, strict=True)
 
 
 class Backoff(Schema):

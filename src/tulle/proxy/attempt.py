@@ -1,7 +1,8 @@
 """One try of a request on one endpoint: its lease, its per-try timer, its outcome.
 
 An exchange makes an `Attempt` each time the balance layer picks an endpoint for it: a
-retry is a second attempt after the first failed, and a hedge would be two at once.
+retry is a second attempt after the first failed, and a hedge is a second attempt
+while the first goes on.
 The attempt holds what belongs to that one try — the endpoint, the upstream stream it
 leased from the endpoint's pool, when the request was sent, whether it is the circuit
 breaker's probe, its per-try deadline — and reports how the try went: to the feedback
@@ -19,7 +20,9 @@ An attempt ends once: in ENDED, FAILED or CANCELLED it ignores whatever else arr
 (a connection that completes after its try timed out is not used for it, and goes to
 the pool for the next request). Before the response head, a failure is reported with
 its retry *condition* (connect-failure, reset, timeout: the names retry policies use);
-the exchange decides what it means for the client.
+the exchange decides what it means for the client. When its exchange hedges, a try
+whose per-try timeout passes is not failed but marked ``overdue`` and goes on, racing
+its hedge: if it loses, its endpoint is blamed for not answering in time.
 """
 
 from __future__ import annotations
@@ -91,6 +94,7 @@ class Attempt(LeaseWaiter):
         "exchange",
         "feedback",
         "grpc_status",
+        "overdue",
         "phase",
         "probe",
         "refusals",
@@ -110,6 +114,7 @@ class Attempt(LeaseWaiter):
         self.refusals = 0  # times the endpoint refused the stream unprocessed
         # A gRPC call's grpc-status (from a trailers-only head, or the trailers); -1: none.
         self.grpc_status = -1
+        self.overdue = False  # its per-try timeout passed and it went on (hedging)
         self.deadline = 0.0  # the per-try timeout, on the timer wheel (0.0: none)
         self.wheel_slot = 0
         self.wheel: TimerWheel | None = None  # set by the forward layer when it arms one
@@ -250,7 +255,11 @@ class Attempt(LeaseWaiter):
 
     def expired(self) -> None:
         if self.phase == CONNECTING or self.phase == SENT:
-            timeout = self.exchange.per_try_timeout
+            self.overdue = True
+            exchange = self.exchange
+            if exchange.attempt_overdue(self):
+                return  # hedged (or hedging waits): it goes on
+            timeout = exchange.per_try_timeout
             self._fail(TIMEOUT, errors.PER_TRY_TIMEOUT,
                        errors.PER_TRY_TIMEOUT.reason(timeout=timeout))
 

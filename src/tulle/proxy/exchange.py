@@ -17,10 +17,24 @@ bug in Tulle, raised as `LocalProtocolError`, h11-style)::
        └───resume──────┘                                                   │
     any state but DONE ── answer locally / cut / client lost ──────────────┘
 
-While ROUTING, WAITING or ATTEMPTING nothing has reached the client, so any failure
-becomes a clear answer (404/502/503/504 with ``tulle-error``) or a retry; once
+    ATTEMPTING ──hedge (a second try)──▶ RACING ──settle (one try won or failed)──▶ ATTEMPTING
+
+While ROUTING, WAITING, ATTEMPTING or RACING nothing has reached the client, so any
+failure becomes a clear answer (404/502/503/504 with ``tulle-error``) or a retry; once
 RESPONDING, the only honest signal left is to cut the client's connection. `finish`
 runs once, on entering DONE, and is where the outcome is observed (metrics, tap).
+
+Hedging (Envoy's ``hedge_on_per_try_timeout``). When a try's per-try timeout passes
+and the retry layer allows a hedge, a second try goes to another endpoint and the
+first is *not* abandoned: the exchange is RACING, with the newer try in ``attempt``
+and the older in ``racing``. The first response head that is not one the retry
+policy would retry wins: the race settles on it and the other try is cancelled
+(freeing its endpoint). A racer that fails — or answers with a status the policy
+retries — while the other runs is dropped, and the race settles on the other: that
+is not the exchange's failure, and the survivor is hedged again if its own per-try
+timeout has already passed. With hedging on, a per-try timeout never ends a try (the
+request timeout does). Only a complete request is hedged, and only when its body was
+kept for replay (or it has none), so each racer sends the whole body.
 
 The request body: until an attempt's upstream stream is attached, body bytes are held
 (the client is paused past `MAX_HELD_BODY`); after that they go straight through. A
@@ -32,6 +46,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Final
 
+from tulle.proxy import errors
 from tulle.proxy.errors import ProxyError
 from tulle.proxy.transitions import Machine
 from tulle.resilience.retry import MAX_REPLAY_BODY
@@ -56,8 +71,9 @@ MAX_HELD_BODY: Final = 64 * 1024
 ROUTING: Final = 0  # in the stack, on its way to an endpoint
 WAITING: Final = 1  # parked: for an endpoint to become available, or a retry's backoff
 ATTEMPTING: Final = 2  # an attempt is connecting or waiting for the response head
-RESPONDING: Final = 3  # the response head went to the client; the body follows
-DONE: Final = 4  # answered, cut, or the client left
+RACING: Final = 3  # two attempts (a try and its hedge) wait for the first response head
+RESPONDING: Final = 4  # the response head went to the client; the body follows
+DONE: Final = 5  # answered, cut, or the client left
 # Events.
 _ATTEMPT: Final = 0
 _PARK: Final = 1
@@ -67,16 +83,20 @@ _ANSWER: Final = 4
 _END: Final = 5
 _LOST: Final = 6
 _RETRACT: Final = 7
+_HEDGE: Final = 8
+_SETTLE: Final = 9
 
 MACHINE: Final = Machine(
     "exchange",
-    states=("routing", "waiting", "attempting", "responding", "done"),
-    events=("attempt", "park", "resume", "head", "answer", "end", "lost", "retract"),
+    states=("routing", "waiting", "attempting", "racing", "responding", "done"),
+    events=("attempt", "park", "resume", "head", "answer", "end", "lost", "retract", "hedge",
+            "settle"),
     moves={
         "routing": {"attempt": "attempting", "park": "waiting", "answer": "done", "lost": "done"},
         "waiting": {"resume": "routing", "answer": "done", "lost": "done"},
         "attempting": {"head": "responding", "park": "waiting", "answer": "done",
-                       "lost": "done"},
+                       "lost": "done", "hedge": "racing"},
+        "racing": {"settle": "attempting", "answer": "done", "lost": "done"},
         "responding": {"end": "done", "answer": "done", "lost": "done",
                        "retract": "attempting"},
     },
@@ -101,6 +121,8 @@ class Exchange:
         "last_failure",
         "observer",
         "per_try_timeout",
+        "racing",
+        "racing_stats",
         "replay",
         "replay_bytes",
         "request_complete",
@@ -140,7 +162,9 @@ class Exchange:
         self.wheel_slot = 0
         # Tries.
         self.attempt: Attempt | None = None
-        self.tries = 0  # retries so far
+        self.racing: Attempt | None = None  # RACING: the older try, still running
+        self.racing_stats: ResponseStats | None = None  # ... and where its answer counts
+        self.tries = 0  # retries and hedges so far
         self.endpoint: Endpoint | None = None  # the latest attempt's (a retry avoids it)
         self.last_failure: tuple[int, str, str] | None = None  # (status, code, reason)
         # The request body.
@@ -208,8 +232,12 @@ class Exchange:
             self.replay = []
 
     def take_held_body(self) -> list[bytes] | None:
-        """The body held until now, for the stream just attached; from now on it flows."""
+        """The body held until now, for the stream just attached; from now on it flows.
+        The second of two racers gets the whole body kept for replay (the first took
+        what was held; a request is hedged only once it is complete)."""
         held = self.held
+        if held is None and self.request_complete:
+            return self.replay
         self.held = None
         if self.held_bytes > MAX_HELD_BODY:
             self.client.resume_request()
@@ -228,6 +256,13 @@ class Exchange:
         self.state = MACHINE.move(self.state, _ATTEMPT)
         self.attempt = attempt
 
+    def start_hedge(self, attempt: Attempt) -> None:
+        """A hedge: ``attempt`` races the try in flight, which goes on (see the module note)."""
+        self.state = MACHINE.move(self.state, _HEDGE)
+        self.racing = self.attempt
+        self.racing_stats = self.stats
+        self.attempt = attempt
+
     def park(self) -> None:
         """Wait: for an endpoint to become available, or for a retry's backoff."""
         self.state = MACHINE.move(self.state, _PARK)
@@ -244,11 +279,31 @@ class Exchange:
     # -- the way back, from the current attempt --
 
     def attempt_informational(self, head: ResponseHead) -> None:
-        self.client.send_informational(head)
+        if self.state != RACING:  # while racing, which try will answer is not known yet
+            self.client.send_informational(head)
+
+    def attempt_overdue(self, attempt: Attempt) -> bool:
+        """``attempt``'s per-try timeout passed: True when it goes on, hedged if the retry
+        layer can send a hedge now; False when it fails as a timeout (no hedging)."""
+        retry = self.retry
+        if retry is None or not retry.hedges(self):
+            return False
+        if self.state == ATTEMPTING:  # one hedge at a time: two racers at most
+            retry.hedge(self, attempt)
+        return True
 
     def attempt_responded(self, attempt: Attempt, head: ResponseHead) -> None:
         """``attempt`` got its response head: retry it, or start the client's response."""
         retry = self.retry
+        if self.state == RACING:
+            assert retry is not None  # only the retry layer hedges
+            status = head.status
+            if status >= 500 and retry.retryable_status(self, status):
+                attempt.cancel()  # a status the policy retries: this racer failed
+                self._racer_failed(attempt, status, errors.UPSTREAM_STATUS.code,
+                                   errors.UPSTREAM_STATUS.reason(status=status))
+                return
+            _let_go(self._settle(attempt))  # the first answer wins
         if retry is not None:
             if head.status >= 500 and retry.retries_status(self, attempt, head):
                 return
@@ -301,6 +356,9 @@ class Exchange:
     def attempt_failed(self, attempt: Attempt, condition: str, error: ProxyError,
                        reason: str) -> None:
         """``attempt`` failed (it has reported and released itself): retry or answer."""
+        if self.state == RACING:
+            self._racer_failed(attempt, error.status, error.code, reason)
+            return
         self.attempt = None
         if self.state == RESPONDING:
             if not self.client.retract():
@@ -314,6 +372,35 @@ class Exchange:
         if retry is not None and retry.attempt_failed(self, attempt, condition, error, reason):
             return
         self.answer(error.status, error.code, reason)
+
+    # -- a race between a try and its hedge --
+
+    def _settle(self, keep: Attempt) -> Attempt:
+        """The race is over: ``keep`` goes on alone. Returns the other try."""
+        self.state = MACHINE.move(self.state, _SETTLE)
+        other = self.attempt
+        if keep is other:
+            other = self.racing
+        else:  # the older try goes on: the answer counts where it went
+            self.attempt = keep
+            self.endpoint = keep.endpoint
+            self.stats = self.racing_stats
+        self.racing = None
+        self.racing_stats = None
+        assert other is not None
+        return other
+
+    def _racer_failed(self, attempt: Attempt, status: int, code: str, reason: str) -> None:
+        """A racer failed while the other runs: that is not the exchange's failure. The
+        other goes on alone, hedged again if its own per-try timeout has passed."""
+        attempt.endpoint.failed_tries += 1  # the answer will not show this failure
+        self.last_failure = (status, code, reason)
+        survivor = self.racing if attempt is self.attempt else self.attempt
+        assert survivor is not None
+        self._settle(survivor)
+        retry = self.retry
+        if survivor.overdue and retry is not None:
+            retry.hedge(self, survivor)
 
     # -- ending --
 
@@ -366,11 +453,21 @@ class Exchange:
         if self.timeout is not None and self.state != DONE:
             self.timeout.expired(self)
 
-    def _drop_attempt(self) -> None:
+    def abandon_tries(self) -> None:
+        """The request timeout passed: every try in flight is let go of, its endpoint
+        told that it did not answer in time (a hanging endpoint opens its breaker)."""
+        self._drop_attempt(failed=True)
+
+    def _drop_attempt(self, failed: bool = False) -> None:
         attempt = self.attempt
         if attempt is not None:
             self.attempt = None
-            attempt.cancel()
+            attempt.abandon(failed)
+            racing = self.racing
+            if racing is not None:
+                self.racing = None
+                self.racing_stats = None
+                racing.abandon(failed)
         if self.state == WAITING and self.target is not None:
             self.target.forget_waiting(self)
 
@@ -386,3 +483,13 @@ class Exchange:
         if observer is not None:
             observer.finished(self)
         self.client.exchange_finished(self)
+
+
+def _let_go(loser: Attempt) -> None:
+    """Cancel the try that lost a race; if its per-try timeout had passed, its endpoint
+    is told it did not answer in time (the balancer and the breaker hear a failure)."""
+    if loser.overdue:
+        loser.endpoint.failed_tries += 1
+        loser.abandon(failed=True)
+    else:
+        loser.cancel()

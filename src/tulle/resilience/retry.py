@@ -7,6 +7,11 @@ A try fails with a *condition* (Envoy's and Linkerd's names):
 timeout). Anything but a connect failure may have reached the endpoint, so it
 is retried only for the methods the policy lists (the idempotent ones by
 default), and only while the request body can still be replayed.
+
+A hedge (``hedge: true``) sends a slow try again without abandoning it, so the request
+reaches two endpoints at once: only for the RFC 9110 idempotent methods (§9.2.2) among
+those the policy lists, never for a gRPC call (every call is a POST, and whether one is
+idempotent is the service's to say).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import random
 from typing import Final
 
 from tulle.config import Retries
-from tulle.config.schema_policy import HTTP_METHODS
+from tulle.config.schema_policy import HTTP_METHODS, IDEMPOTENT_METHODS
 from tulle.grpc.status import CODE_NAMES
 
 CONNECT_FAILURE: Final = "connect-failure"
@@ -38,11 +43,14 @@ MAX_REPLAY_BODY: Final = 64 * 1024
 class RetryPolicy:
     """A service's retry settings, checked once and read per failed try."""
 
-    __slots__ = ("_conditions", "_grpc", "_methods", "_statuses", "attempts")
+    __slots__ = ("_conditions", "_grpc", "_hedged", "_methods", "_statuses", "attempts",
+                 "hedge")
 
     def __init__(self, settings: Retries) -> None:
         self.attempts = settings.attempts
+        self.hedge = settings.hedge
         self._methods = frozenset(m.encode() for m in settings.methods)
+        self._hedged = self._methods & frozenset(m.encode() for m in IDEMPOTENT_METHODS)
         self._conditions = frozenset(settings.on)
         statuses: set[int] = set()
         if "gateway-error" in self._conditions:
@@ -77,6 +85,10 @@ class RetryPolicy:
     @property
     def retries_some_grpc(self) -> bool:
         return bool(self._grpc)
+
+    def hedges(self, method: bytes, grpc: bool) -> bool:
+        """Whether a slow request with ``method`` may be hedged (see the module note)."""
+        return not grpc and method in self._hedged
 
     def allows(self, condition: str, method: bytes, grpc: bool = False) -> bool:
         """Whether a try that failed with ``condition`` may be retried for ``method``.

@@ -154,9 +154,14 @@ class MeshCollector(Collector):
         retries = CounterMetricFamily(
             "tulle_retries_total", "Tries sent again after a failure.", labels=service_labels
         )
+        hedges = CounterMetricFamily(
+            "tulle_hedges_total", "Tries sent beside one that outlived its per-try timeout.",
+            labels=service_labels,
+        )
         exhausted = CounterMetricFamily(
             "tulle_retry_budget_exhausted_total",
-            "Retries refused because the retry budget was spent.", labels=service_labels,
+            "Retries and hedges refused because the retry budget was spent.",
+            labels=service_labels,
         )
         shed = CounterMetricFamily(
             "tulle_load_shed_total", "Requests answered 503 at once by a limit.",
@@ -169,10 +174,11 @@ class MeshCollector(Collector):
         for counters in self._metrics.all_service_counters():
             labels = list(counters.labels)
             retries.add_metric(labels, counters.retries)
+            hedges.add_metric(labels, counters.hedges)
             exhausted.add_metric(labels, counters.retry_budget_exhausted)
             shed.add_metric(labels, counters.load_shed)
             waits.add_metric(labels, counters.fail_fast_waits)
-        yield from (retries, exhausted, shed, waits)
+        yield from (retries, hedges, exhausted, shed, waits)
 
         state = GaugeMetricFamily(
             "tulle_endpoint_state", "1 for the endpoint's current state.",

@@ -162,13 +162,15 @@ class PolicyCounters:
 
 
 class ServiceCounters:
-    """Failover events of one (direction, service): retries, budget, shedding."""
+    """Failover events of one (direction, service): retries, hedges, budget, shedding."""
 
-    __slots__ = ("fail_fast_waits", "labels", "load_shed", "retries", "retry_budget_exhausted")
+    __slots__ = ("fail_fast_waits", "hedges", "labels", "load_shed", "retries",
+                 "retry_budget_exhausted")
 
     def __init__(self, labels: tuple[str, str, str]) -> None:
         self.labels = labels  # direction, dst_service, dst_namespace
         self.retries = 0
+        self.hedges = 0  # second tries sent beside a slow one (retries.hedge)
         self.retry_budget_exhausted = 0
         self.load_shed = 0
         self.fail_fast_waits = 0

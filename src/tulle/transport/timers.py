@@ -88,7 +88,8 @@ class TimerWheel:
         self._handle = self._loop.call_later(1.0 / self._per_second, self._sweep)
 
     def _sweep(self) -> None:
-        self._handle = None
+        # ``_handle`` stays set while sweeping: an expiry that arms a deadline (a per-try
+        # timeout that starts a hedge) must not start a second chain of sweeps.
         current = int(self._clock() * self._per_second)
         buckets = self._buckets
         for slot in range(self._next, current + 1):
@@ -101,8 +102,8 @@ class TimerWheel:
                     owner.deadline = 0.0
                     owner.expired()
         self._next = current + 1
-        if buckets:
-            self._handle = self._loop.call_later(1.0 / self._per_second, self._sweep)
+        self._handle = (self._loop.call_later(1.0 / self._per_second, self._sweep)
+                        if buckets else None)
 
     @property
     def armed(self) -> int:

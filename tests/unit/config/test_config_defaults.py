@@ -116,6 +116,18 @@ def test_retries_defaults_and_own_budget(tmp_path: Path) -> None:
     assert retries.methods == ("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE")
     assert retries.budget is not None
     assert (retries.budget.ratio, retries.budget.min_per_second) == (0.2, 1)
+    assert retries.hedge is False  # hedging sends requests twice: only when asked
+
+
+def test_hedging_takes_its_delay_from_the_per_try_timeout_of_the_mesh_defaults(
+    tmp_path: Path,
+) -> None:
+    mesh = ("apiVersion: tulle.dev/v1alpha1\nkind: ServiceMesh\nmetadata: {name: default}\n"
+            "spec: {defaults: {timeouts: {perTry: 50ms}}}\n---\n")
+    config = load_text(tmp_path, mesh + MESH_SERVICE.lstrip() + "  retries: {hedge: true}\n")
+    web = config.services["web.default"]
+    assert web.retries is not None and web.retries.hedge
+    assert web.timeouts.per_try == 0.05
 
 
 def test_zone_from_environment_when_mesh_names_none(tmp_path: Path) -> None:

@@ -79,6 +79,11 @@ def service(spec: str) -> str:
         ("retries: {attempts: 0}", "spec.retries.attempts: expected a number at least 1, got 0"),
         ("retries: {budget: {ratio: 2}}",
          "spec.retries.budget.ratio: expected a number at most 1.0, got 2"),
+        ("retries: {hedge: yes}", 'spec.retries.hedge: expected true or false, got "yes"'),
+        ("retries: {hedge: true}",
+         "spec.retries.hedge: expected timeouts.perTry to be set with hedge: true (the "
+         "per-try timeout is how long a try waits before a hedge is sent), in this service "
+         "or in the ServiceMesh defaults"),
         ("circuitBreaker: {backoff: {min: 5s, max: 1s}}",
          "spec.circuitBreaker.backoff: expected min <= max, got min 5s and max 1s"),
         ("circuitBreaker: {consecutiveFailures: 0}",

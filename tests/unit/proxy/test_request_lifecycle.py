@@ -601,3 +601,253 @@ def test_running_out_of_descriptors_is_not_the_endpoints_fault(tmp_path: Path) -
     assert b"out of" in head_of(answer)[1][b"tulle-error"]
     assert kit.endpoint(A).pool.reachable
     assert kit.metrics.tcp("outbound", "dst").local_exhaustion == 2
+
+
+# -- hedging (issue 15 #14): a slow try raced by a second one on another endpoint -------
+
+PER_TRY = 0.15  # past the 100 ms per-try timeout, on the wheel's 10 ms ticks
+
+
+def hedging(tmp_path: Path, extra: str = "", endpoints: tuple[str, ...] = (A, B),
+            retries: str = "", request: str = "5s") -> ProxyKit:
+    """A service that hedges a try after 100 ms (``retries``: more settings for it)."""
+    more = f", {retries}" if retries else ""
+    return ProxyKit(tmp_path, manifest(
+        f"  timeouts: {{request: {request}, perTry: 100ms}}\n"
+        f"  retries: {{hedge: true{more}}}\n{extra}",
+        endpoints=endpoints))
+
+
+def hedges(kit: ProxyKit) -> int:
+    return kit.mesh.outbound.targets["web.default"].counters.hedges
+
+
+def test_a_slow_try_is_hedged_on_the_other_endpoint_and_the_first_answer_wins(
+    tmp_path: Path,
+) -> None:
+    kit = hedging(tmp_path)
+    client = kit.client()
+    client.receive(GET)
+    slow = kit.accept(A)
+    assert slow.take().startswith(b"GET /x")
+    kit.advance(PER_TRY)
+    assert not slow.closed  # not abandoned: it races the hedge
+    hedge = kit.accept(B)
+    assert hedge.take().startswith(b"GET /x")
+    assert client.take() == b""
+    hedge.receive(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhedge")
+    answer = client.take()
+    assert messages(answer) == [b"HTTP/1.1 200 OK"]
+    assert answer.endswith(b"\r\n\r\nhedge")
+    assert slow.closed  # the loser's connection is closed ...
+    assert kit.endpoint(A).in_flight == kit.endpoint(B).in_flight == 0  # ... its endpoint freed
+    assert kit.endpoint(A).failed_tries == 1  # it did not answer within its per-try timeout
+    assert kit.responses(endpoint=B) == {(200, ""): 1}
+    assert kit.responses(endpoint=A) == {}
+    assert hedges(kit) == 1
+    assert kit.endpoint(B).pool.idle_count == 1  # the winner's connection is reused
+
+
+def test_when_the_first_try_answers_first_the_hedge_is_cancelled(tmp_path: Path) -> None:
+    kit = hedging(tmp_path)
+    client = kit.client()
+    client.receive(GET)
+    slow = kit.accept(A)
+    kit.advance(PER_TRY)
+    hedge = kit.accept(B)
+    slow.receive(OK)
+    assert messages(client.take()) == [b"HTTP/1.1 200 OK"]
+    assert hedge.closed
+    assert kit.endpoint(A).in_flight == kit.endpoint(B).in_flight == 0
+    assert kit.endpoint(B).failed_tries == 0  # the hedge was not late: no blame
+    assert kit.responses(endpoint=A) == {(200, ""): 1}  # counted where it was answered
+    assert kit.responses(endpoint=B) == {}
+    assert client.take() == b""  # one answer
+
+
+def test_a_hedge_waits_for_a_connection_while_the_first_try_still_connects(
+    tmp_path: Path,
+) -> None:
+    """Both racers get the whole body: the first takes what was held, the second what
+    was kept for replay."""
+    kit = hedging(tmp_path)
+    client = kit.client()
+    client.receive(b"PUT /p HTTP/1.1\r\nHost: web\r\nContent-Length: 5\r\n\r\nhello")
+    connecting = kit.connect(A)
+    kit.advance(PER_TRY)  # A has not even accepted yet
+    hedge = kit.accept(B)
+    assert hedge.take().endswith(b"\r\n\r\nhello")
+    late = connecting.accept()
+    assert late.take().endswith(b"\r\n\r\nhello")  # the first try goes on, body and all
+    hedge.receive(OK)
+    assert messages(client.take()) == [b"HTTP/1.1 200 OK"]
+    assert late.closed
+    assert kit.endpoint(A).in_flight == 0
+
+
+def test_a_post_is_never_hedged(tmp_path: Path) -> None:
+    """Not even when the policy retries POST: a hedge sends the request twice on purpose,
+    which only an idempotent method allows (RFC 9110 §9.2.2)."""
+    kit = hedging(tmp_path, retries="methods: [GET, POST]")
+    client = kit.client()
+    client.receive(b"POST /p HTTP/1.1\r\nHost: web\r\nContent-Length: 2\r\n\r\nhi")
+    slow = kit.accept(A)
+    kit.advance(PER_TRY)
+    assert kit.connecting == []  # no hedge ...
+    answer = client.take()
+    assert status_of(answer) == 504  # ... the per-try timeout does what it does unhedged
+    assert b"per-try" in head_of(answer)[1][b"tulle-error"]
+    assert slow.closed
+    assert hedges(kit) == 0
+
+
+def test_a_request_whose_body_is_still_coming_is_not_hedged(tmp_path: Path) -> None:
+    kit = hedging(tmp_path)
+    client = kit.client()
+    client.receive(b"PUT /p HTTP/1.1\r\nHost: web\r\nContent-Length: 10\r\n\r\nhello")
+    kit.accept(A)
+    kit.advance(PER_TRY)
+    assert kit.connecting == []
+    assert status_of(client.take()) == 504
+    assert hedges(kit) == 0
+
+
+def test_a_spent_budget_stops_hedges_and_the_slow_try_goes_on(tmp_path: Path) -> None:
+    # One retry per second and none earned by requests: the first hedge spends it.
+    kit = hedging(tmp_path, retries="budget: {ratio: 0.0, minPerSecond: 1, window: 1s}")
+    client = kit.client()
+    client.receive(GET)
+    first_slow = kit.accept(A)
+    kit.advance(PER_TRY)
+    kit.accept(B).receive(OK)  # the hedge wins
+    assert messages(client.take()) == [b"HTTP/1.1 200 OK"]
+    assert first_slow.closed
+    client.receive(GET)  # round-robin: A again
+    slow = kit.accept(A)
+    kit.advance(PER_TRY)
+    assert kit.connecting == []  # no hedge: the budget is spent ...
+    assert not slow.closed  # ... and the slow try is not abandoned either
+    assert kit.mesh.outbound.targets["web.default"].counters.retry_budget_exhausted == 1
+    slow.receive(OK)
+    assert messages(client.take()) == [b"HTTP/1.1 200 OK"]
+    assert hedges(kit) == 1
+
+
+def test_a_racer_that_fails_while_the_other_runs_is_not_answered(tmp_path: Path) -> None:
+    kit = hedging(tmp_path)
+    client = kit.client()
+    client.receive(GET)
+    slow = kit.accept(A)
+    kit.advance(PER_TRY)
+    kit.connect(B).refuse()  # the hedge fails ...
+    kit.advance(0.2)
+    assert client.take() == b""  # ... and the client is not told: the first try runs on
+    assert not slow.closed
+    slow.receive(OK)
+    assert messages(client.take()) == [b"HTTP/1.1 200 OK"]
+    assert kit.endpoint(A).in_flight == kit.endpoint(B).in_flight == 0
+
+
+def test_a_racer_answering_a_status_the_policy_retries_is_dropped(tmp_path: Path) -> None:
+    kit = hedging(tmp_path)
+    client = kit.client()
+    client.receive(GET)
+    slow = kit.accept(A)
+    kit.advance(PER_TRY)
+    hedge = kit.accept(B)
+    hedge.receive(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy")
+    assert client.take() == b""
+    assert hedge.closed  # its body is not wanted
+    slow.receive(OK)
+    assert messages(client.take()) == [b"HTTP/1.1 200 OK"]
+    assert kit.endpoint(B).failed_tries == 1
+
+
+def test_a_racer_answering_a_status_the_policy_does_not_retry_wins(tmp_path: Path) -> None:
+    kit = hedging(tmp_path)
+    client = kit.client()
+    client.receive(GET)
+    slow = kit.accept(A)
+    kit.advance(PER_TRY)
+    kit.accept(B).receive(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+    assert messages(client.take()) == [b"HTTP/1.1 404 Not Found"]
+    assert slow.closed
+
+
+def test_when_the_last_racer_fails_too_the_failure_is_answered_as_without_a_hedge(
+    tmp_path: Path,
+) -> None:
+    kit = hedging(tmp_path, retries="attempts: 1")
+    client = kit.client()
+    client.receive(GET)
+    slow = kit.accept(A)
+    kit.advance(PER_TRY)
+    kit.accept(B).receive(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+    assert client.take() == b""
+    slow.peer_resets()  # the one left fails, and no try is left: 502, as today
+    answer = client.take()
+    assert status_of(answer) == 502
+    assert b"closed the connection" in head_of(answer)[1][b"tulle-error"]
+
+
+def test_the_request_timeout_while_racing_closes_both_tries(tmp_path: Path) -> None:
+    kit = hedging(tmp_path, request="1s")
+    client = kit.client()
+    client.receive(GET)
+    slow = kit.accept(A)
+    kit.advance(PER_TRY)
+    hedge = kit.accept(B)
+    kit.advance(1.0)
+    assert status_of(client.take()) == 504
+    assert slow.closed and hedge.closed
+    assert kit.endpoint(A).in_flight == kit.endpoint(B).in_flight == 0
+    assert sum(kit.responses(endpoint=B).values()) == 1  # one answer, counted once
+
+
+def test_a_client_that_leaves_mid_race_frees_both_endpoints(tmp_path: Path) -> None:
+    kit = hedging(tmp_path)
+    client = kit.client()
+    client.receive(GET)
+    slow = kit.accept(A)
+    kit.advance(PER_TRY)
+    hedge = kit.accept(B)
+    client.peer_resets()
+    assert slow.closed and hedge.closed
+    assert kit.endpoint(A).in_flight == kit.endpoint(B).in_flight == 0
+    assert kit.responses(endpoint=A) == kit.responses(endpoint=B) == {}
+
+
+def test_with_one_endpoint_a_slow_try_is_not_hedged_onto_itself(tmp_path: Path) -> None:
+    kit = hedging(tmp_path, endpoints=(A,))
+    client = kit.client()
+    client.receive(GET)
+    slow = kit.accept(A)
+    kit.advance(PER_TRY)
+    assert kit.connecting == []
+    assert not slow.closed  # hedging on: a per-try timeout never abandons a try
+    slow.receive(OK)
+    assert messages(client.take()) == [b"HTTP/1.1 200 OK"]
+
+
+def test_a_slow_breaker_probe_that_loses_the_race_is_released_as_failed(
+    tmp_path: Path,
+) -> None:
+    """The loser's endpoint is freed whole: its in-flight count and its breaker probe."""
+    kit = hedging(tmp_path, "  circuitBreaker: {consecutiveFailures: 1}\n")
+    client = kit.client()
+    client.receive(GET)
+    upstream_a = kit.accept(A)
+    upstream_a.receive(b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n")
+    assert status_of(client.take()) == 500
+    assert kit.endpoint(A).state == "open-circuit"
+    kit.advance(1.1)
+    assert kit.endpoint(A).state == "probing"
+    client.receive(GET)  # the probe, on A's pooled connection
+    assert upstream_a.take().startswith(b"GET /x")
+    assert not kit.endpoint(A).pickable  # one probe at a time
+    kit.advance(PER_TRY)  # the probe is slow: hedged on B
+    kit.accept(B).receive(OK)
+    assert status_of(client.take()) == 200
+    assert upstream_a.closed
+    assert kit.endpoint(A).in_flight == 0
+    assert kit.endpoint(A).state == "open-circuit"  # the probe failed: open again

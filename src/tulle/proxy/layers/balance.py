@@ -8,6 +8,9 @@ reconnect), then gets 503; past ``pendingRequests`` waiting, or past
 ``requestsPerEndpoint`` in flight on the chosen endpoint, it is shed at once. A retry
 that finds nothing answers what the previous try got.
 
+A hedge (`tulle.proxy.layers.retry`) asks this layer for an endpoint other than the one
+its racer waits on (`other_than`), then starts a second attempt there (`hedge`).
+
 Below this layer the request is one `Attempt` on one endpoint.
 """
 
@@ -21,7 +24,7 @@ from tulle.proxy.attempt import Attempt
 if TYPE_CHECKING:
     from tulle.proxy.exchange import Exchange
     from tulle.proxy.layers import AttemptLayer
-    from tulle.proxy.targets import ServiceTarget
+    from tulle.proxy.targets import Endpoint, ServiceTarget
 
 
 class Balance:
@@ -48,6 +51,26 @@ class Balance:
         exchange.stats = endpoint.stats
         attempt = Attempt(exchange, endpoint)
         exchange.start_attempt(attempt)
+        self.inner(attempt)
+
+    def other_than(self, exchange: Exchange, busy: Endpoint) -> Endpoint | None:
+        """Where a hedge of ``exchange`` may go: a pickable endpoint that is not ``busy``
+        (its racer's) and has room; None when the balancer offers only ``busy``."""
+        balancer = self.target.balancer
+        endpoint = balancer.pick(exchange)
+        if endpoint is busy:
+            endpoint = balancer.pick(exchange)
+        if (endpoint is None or endpoint is busy
+                or endpoint.in_flight >= self.target.limits.requests_per_endpoint):
+            return None
+        return endpoint
+
+    def hedge(self, exchange: Exchange, endpoint: Endpoint) -> None:
+        """A second try of ``exchange``, on ``endpoint``, racing the one in flight."""
+        attempt = Attempt(exchange, endpoint)
+        exchange.start_hedge(attempt)
+        exchange.endpoint = endpoint
+        exchange.stats = endpoint.stats
         self.inner(attempt)
 
     def _none_available(self, exchange: Exchange) -> None:

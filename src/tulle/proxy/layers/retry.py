@@ -8,6 +8,15 @@ backoff, sending the kept body again) or not (the exchange answers the client). 
 try is retried only when the policy names its condition (or status) and method, the
 request has tries left, its body was small enough to keep, and the budget allows it
 (Linkerd's and Envoy's rules; see `tulle.resilience.retry`).
+
+Hedging (``retries.hedge``, Envoy's ``hedge_on_per_try_timeout``): when a try's per-try
+timeout passes, the try is not abandoned; if the request may be hedged (an idempotent
+method the policy lists, its whole body kept or none) and it has tries left, the budget
+allows one more and another endpoint has room, a second try goes there at once and the
+two race (`tulle.proxy.exchange`). A hedge is a retry for the ``attempts`` count and
+the budget. No backoff: the per-try timeout was the wait, and the hedge goes to another
+endpoint. No timer of its own either: each try's per-try deadline is already on the
+timer wheel.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ if TYPE_CHECKING:
     from tulle.http import ResponseHead
     from tulle.proxy.attempt import Attempt
     from tulle.proxy.exchange import Exchange
-    from tulle.proxy.layers import ExchangeLayer
+    from tulle.proxy.layers.balance import Balance
     from tulle.proxy.targets import ServiceTarget
 
 _jitter: Final = random.Random()
@@ -35,7 +44,7 @@ class Retry:
     __slots__ = ("inner", "loop", "target")
 
     def __init__(
-        self, target: ServiceTarget, loop: asyncio.AbstractEventLoop, inner: ExchangeLayer
+        self, target: ServiceTarget, loop: asyncio.AbstractEventLoop, inner: Balance
     ) -> None:
         self.target = target
         self.loop = loop
@@ -88,6 +97,43 @@ class Retry:
         exchange.last_failure = (error.status, error.code, reason)
         self._again(exchange, attempt)
         return True
+
+    def retryable_status(self, exchange: Exchange, status: int) -> bool:
+        """Whether the policy retries an answer with ``status`` (a racer that gets one has
+        failed: the other racer's answer is awaited instead)."""
+        policy = exchange.retry_policy
+        return policy is not None and policy.retries_status(status)
+
+    # -- hedging --
+
+    def hedges(self, exchange: Exchange) -> bool:
+        """Whether a try of ``exchange`` that outlives its per-try timeout is hedged (and
+        goes on) rather than failed as a timeout."""
+        policy = exchange.retry_policy
+        if policy is None or not policy.hedge:
+            return False
+        head = exchange.head
+        if not policy.hedges(head.method, head.grpc):
+            return False
+        return not head.has_body or (exchange.request_complete and exchange.replay is not None)
+
+    def hedge(self, exchange: Exchange, overdue: Attempt) -> None:
+        """Send a hedge to race ``overdue`` if the request has tries left, the budget allows
+        one more, and the balancer has an endpoint other than ``overdue``'s with room."""
+        policy = exchange.retry_policy
+        if policy is None or exchange.tries >= policy.attempts:
+            return
+        balance = self.inner
+        endpoint = balance.other_than(exchange, overdue.endpoint)
+        if endpoint is None:
+            return
+        target = self.target
+        if not target.budget.try_withdraw():
+            target.counters.retry_budget_exhausted += 1
+            return
+        exchange.tries += 1
+        target.counters.hedges += 1
+        balance.hedge(exchange, endpoint)
 
     def _may(self, exchange: Exchange, condition: str) -> bool:
         """Whether the failed try may be sent again: policy, tries, body, budget."""

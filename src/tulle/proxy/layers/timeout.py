@@ -5,8 +5,8 @@ and the endpoint is told the one that applies (gRPC's deadline propagation).
 
 It arms the deadline on the way in (on the timer wheel: no handle per request); the
 exchange disarms it through this layer's wheel when the response head arrives. If it
-passes first, this layer answers: the attempt in flight is abandoned as failed, and
-the client gets 504.
+passes first, this layer answers: the attempts in flight (two, while a hedge races)
+are abandoned as failed, and the client gets 504.
 """
 
 from __future__ import annotations
@@ -41,8 +41,5 @@ class RequestTimeout:
     def expired(self, exchange: Exchange) -> None:
         """The deadline passed before the response head: 504. The endpoint that did not
         answer in time is told it failed (a hanging endpoint opens its breaker)."""
-        attempt = exchange.attempt
-        if attempt is not None:
-            exchange.attempt = None
-            attempt.abandon(failed=True)
+        exchange.abandon_tries()
         exchange.fail(errors.REQUEST_TIMEOUT, timeout=exchange.request_timeout)

@@ -1,0 +1,69 @@
+"""The timer wheel: deadlines fire once, within a tick, and a met one leaves nothing."""
+
+from __future__ import annotations
+
+from tests.support.fake_loop import FakeLoop
+from tulle.transport.timers import TICK, TimerWheel
+
+
+class Owner:
+    """Something with a deadline; ``then`` runs when it expires (e.g. arms another)."""
+
+    def __init__(self, then: object = None) -> None:
+        self.deadline = 0.0
+        self.wheel_slot = 0
+        self.fired = 0
+        self.then = then
+
+    def expired(self) -> None:
+        self.fired += 1
+        if callable(self.then):
+            self.then()
+
+
+def pending_sweeps(loop: FakeLoop) -> int:
+    return sum(1 for _, _, handle in loop._timers if not handle.cancelled)
+
+
+def test_a_deadline_fires_once_soon_after_it_passes() -> None:
+    loop = FakeLoop()
+    wheel = TimerWheel(loop, loop.clock)  # type: ignore[arg-type]
+    owner = Owner()
+    wheel.arm(owner, 0.5)
+    loop.advance(0.49)
+    assert owner.fired == 0
+    loop.advance(3 * TICK)  # the tick it falls in, swept at the next (float rounding aside)
+    assert owner.fired == 1
+    loop.advance(1.0)
+    assert owner.fired == 1
+    assert wheel.armed == 0
+    assert pending_sweeps(loop) == 0  # nothing armed: the wheel stops ticking
+
+
+def test_a_met_deadline_never_fires() -> None:
+    loop = FakeLoop()
+    wheel = TimerWheel(loop, loop.clock)  # type: ignore[arg-type]
+    owner = Owner()
+    wheel.arm(owner, 0.5)
+    wheel.disarm(owner)
+    loop.advance(1.0)
+    assert owner.fired == 0
+    assert (owner.wheel_slot, owner.deadline) == (0, 0.0)
+
+
+def test_a_deadline_armed_while_the_wheel_sweeps_keeps_one_sweep_going() -> None:
+    """An expiry that arms another deadline (a per-try timeout that starts a hedge, whose
+    own per-try timeout is armed at once) must not start a second chain of sweeps."""
+    loop = FakeLoop()
+    wheel = TimerWheel(loop, loop.clock)  # type: ignore[arg-type]
+    second = Owner()
+    first = Owner(then=lambda: wheel.arm(second, 0.5))
+    wheel.arm(first, 0.1)
+    loop.advance(0.15)
+    assert first.fired == 1
+    assert pending_sweeps(loop) == 1
+    loop.advance(0.3)
+    assert pending_sweeps(loop) == 1
+    loop.advance(0.3)
+    assert second.fired == 1
+    assert pending_sweeps(loop) == 0
