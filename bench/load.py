@@ -136,9 +136,12 @@ def run_hey(
     seconds: float,
     rate: int,
     cpus: frozenset[int] | None,
+    workers: int | None = None,
 ) -> HeyResult:
-    """About ``rate`` requests/s for ``seconds`` against ``url``, one CSV row each."""
-    workers = max(1, round(rate / HEY_RATE_PER_WORKER))
+    """About ``rate`` requests/s for ``seconds`` against ``url``, one CSV row each;
+    ``workers`` concurrent connections (default: one per ``HEY_RATE_PER_WORKER``)."""
+    if workers is None:
+        workers = max(1, round(rate / HEY_RATE_PER_WORKER))
     per_worker = rate / workers
     argv = [
         find_tool("hey"), "-z", f"{int(seconds * 1000)}ms", "-q", f"{per_worker:g}",

@@ -22,6 +22,7 @@ SCENARIOS: dict[str, str] = {
     "degrading_endpoint": "bench.scenarios.degrading_endpoint",
     "degrading_open_loop": "bench.scenarios.degrading_open_loop",
     "failover": "bench.scenarios.failover",
+    "frozen_endpoint": "bench.scenarios.frozen_endpoint",
     "control_plane": "bench.scenarios.control_plane",
     "fuzz": "bench.scenarios.fuzz",
     "soak": "bench.scenarios.soak",

@@ -164,7 +164,7 @@ def haproxy_config(listen_port: int, endpoints: list[str], mode: str, checks: bo
     costs no request)."""
     text = (failover.render_haproxy(listen_port, endpoints) if checks
             else peers.render_haproxy(listen_port, endpoints))
-    return _replace_once(text, "    balance roundrobin\n", f"    balance {mode}\n")
+    return failover.replace_once(text, "    balance roundrobin\n", f"    balance {mode}\n")
 
 
 def nginx_config(workdir: Path, listen_port: int, endpoints: list[str], mode: str,
@@ -173,14 +173,8 @@ def nginx_config(workdir: Path, listen_port: int, endpoints: list[str], mode: st
     scenario's passive failure handling."""
     text = (failover.render_nginx(workdir, listen_port, endpoints) if checks
             else peers.render_nginx_proxy(workdir, listen_port, endpoints))
-    return _replace_once(text, "    upstream backends {\n",
-                         f"    upstream backends {{\n        {mode};\n")
-
-
-def _replace_once(text: str, old: str, new: str) -> str:
-    if text.count(old) != 1:
-        raise ValueError(f"expected exactly one {old.strip()!r} in the rendered config")
-    return text.replace(old, new)
+    return failover.replace_once(text, "    upstream backends {\n",
+                                 f"    upstream backends {{\n        {mode};\n")
 
 
 def tulle_manifest(endpoints: list[str], algorithm: str) -> str:

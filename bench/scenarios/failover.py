@@ -27,6 +27,7 @@ Target: Tulle zero failed requests, and fewer than either peer.
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import sys
 import time
@@ -94,20 +95,21 @@ class Outcome:
 
 
 class Endpoints:
-    """The three endpoint processes, by name; one can be killed and restarted."""
+    """Endpoint processes, by name; one can be killed and restarted, or frozen and thawed."""
 
-    def __init__(self, harness: Harness) -> None:
+    def __init__(self, harness: Harness, names: tuple[str, ...] = BACKEND_NAMES) -> None:
         self.harness = harness
-        ports = free_ports(len(BACKEND_NAMES))
-        self.ports = dict(zip(BACKEND_NAMES, ports, strict=True))
+        self.names = names
+        ports = free_ports(len(names))
+        self.ports = dict(zip(names, ports, strict=True))
         self.processes: dict[str, Started] = {}
         self.generation = 0
-        for name in BACKEND_NAMES:
+        for name in names:
             self.start(name)
 
     @property
     def addresses(self) -> list[str]:
-        return [f"127.0.0.1:{self.ports[name]}" for name in BACKEND_NAMES]
+        return [f"127.0.0.1:{self.ports[name]}" for name in self.names]
 
     def start(self, name: str) -> Started:
         port = self.ports[name]
@@ -145,11 +147,19 @@ class Endpoints:
         process.popen.wait()
         self.harness.group.stop(process)  # already dead: only forgets it
 
+    def freeze(self, name: str) -> None:
+        """SIGSTOP: the process stops, its listening socket stays (the kernel still
+        accepts connections and buffers requests): a long pause, not a crash."""
+        self.processes[name].popen.send_signal(signal.SIGSTOP)
+
+    def thaw(self, name: str) -> None:
+        self.processes[name].popen.send_signal(signal.SIGCONT)
+
     def as_backends(self) -> peers.Backends:
         """The ``Backends`` the peer starters take (``process`` is one of several)."""
         return peers.Backends(
-            addresses=tuple(("127.0.0.1", self.ports[n]) for n in BACKEND_NAMES),
-            process=self.processes[BACKEND_NAMES[0]],
+            addresses=tuple(("127.0.0.1", self.ports[n]) for n in self.names),
+            process=self.processes[self.names[0]],
         )
 
 
@@ -268,19 +278,19 @@ def render_nginx(workdir: Path, listen_port: int, endpoints: list[str]) -> str:
     """The bench's nginx proxy config plus passive failure handling (see module note)."""
     text = peers.render_nginx_proxy(workdir, listen_port, endpoints)
     for endpoint in endpoints:
-        text = _replace_once(
+        text = replace_once(
             text,
             f"        server {endpoint};\n",
             f"        server {endpoint} max_fails=1 fail_timeout={NGINX_FAIL_TIMEOUT};\n",
         )
-    return _replace_once(
+    return replace_once(
         text,
         "            proxy_http_version 1.1;\n",
         "            proxy_http_version 1.1;\n            proxy_next_upstream error timeout;\n",
     )
 
 
-def _replace_once(text: str, old: str, new: str) -> str:
+def replace_once(text: str, old: str, new: str) -> str:
     if text.count(old) != 1:
         raise ValueError(f"expected exactly one {old.strip()!r} in the rendered config")
     return text.replace(old, new)

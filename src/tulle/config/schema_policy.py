@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, StrictBool, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -186,7 +186,7 @@ class Retries(Schema):
     on: tuple[RetryCondition, ...] = ("connect-failure", "reset", "gateway-error")
     methods: tuple[HttpMethod, ...] = IDEMPOTENT_METHODS
     budget: RetryBudget | None = None
-    hedge: bool = Field(False, strict=True)
+    hedge: StrictBool = False
 
 
 class Backoff(Schema):
