@@ -5,6 +5,8 @@ reloads, each decision seen by the client (403 with the reason, 404) and counted
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 
 from tests.support.backend import Backend
 from tests.support.client import get
-from tests.support.proxy import RunningProxy, free_port, metric
+from tests.support.proxy import TULLE, RunningProxy, free_port, metric
 
 
 def _mesh(app_port: int, default: str = "all-unauthenticated") -> str:
@@ -115,7 +117,7 @@ class InboundProxy:
         self.write(policy)
         self.inbound = ("127.0.0.1", free_port())
         self.proxy = RunningProxy(folder, "--app", app.address, "--inbound",
-                                  f"127.0.0.1:{self.inbound[1]}")
+                                  f"127.0.0.1:{self.inbound[1]}", "--allow-tap")
 
     def write(self, policy: str) -> None:
         (self.folder / "mesh.yaml").write_text(_mesh(self.app_port, self.default) + policy)
@@ -159,6 +161,17 @@ def test_deny_by_default_still_lets_the_probes_through(inbound: InboundProxy) ->
                           reason="unauthorized") == 2
     assert inbound.metric("response_total", direction="inbound", status_code="403",
                           classification="failure", error="forbidden") == 2
+    # A user watching with tulle tap sees the denials, and why.
+    tap = subprocess.Popen([TULLE, "tap", "--admin", f"127.0.0.1:{inbound.proxy.admin_port}",
+                            "--status", "403", "--max-events", "1", "-o", "json",
+                            "--duration", "15s"], stdout=subprocess.PIPE, text=True)
+    while tap.poll() is None:
+        assert get(inbound.inbound, "/denied")[0] == 403
+        time.sleep(0.05)
+    (line,) = tap.communicate()[0].splitlines()
+    event = json.loads(line)
+    assert (event["direction"], event["path"], event["status"], event["error"]) == (
+        "inbound", "/denied", 403, "forbidden")
 
 
 def test_a_server_admits_what_its_authorization_requires(tmp_path: Path, app: Backend) -> None:

@@ -6,20 +6,26 @@ requires mTLS — and TLS garbage, which costs the inbound side nothing lasting.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import socket
 import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from tests.support.backend import Backend
 from tests.support.client import get
 from tests.support.identity_kit import IdentityKit, identity
-from tests.support.proxy import RunningProxy, mesh_service, metric
+from tests.support.proxy import TULLE, RunningProxy, mesh_service, metric
+from tulle.identity.certificates import CertificateAuthority
+from tulle.identity.credentials import new_key, signing_request
+from tulle.identity.issuer import write_issuer
 
 WEB, CLI = identity("web"), identity("cli")
 
@@ -40,7 +46,8 @@ class TwoProxies:
         self.client_manifests = folder / "cli"
         self.client_manifests.mkdir()
         self.route("web", f"127.0.0.1:{self.inbound[1]}", WEB.uri)
-        self.client = RunningProxy(self.client_manifests, *kit.proxy_args("cli"))
+        self.client = RunningProxy(self.client_manifests, *kit.proxy_args("cli"),
+                                   "--allow-tap")
 
     def route(self, name: str, address: str, server_identity: str) -> None:
         (self.client_manifests / f"{name}.yaml").write_text(mesh_service(
@@ -109,6 +116,48 @@ def test_tap_shows_the_peer_identity(mesh: TwoProxies) -> None:
         get(mesh.client.outbound, "/tapped", host="web")
         reader.join(0.2)
     assert events and events[0]["identity"] == CLI.uri and events[0]["direction"] == "inbound"
+
+
+def _while_requests_flow(mesh: TwoProxies, *args: str) -> subprocess.CompletedProcess[str]:
+    """``tulle *args`` (a monitoring command), with requests from cli to web meanwhile."""
+    command = subprocess.Popen([TULLE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    deadline = time.monotonic() + 20
+    while command.poll() is None and time.monotonic() < deadline:
+        assert get(mesh.client.outbound, "/watched", host="web")[0] == 200
+        time.sleep(0.02)
+    stdout, stderr = command.communicate(timeout=5)
+    return subprocess.CompletedProcess(command.args, command.returncode, stdout, stderr)
+
+
+def test_tulle_edges_and_tap_name_both_identities(mesh: TwoProxies) -> None:
+    """What a user runs: ``tulle edges`` sees the edge cli → web from both proxies,
+    secured, with the identity each side proved; ``tulle tap`` prints the peer's
+    identity on each side (the client's inbound, the server's outbound)."""
+    server, client = (f"127.0.0.1:{proxy.admin_port}" for proxy in (mesh.server, mesh.client))
+    result = _while_requests_flow(mesh, "edges", "--admin", server, "--admin", client,
+                                  "--name", f"{client}=cli-proxy", "--window", "2s", "-o",
+                                  "json")
+    assert result.returncode == 0, result.stderr
+    edges = {edge["seenBy"]: edge for edge in json.loads(result.stdout)["edges"]}
+    outbound, inbound = edges["outbound of cli-proxy"], edges[f"inbound of {server}"]
+    assert (outbound["src"], outbound["dst"]) == ("cli-proxy", "web")
+    assert inbound["src"] == CLI.uri  # the caller, as its certificate names it
+    for edge in (outbound, inbound):
+        assert edge["secured"] is True
+        assert (edge["clientId"], edge["serverId"]) == (CLI.uri, WEB.uri)
+        assert edge["successRate"] == 1.0
+    wide = _while_requests_flow(mesh, "edges", "--admin", server, "--window", "1s",
+                                "-o", "wide")
+    assert wide.returncode == 0, wide.stderr
+    assert "√" in wide.stdout and CLI.uri in wide.stdout and WEB.uri in wide.stdout
+    for admin, direction, peer in ((server, "inbound", CLI), (client, "outbound", WEB)):
+        tapped = _while_requests_flow(mesh, "tap", "--admin", admin, "--path", "/watched",
+                                      "--max-events", "1", "--duration", "15s")
+        assert tapped.returncode == 0, tapped.stderr
+        (line,) = tapped.stdout.splitlines()
+        assert f" {direction} GET " in line and "-> 200" in line
+        assert f" tls={peer.uri} " in line
 
 
 def _first_failure(mesh: TwoProxies) -> tuple[int, dict[str, str]]:
@@ -333,35 +382,18 @@ def test_certificates_rotate_under_load_and_nothing_is_lost(
     both proxies for 8 s, across several renewals on each side. Every request is
     answered 200; the mTLS connections opened before the first renewal carry on (none
     is reopened); and a new connection meets the newest certificate."""
-    import http.client
-
     kit = IdentityKit(tmp_path / "identity", leaf_lifetime="3s").start()
     mesh = TwoProxies(tmp_path, kit, app)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
     try:
         first = _server_certificate(mesh.inbound, kit, tmp_path)
-        statuses: list[int] = []
-        errors: list[BaseException] = []
-        stop = time.monotonic() + 8
-
-        def client() -> None:
-            conn = http.client.HTTPConnection(*mesh.client.outbound, timeout=10)
-            try:
-                while time.monotonic() < stop:
-                    conn.request("GET", "/", headers={"Host": "web"})
-                    response = conn.getresponse()
-                    response.read()
-                    statuses.append(response.status)
-            except (OSError, http.client.HTTPException) as exc:
-                errors.append(exc)
-            finally:
-                conn.close()
-
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for thread in threads:
-            thread.start()
+        threads, statuses, errors = _load(mesh, 4, stop)
         time.sleep(1)
         opened = metric(mesh.server.admin_port, "tcp_open_total", direction="inbound",
                         peer="src")
+        time.sleep(7)
+        stop.set()
         for thread in threads:
             thread.join()
         assert not errors
@@ -373,6 +405,100 @@ def test_certificates_rotate_under_load_and_nothing_is_lost(
                       peer="src") == opened
         assert _server_certificate(mesh.inbound, kit, tmp_path) != first
     finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        mesh.stop()
+        kit.stop()
+
+
+def _load(mesh: TwoProxies, clients: int, stop: threading.Event
+          ) -> tuple[list[threading.Thread], list[int], list[BaseException]]:
+    """``clients`` keep-alive clients sending cli → web until ``stop``: the threads, the
+    statuses they saw and their errors."""
+    import http.client
+
+    statuses: list[int] = []
+    errors: list[BaseException] = []
+
+    def client() -> None:
+        conn = http.client.HTTPConnection(*mesh.client.outbound, timeout=10)
+        try:
+            while not stop.is_set():
+                conn.request("GET", "/", headers={"Host": "web"})
+                response = conn.getresponse()
+                response.read()
+                statuses.append(response.status)
+        except (OSError, http.client.HTTPException) as exc:
+            errors.append(exc)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    return threads, statuses, errors
+
+
+def _context_under(anchor: CertificateAuthority, issuer: CertificateAuthority,
+                   folder: Path) -> ssl.SSLContext:
+    """A client context trusting ``anchor``, with a leaf for cli made by ``issuer``."""
+    key = new_key()
+    chain = issuer.certify(signing_request(key), CLI, datetime.timedelta(hours=1))
+    (folder / "rotated.crt").write_bytes(chain + issuer.cert_pem)
+    (folder / "rotated.key").write_bytes(key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=anchor.cert_pem.decode())
+    context.load_cert_chain(folder / "rotated.crt", folder / "rotated.key")
+    return context
+
+
+def test_the_trust_anchor_rotates_in_three_steps_under_load(
+        tmp_path: Path, app: Backend) -> None:
+    """docs/security.md's anchor rotation, done to a running mesh: trust both anchors,
+    issue from the new one, drop the old one, each step waiting for both proxies to
+    renew (leaves of 3 s). Requests flow throughout and every one is answered 200; at
+    the end web's proxy presents a leaf of the new anchor and refuses a client whose
+    leaf is of the old one."""
+    kit = IdentityKit(tmp_path / "identity", leaf_lifetime="3s").start()
+    mesh = TwoProxies(tmp_path, kit, app)
+    old, new = kit.anchor, CertificateAuthority.generate("the next trust anchor")
+    new_issuer = new.issue_issuer("the next issuer")
+    stop = threading.Event()
+    threads, statuses, errors = _load(mesh, 2, stop)
+
+    def step(issuer: CertificateAuthority, anchors: bytes) -> None:
+        # Two renewals after the write: the first may have been under way before it.
+        before = [metric(proxy.admin_port, "identity_cert_refresh_total")
+                  for proxy in (mesh.client, mesh.server)]
+        write_issuer(kit.issuer_dir, issuer, anchors)
+        _until(lambda: all(metric(proxy.admin_port, "identity_cert_refresh_total") >= seen + 2
+                           for proxy, seen in zip((mesh.client, mesh.server), before,
+                                                  strict=True)), timeout=20)
+
+    try:
+        step(kit.issuer, old.cert_pem + new.cert_pem)  # 1. trust both
+        step(new_issuer, new.cert_pem + old.cert_pem)  # 2. issue from the new anchor
+        step(new_issuer, new.cert_pem)  # 3. drop the old one
+        stop.set()
+        for thread in threads:
+            thread.join()
+        assert not errors
+        assert len(statuses) > 100 and set(statuses) == {200}
+        # New connections: web's proxy proves itself under the new anchor (a client that
+        # trusts only it, with a leaf of the new issuer, is served)...
+        assert _tls_request(mesh.inbound, _context_under(new, new_issuer, tmp_path)
+                            ).startswith(b"HTTP/1.1 200")
+        # ...and no longer takes a client whose leaf chains to the old anchor.
+        assert _tls_request(mesh.inbound, _context_under(new, old.issue_issuer("old"),
+                                                         tmp_path)) == b""
+        assert get(mesh.client.outbound, "/", host="web")[0] == 200
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
         mesh.stop()
         kit.stop()
 

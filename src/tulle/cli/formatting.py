@@ -63,7 +63,11 @@ def print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         table.add_column(column, justify="left" if index == 0 else "right", no_wrap=True)
     for row in rows:
         table.add_row(*(Text(cell) for cell in row))  # text, not markup: "[default]"
-    Console(width=max(80, sum(len(c) + 2 for c in columns) + 40)).print(table)
+    # As wide as the widest cell of each column needs: nothing is cut (a SPIFFE ID in
+    # ``tulle edges -o wide`` is longer than any header).
+    widths = [max([len(column), *(len(row[index]) for row in rows)])
+              for index, column in enumerate(columns)]
+    Console(width=max(80, sum(width + 2 for width in widths))).print(table)
 
 
 def print_json(value: object) -> None:
