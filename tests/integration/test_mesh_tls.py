@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import itertools
 import json
 import socket
 import ssl
@@ -304,6 +305,67 @@ def test_plaintext_where_policy_requires_mtls_is_refused(mesh: TwoProxies, app: 
     assert get(mesh.client.outbound, "/", host="web")[0] == 200  # cli over mTLS
     assert metric(mesh.server.admin_port, "inbound_http_authz_allow_total",
                   srv_name="web-http", authz_name="authorizationpolicy:cli-calls-web") >= 1
+
+
+LIMITS = """---
+apiVersion: policy.tulle.dev/v1alpha1
+kind: Server
+metadata: {name: web-http, namespace: shop}
+spec: {podSelector: {matchLabels: {app: web}}, port: PORT, accessPolicy: all-unauthenticated}
+---
+apiVersion: policy.tulle.dev/v1alpha1
+kind: HTTPLocalRateLimitPolicy
+metadata: {name: web-rl, namespace: shop}
+spec:
+  targetRef: {group: policy.tulle.dev, kind: Server, name: web-http}
+  total: {requestsPerSecond: 1000}
+  identity: {requestsPerSecond: 5}
+  overrides:
+    - requestsPerSecond: OVERRIDE
+      clientRefs: [{kind: ServiceAccount, name: cli, namespace: shop}]
+"""
+
+
+def test_rate_limit_overrides_go_by_the_identity_mtls_proved(mesh: TwoProxies,
+                                                              app: Backend) -> None:
+    """Per-identity limits and overrides keyed by the client's certificate: plaintext
+    callers share the identity bucket (5/s); cli, named in an override, has its own.
+    With the override at 200/s, 60 requests from cli at once all pass while plaintext
+    is refused; at 2/s, cli's requests back to back are admitted within the GCRA bounds
+    (burst B = R = 2, see tests/unit/policy/test_rate_limit.py), the rest answered 429
+    with Retry-After and counted as the override's."""
+    port = app.address.rsplit(":", 1)[1]
+    mesh_file = mesh.server_manifests / "mesh.yaml"
+    plain = mesh_file.read_text()
+    admin = mesh.server.admin_port
+
+    def limited(limit: str) -> float:
+        return metric(admin, "tulle_inbound_rate_limited_total", srv_name="web-http",
+                      limit=limit)
+
+    mesh_file.write_text(plain + LIMITS.replace("PORT", port).replace("OVERRIDE", "200"))
+    _until(lambda: get(mesh.inbound, "/")[0] == 429)  # plaintext: the shared bucket
+    statuses = [get(mesh.client.outbound, "/", host="web")[0] for _ in range(60)]
+    assert statuses == [200] * 60
+    assert limited("identity") >= 1 and limited("override") == 0
+
+    mesh_file.write_text(plain + LIMITS.replace("PORT", port).replace("OVERRIDE", "2"))
+    _until(lambda: get(mesh.client.outbound, "/", host="web")[0] == 429)
+    refused_before = limited("override")
+    time.sleep(1.1)  # the bucket fills again (a burst of 2 at 2/s: 1 s)
+    sends: list[float] = []
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+    for _ in range(20):
+        sends.append(time.monotonic())
+        answers.append(get(mesh.client.outbound, "/", host="web"))
+    span, gap = sends[-1] - sends[0], max(b - a for a, b in itertools.pairwise(sends))
+    admitted = sum(status == 200 for status, _, _ in answers)
+    refused = [headers for status, headers, _ in answers if status == 429]
+    assert gap < 0.5  # below the tolerance (B - 1)/R, where the bounds hold
+    assert 2 + int((span - gap) * 2) - 1 <= admitted <= 2 + int(span * 2) + 1
+    assert len(refused) == 20 - admitted
+    assert all(headers["retry-after"] == "1" for headers in refused)
+    assert limited("override") - refused_before == len(refused)
 
 
 def test_tls_garbage_on_the_inbound_port_costs_nothing_lasting(mesh: TwoProxies) -> None:
