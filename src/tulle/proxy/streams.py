@@ -21,12 +21,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-try:
-    from mypy_extensions import trait
-except ImportError:  # pure Python without mypy installed: a trait is a plain base class
-    def trait(cls):  # type: ignore[no-redef]
-        return cls
-
 if TYPE_CHECKING:
     import asyncio
 
@@ -37,6 +31,12 @@ if TYPE_CHECKING:
     # A connection handed over for a splice: its transport (reading paused), the bytes
     # that followed the last HTTP message in its last read, and the stats it counts on.
     Tunnel = tuple[asyncio.Transport, bytes, TcpStats]
+
+try:
+    from mypy_extensions import trait
+except ImportError:  # pure Python without mypy installed: a trait is a plain base class
+    def trait(cls):  # type: ignore[misc,no-redef]
+        return cls
 
 
 @trait
