@@ -367,7 +367,7 @@ class ClientConnection(ClientStream):
         if (not self.closing and self.queue and self.queue[0] is exchange
                 and self._started is not exchange):
             self._started = exchange
-            self.ctx.stack(exchange)
+            self.ctx.stack.call(exchange)
 
     def _after_last(self) -> None:
         """Nothing left to answer: a pending error, a half-closed client, or idle."""

@@ -318,7 +318,7 @@ class H2ClientConnection:
         stream.request_open = False  # the request came whole over HTTP/1.1
         exchange = stream.exchange = Exchange(stream, head, self.clock())
         self.streams[1] = stream
-        self.ctx.stack(exchange)
+        self.ctx.stack.call(exchange)
         if rest:
             self.data_received(rest, count=False)
 
@@ -392,7 +392,7 @@ class H2ClientConnection:
         stream = H2ClientStream(self, stream_id)
         exchange = stream.exchange = Exchange(stream, head, self.clock())
         self.streams[stream_id] = stream
-        self.ctx.stack(exchange)
+        self.ctx.stack.call(exchange)
 
     def stream_informational(self, stream_id: int, head: ResponseHead) -> None:
         raise AssertionError("a server codec delivers no interim responses")

@@ -14,12 +14,14 @@ for a stream). A pool never sees an exchange: only a waiter, which says through
 
 They are *traits* (mypy_extensions): abstract base classes the sides inherit, which
 mypyc calls through a table instead of looking methods up by name (setup.py); in pure
-Python a trait is an ordinary base class.
+Python a trait is an ordinary base class (mypy_extensions is a runtime dependency for this).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from mypy_extensions import trait
 
 if TYPE_CHECKING:
     import asyncio
@@ -31,12 +33,6 @@ if TYPE_CHECKING:
     # A connection handed over for a splice: its transport (reading paused), the bytes
     # that followed the last HTTP message in its last read, and the stats it counts on.
     Tunnel = tuple[asyncio.Transport, bytes, TcpStats]
-
-try:
-    from mypy_extensions import trait
-except ImportError:  # pure Python without mypy installed: a trait is a plain base class
-    def trait(cls):  # type: ignore[misc,no-redef]
-        return cls
 
 
 @trait

@@ -18,12 +18,13 @@ import asyncio
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from tulle.balance import Balancer
 from tulle.config import Limits, LoadBalancer
 from tulle.proxy import errors
 from tulle.proxy.exchange import WAITING
+from tulle.proxy.layers import ExchangeLayer
 from tulle.resilience import CircuitBreaker, HealthState, RetryBudget, RetryPolicy
 from tulle.telemetry.metrics import ResponseStats, ServiceCounters
 from tulle.upstream.pool import EndpointPool
@@ -31,7 +32,6 @@ from tulle.upstream.pool import EndpointPool
 if TYPE_CHECKING:
     from tulle.proxy.exchange import Exchange
     from tulle.proxy.http_routes import RouteTable
-    from tulle.proxy.layers import ExchangeLayer
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +183,7 @@ class ServiceTarget:
                 exchange = parked.exchange
                 if exchange.state == WAITING:
                     exchange.resume()
-                    parked.resume(exchange)
+                    parked.resume.call(exchange)
 
     # -- fail fast: waiting briefly for an endpoint --
 
@@ -229,5 +229,13 @@ class _Waiting:
     give_up: asyncio.TimerHandle
 
 
-def _unbuilt(exchange: Exchange) -> None:
-    raise RuntimeError("a target's stack is built before it serves (tulle.proxy.outbound)")
+class _Unbuilt(ExchangeLayer):
+    """The stack of a target not yet built: a bug if it is ever called."""
+
+    __slots__ = ()
+
+    def call(self, exchange: Exchange) -> None:
+        raise RuntimeError("a target's stack is built before it serves (tulle.proxy.outbound)")
+
+
+_unbuilt: Final = _Unbuilt()

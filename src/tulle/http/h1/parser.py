@@ -62,6 +62,9 @@ _REASON_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 # The versions this codec speaks; llhttp also parses 0.9 and 2.0 request lines.
 _VERSIONS: Final = ("1.1", "1.0")
+# The same, as they end a request line and begin a status line that llhttp has checked:
+# read from the line, since httptools' get_http_version formats a str per call.
+_VERSION_OF: Final = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 # Reason phrases seen on most responses, known to be clean (no regex run for them).
 _COMMON_REASONS: Final = frozenset(
     {b"OK", b"Created", b"Accepted", b"No Content", b"Moved Permanently", b"Found",
@@ -240,7 +243,7 @@ def _scan(head: RequestHead | ResponseHead, block: bytes, request: bool) -> byte
                     raise RemoteProtocolError("more than one Host header")
                 start, stop = _value_span(block, at + 5, end)
                 host = block[start:stop]
-                if b"@" in host:
+                if _find(host, b"@") >= 0:  # (`in` on bytes costs a TypeError first)
                     raise RemoteProtocolError(
                         "userinfo (user@) in the Host header (RFC 9110 §4.2.4)"
                     )
@@ -560,12 +563,15 @@ class RequestParser(_Parser):
         head = self._head
         assert isinstance(head, RequestHead)
         parser = self._parser
-        head.version = version = self._get_version()
-        if version not in _VERSIONS:
-            raise RemoteProtocolError(
-                f"HTTP version {version} is not supported (1.0 and 1.1 are)", 505
-            )
         start_line, block = self._head_block()
+        version = _VERSION_OF.get(start_line[-8:])
+        if version is None:  # a collected head, or a version this codec does not speak
+            version = self._get_version()
+            if version not in _VERSIONS:
+                raise RemoteProtocolError(
+                    f"HTTP version {version} is not supported (1.0 and 1.1 are)", 505
+                )
+        head.version = version
         head.method = method = parser.get_method()
         head.target = target = (
             self._url if self._collect else start_line[len(method) + 1:start_line.rindex(b" ")]
@@ -669,12 +675,16 @@ class ResponseParser(_Parser):
         assert isinstance(head, ResponseHead)
         parser = self._parser
         head.status = status = parser.get_status_code()
-        head.version = version = self._get_version()
-        if version not in _VERSIONS:
-            raise RemoteProtocolError(f"the endpoint answered in HTTP version {version}", 502)
+        start_line, block = self._head_block()
+        version = _VERSION_OF.get(start_line[:8])
+        if version is None:  # a collected head, or a version this codec does not speak
+            version = self._get_version()
+            if version not in _VERSIONS:
+                raise RemoteProtocolError(f"the endpoint answered in HTTP version {version}",
+                                          502)
+        head.version = version
         if not 100 <= status <= 599:  # RFC 9110 §15: anything else is invalid
             raise RemoteProtocolError(f"invalid status code {status}", 502)
-        start_line, block = self._head_block()
         if self._collect:
             head.reason = self._url
         else:

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 from tulle.policy.authorize import lowest_bit
 from tulle.proxy import errors
+from tulle.proxy.layers import ExchangeLayer
 
 if TYPE_CHECKING:
     from tulle.policy.authorize import InboundPolicy, ServerPolicy
     from tulle.policy.compile import PolicyState
     from tulle.proxy.exchange import Exchange
-    from tulle.proxy.layers import ExchangeLayer
     from tulle.proxy.targets import ServiceTarget
 
 
@@ -49,14 +49,14 @@ class ServerOf:
         return server
 
 
-class Authorize:
+class Authorize(ExchangeLayer):
     __slots__ = ("inner", "server_of")
 
     def __init__(self, server_of: ServerOf, inner: ExchangeLayer) -> None:
         self.server_of = server_of
         self.inner = inner
 
-    def __call__(self, exchange: Exchange) -> None:
+    def call(self, exchange: Exchange) -> None:
         server_of = self.server_of
         server = server_of.current()
         counters = server.counters
@@ -64,7 +64,7 @@ class Authorize:
         name = server.open
         if name is not None:  # the default: anybody may, nothing to look up
             allowed[name] = allowed.get(name, 0) + 1
-            self.inner(exchange)
+            self.inner.call(exchange)
             return
         mask = server.mask
         routes = server.routes
@@ -82,17 +82,17 @@ class Authorize:
         if bits:
             name = policy.names[lowest_bit(bits)]
             allowed[name] = allowed.get(name, 0) + 1
-            self.inner(exchange)
+            self.inner.call(exchange)
             return
         head = exchange.head
         if server.probes and head.method == b"GET" and \
                 head.target.split(b"?", 1)[0] in server.probes:
             allowed["probe"] = allowed.get("probe", 0) + 1
-            self.inner(exchange)
+            self.inner.call(exchange)
             return
         if server.audit:
             counters.audited += 1
-            self.inner(exchange)
+            self.inner.call(exchange)
             return
         reason = policy.denial(mask, identity, client.peer_ip)
         denied = counters.denied

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from tulle.proxy import errors
 from tulle.proxy.attempt import Attempt
+from tulle.proxy.layers import ExchangeLayer
 
 if TYPE_CHECKING:
     from tulle.proxy.exchange import Exchange
@@ -27,14 +28,14 @@ if TYPE_CHECKING:
     from tulle.proxy.targets import Endpoint, ServiceTarget
 
 
-class Balance:
+class Balance(ExchangeLayer):
     __slots__ = ("inner", "target")
 
     def __init__(self, target: ServiceTarget, inner: AttemptLayer) -> None:
         self.target = target
         self.inner = inner
 
-    def __call__(self, exchange: Exchange) -> None:
+    def call(self, exchange: Exchange) -> None:
         target = self.target
         balancer = target.balancer
         endpoint = balancer.pick(exchange)
@@ -51,7 +52,7 @@ class Balance:
         exchange.stats = endpoint.stats
         attempt = Attempt(exchange, endpoint)
         exchange.start_attempt(attempt)
-        self.inner(attempt)
+        self.inner.call(attempt)
 
     def other_than(self, exchange: Exchange, busy: Endpoint) -> Endpoint | None:
         """Where a hedge of ``exchange`` may go: a pickable endpoint that is not ``busy``
@@ -71,7 +72,7 @@ class Balance:
         exchange.start_hedge(attempt)
         exchange.endpoint = endpoint
         exchange.stats = endpoint.stats
-        self.inner(attempt)
+        self.inner.call(attempt)
 
     def _none_available(self, exchange: Exchange) -> None:
         last = exchange.last_failure

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from tulle.proxy.layers import AttemptLayer
+
 if TYPE_CHECKING:
     from tulle.proxy.attempt import Attempt
-    from tulle.proxy.layers import AttemptLayer
     from tulle.proxy.targets import Endpoint
     from tulle.telemetry.metrics import Metrics, ResponseStats
 
 
-class ClientStats:
+class ClientStats(AttemptLayer):
     __slots__ = ("_by_client", "_endpoint", "inner", "metrics")
 
     def __init__(self, metrics: Metrics, inner: AttemptLayer) -> None:
@@ -28,7 +29,7 @@ class ClientStats:
         self._endpoint: Endpoint | None = None  # whose stats _by_client splits
         self._by_client: dict[str, ResponseStats] = {}
 
-    def __call__(self, attempt: Attempt) -> None:
+    def call(self, attempt: Attempt) -> None:
         exchange = attempt.exchange
         identity = exchange.client.peer_identity
         if identity is not None:
@@ -41,4 +42,4 @@ class ClientStats:
                 stats = self._by_client[identity] = self.metrics.client_responses(
                     endpoint.stats, identity)
             exchange.stats = stats
-        self.inner(attempt)
+        self.inner.call(attempt)

@@ -14,15 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tulle.proxy.layers import AttemptLayer
 from tulle.resilience.breaker import CLOSED
 
 if TYPE_CHECKING:
     from tulle.proxy.attempt import Attempt
-    from tulle.proxy.layers import AttemptLayer
     from tulle.proxy.targets import ServiceTarget
 
 
-class Feedback:
+class Feedback(AttemptLayer):
     __slots__ = ("clock", "inner", "target")
 
     def __init__(
@@ -32,7 +32,7 @@ class Feedback:
         self.clock = clock
         self.inner = inner
 
-    def __call__(self, attempt: Attempt) -> None:
+    def call(self, attempt: Attempt) -> None:
         endpoint = attempt.endpoint
         endpoint.in_flight += 1
         stats = attempt.exchange.stats  # the endpoint's (or, inbound, its client's share)
@@ -42,7 +42,7 @@ class Feedback:
         if breaker is not None and breaker.state != CLOSED:
             attempt.probe = breaker.on_dispatch()
         attempt.feedback = self
-        self.inner(attempt)
+        self.inner.call(attempt)
 
     # -- the way back --
 

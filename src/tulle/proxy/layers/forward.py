@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tulle.proxy.layers import AttemptLayer
+
 if TYPE_CHECKING:
     from tulle.proxy.attempt import Attempt
     from tulle.transport.timers import TimerWheel
 
 
-class Forward:
+class Forward(AttemptLayer):
     __slots__ = ("clock", "h2", "wheel")
 
     def __init__(self, wheel: TimerWheel, clock: Callable[[], float], h2: bool = False) -> None:
@@ -25,7 +27,7 @@ class Forward:
         self.clock = clock
         self.h2 = h2  # the service's endpoints speak HTTP/2 (protocol http2 or grpc)
 
-    def __call__(self, attempt: Attempt) -> None:
+    def call(self, attempt: Attempt) -> None:
         exchange = attempt.exchange
         exchange.send_continue()
         per_try = exchange.per_try_timeout

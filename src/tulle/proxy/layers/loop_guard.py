@@ -12,23 +12,23 @@ from typing import TYPE_CHECKING
 
 from tulle.http.h1.writer import INSTANCE
 from tulle.proxy import errors
+from tulle.proxy.layers import ExchangeLayer
 
 if TYPE_CHECKING:
     from tulle.proxy.exchange import Exchange
-    from tulle.proxy.layers import ExchangeLayer
 
 _MARK = b"tulle (" + INSTANCE + b")"
 
 
-class LoopGuard:
+class LoopGuard(ExchangeLayer):
     __slots__ = ("inner",)
 
     def __init__(self, inner: ExchangeLayer) -> None:
         self.inner = inner
 
-    def __call__(self, exchange: Exchange) -> None:
+    def call(self, exchange: Exchange) -> None:
         via = exchange.head.via
         if via is not None and _MARK in via:
             exchange.fail(errors.LOOP_DETECTED, via=via.decode("latin-1")[:200])
             return
-        self.inner(exchange)
+        self.inner.call(exchange)

@@ -12,14 +12,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from tulle.proxy.layers import ExchangeLayer
 from tulle.telemetry.tap import TapEvent, TapHub
 
 if TYPE_CHECKING:
     from tulle.proxy.exchange import Exchange
-    from tulle.proxy.layers import ExchangeLayer
 
 
-class Observe:
+class Observe(ExchangeLayer):
     __slots__ = ("clock", "direction", "inner", "tap")
 
     def __init__(
@@ -30,9 +30,9 @@ class Observe:
         self.tap = tap
         self.inner = inner
 
-    def __call__(self, exchange: Exchange) -> None:
+    def call(self, exchange: Exchange) -> None:
         exchange.observer = self
-        self.inner(exchange)
+        self.inner.call(exchange)
 
     # -- the way back --
 

@@ -13,21 +13,21 @@ from typing import TYPE_CHECKING
 
 from tulle.policy.rate_limit import LIMIT_NAMES, NANOS
 from tulle.proxy import errors
+from tulle.proxy.layers import ExchangeLayer
 
 if TYPE_CHECKING:
     from tulle.proxy.exchange import Exchange
-    from tulle.proxy.layers import ExchangeLayer
     from tulle.proxy.layers.authorize import ServerOf
 
 
-class RateLimit:
+class RateLimit(ExchangeLayer):
     __slots__ = ("inner", "server_of")
 
     def __init__(self, server_of: ServerOf, inner: ExchangeLayer) -> None:
         self.server_of = server_of
         self.inner = inner
 
-    def __call__(self, exchange: Exchange) -> None:
+    def call(self, exchange: Exchange) -> None:
         server = self.server_of.current()
         limit = server.rate_limit
         if limit is not None:
@@ -39,4 +39,4 @@ class RateLimit:
                 exchange.fail(errors.RATE_LIMITED, limit=LIMIT_NAMES[refused_by],
                               server=server.name, rate=limit.refused_rate)
                 return
-        self.inner(exchange)
+        self.inner.call(exchange)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final
 
 from tulle.proxy import errors
 from tulle.proxy.exchange import WAITING
+from tulle.proxy.layers import ExchangeLayer
 from tulle.resilience.retry import GRPC_STATUS, STATUS, backoff
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 _jitter: Final = random.Random()
 
 
-class Retry:
+class Retry(ExchangeLayer):
     __slots__ = ("inner", "loop", "target")
 
     def __init__(
@@ -50,12 +51,12 @@ class Retry:
         self.loop = loop
         self.inner = inner
 
-    def __call__(self, exchange: Exchange) -> None:
+    def call(self, exchange: Exchange) -> None:
         if exchange.retry_policy is not None:
             self.target.budget.record_request()
             exchange.retry = self
             exchange.keep_for_replay()
-        self.inner(exchange)
+        self.inner.call(exchange)
 
     # -- the way back --
 
@@ -164,4 +165,4 @@ class Retry:
     def _resend(self, exchange: Exchange) -> None:
         if exchange.state == WAITING:
             exchange.resume()
-            self.inner(exchange)
+            self.inner.call(exchange)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tulle.proxy import errors
+from tulle.proxy.layers import ExchangeLayer
 
 if TYPE_CHECKING:
     from tulle.proxy.exchange import Exchange
@@ -24,14 +25,14 @@ if TYPE_CHECKING:
     from tulle.telemetry.metrics import ResponseStats
 
 
-class Route:
+class Route(ExchangeLayer):
     __slots__ = ("router", "unknown")
 
     def __init__(self, router: Router, unknown: ResponseStats) -> None:
         self.router = router  # replaced on every reload
         self.unknown = unknown  # stats for requests to authorities we don't know
 
-    def __call__(self, exchange: Exchange) -> None:
+    def call(self, exchange: Exchange) -> None:
         router = self.router
         destination = exchange.client.original_dst
         target = None if destination is None else router.resolve_destination(destination)
@@ -62,7 +63,7 @@ class Route:
             exchange.request_timeout = rule.request_timeout or timeouts.request
             exchange.per_try_timeout = rule.per_try_timeout or timeouts.per_try
             exchange.retry_policy = rule.retry_policy or backend.retry_policy
-            backend.stack(exchange)
+            backend.stack.call(exchange)
             return
         exchange.target = target
         exchange.stats = target.stats
@@ -70,4 +71,4 @@ class Route:
         exchange.request_timeout = timeouts.request
         exchange.per_try_timeout = timeouts.per_try
         exchange.retry_policy = target.retry_policy
-        target.stack(exchange)
+        target.stack.call(exchange)

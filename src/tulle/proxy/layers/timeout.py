@@ -15,28 +15,28 @@ from typing import TYPE_CHECKING
 
 from tulle.grpc.status import call_deadline
 from tulle.proxy import errors
+from tulle.proxy.layers import ExchangeLayer
 
 if TYPE_CHECKING:
     from tulle.proxy.exchange import Exchange
-    from tulle.proxy.layers import ExchangeLayer
     from tulle.transport.timers import TimerWheel
 
 
-class RequestTimeout:
+class RequestTimeout(ExchangeLayer):
     __slots__ = ("inner", "wheel")
 
     def __init__(self, wheel: TimerWheel, inner: ExchangeLayer) -> None:
         self.wheel = wheel
         self.inner = inner
 
-    def __call__(self, exchange: Exchange) -> None:
+    def call(self, exchange: Exchange) -> None:
         timeout = exchange.request_timeout
         if exchange.head.grpc:
             timeout = exchange.request_timeout = call_deadline(exchange.head, timeout)
         if timeout is not None:
             exchange.timeout = self
             self.wheel.arm(exchange, timeout)
-        self.inner(exchange)
+        self.inner.call(exchange)
 
     def expired(self, exchange: Exchange) -> None:
         """The deadline passed before the response head: 504. The endpoint that did not
