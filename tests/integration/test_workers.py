@@ -180,7 +180,7 @@ def test_sigterm_lets_every_workers_requests_in_flight_finish_then_exits_0(
     admins = running.admins()
     results: list[int] = []
     clients = [threading.Thread(target=lambda: results.append(
-        get(running.proxy.outbound, "/sleep/1500")[0])) for _ in range(30)]
+        get(running.proxy.outbound, "/sleep/3000")[0])) for _ in range(30)]
     for client in clients:
         client.start()
 
