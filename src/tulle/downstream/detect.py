@@ -40,6 +40,7 @@ from tulle.downstream.h2 import H2ClientConnection
 from tulle.downstream.tls import MeshTlsAcceptor
 from tulle.transport.detect import HTTP2, NEED_MORE, OPAQUE, TLS, detect
 from tulle.transport.original_dst import redirected_destination
+from tulle.transport.timers import HasDeadline
 
 if TYPE_CHECKING:
     import asyncio
@@ -53,12 +54,12 @@ log: Final = logging.getLogger("tulle.proxy")
 TLS_REFUSAL: Final = b"\x15\x03\x03\x00\x02\x02\x28"
 
 
-class ProtocolDetector:
+class ProtocolDetector(HasDeadline):
     """An asyncio protocol for a connection's first bytes (see the module note)."""
 
-    __slots__ = ("_buffer", "_done", "_opaque_port", "ctx", "deadline", "original_dst",
+    __slots__ = ("_buffer", "_done", "_opaque_port", "ctx", "original_dst",
                  "peer_ip", "target",
-                 "transport", "wheel_slot")
+                 "transport")
 
     def __init__(self, ctx: ListenerContext) -> None:
         self.ctx = ctx

@@ -42,6 +42,7 @@ from tulle.proxy.exchange import RESPONDING, Exchange
 from tulle.proxy.streams import ClientStream
 from tulle.tcp.splice import Splice
 from tulle.transport.original_dst import redirected_destination
+from tulle.transport.timers import HasDeadline
 from tulle.transport.tls import peer_identity
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ _H2C_SWITCH: Final = (
 )
 
 
-class ClientConnection(ClientStream):
+class ClientConnection(HasDeadline, ClientStream):
     """An asyncio protocol (uvloop calls it by name; it needs no base class), and the
     client side of the exchange at the head of its queue."""
 
@@ -94,7 +95,6 @@ class ClientConnection(ClientStream):
         "clock",
         "closing",
         "ctx",
-        "deadline",
         "original_dst",
         "parser",
         "peer_identity",
@@ -103,7 +103,6 @@ class ClientConnection(ClientStream):
         "tcp",
         "transport",
         "wheel",
-        "wheel_slot",
     )
 
     def __init__(self, ctx: ListenerContext) -> None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, cast
 from tulle.downstream.h1 import ClientConnection
 from tulle.downstream.h2 import H2ClientConnection
 from tulle.transport.client_hello import NEED_MORE, server_name
+from tulle.transport.timers import HasDeadline
 from tulle.transport.tls import ALPN_H2, ALPN_OPAQUE, terminate
 from tulle.transport.tls_stream import TlsStream
 
@@ -50,11 +51,11 @@ def peer_ip(transport: asyncio.BaseTransport) -> bytes:
     return str(peer[0]).encode("ascii") if peer else b"unknown"
 
 
-class MeshTlsAcceptor:
+class MeshTlsAcceptor(HasDeadline):
     """An asyncio protocol for the rest of a ClientHello (see the module note)."""
 
-    __slots__ = ("_buffer", "_done", "_pass_on", "ctx", "deadline", "handshaking",
-                 "opaque_target", "transport", "wheel_slot")
+    __slots__ = ("_buffer", "_done", "_pass_on", "ctx", "handshaking",
+                 "opaque_target", "transport")
 
     def __init__(self, ctx: ListenerContext, pass_on: PassOn,
                  opaque_target: ServiceTarget | None = None) -> None:

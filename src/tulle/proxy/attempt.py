@@ -34,6 +34,7 @@ from tulle.proxy import errors
 from tulle.proxy.streams import LeaseWaiter
 from tulle.proxy.transitions import Machine
 from tulle.resilience.retry import CONNECT_FAILURE, REFUSED_STREAM, RESET, TIMEOUT
+from tulle.transport.timers import HasDeadline
 
 if TYPE_CHECKING:
     from tulle.http import Headers, ResponseHead
@@ -85,11 +86,10 @@ MACHINE: Final = Machine(
 )
 
 
-class Attempt(LeaseWaiter):
+class Attempt(HasDeadline, LeaseWaiter):
     """One try of ``exchange`` on ``endpoint`` (see the module note)."""
 
     __slots__ = (
-        "deadline",
         "endpoint",
         "exchange",
         "feedback",
@@ -101,7 +101,6 @@ class Attempt(LeaseWaiter):
         "sent_at",
         "stream",
         "wheel",
-        "wheel_slot",
     )
 
     def __init__(self, exchange: Exchange, endpoint: Endpoint) -> None:

@@ -50,6 +50,7 @@ from tulle.proxy import errors
 from tulle.proxy.errors import ProxyError
 from tulle.proxy.transitions import Machine
 from tulle.resilience.retry import MAX_REPLAY_BODY
+from tulle.transport.timers import HasDeadline
 
 if TYPE_CHECKING:
     from tulle.http import Headers, RequestHead, ResponseHead
@@ -103,14 +104,13 @@ MACHINE: Final = Machine(
 )
 
 
-class Exchange:
+class Exchange(HasDeadline):
     """One request from its head to its response's end (see the module note)."""
 
     __slots__ = (
         "attempt",
         "client",
         "close_after",
-        "deadline",
         "endpoint",
         "error",
         "grpc_status",
@@ -139,7 +139,6 @@ class Exchange:
         "target",
         "timeout",
         "tries",
-        "wheel_slot",
     )
 
     def __init__(self, client: ClientStream, head: RequestHead, now: float) -> None:

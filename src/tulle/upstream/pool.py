@@ -93,9 +93,9 @@ _exhaustion_log: Final = _LogLimit()
 class EndpointPool:
     """Idle keep-alive connections to one address, and the way to make new ones."""
 
-    __slots__ = ("_h2", "_idle", "_loop", "_reconnect", "_reconnect_delay", "connect_timeout",
-                 "host", "mesh_tls", "port", "reachable", "retired", "server_identity",
-                 "server_name", "tcp", "watchers")
+    __slots__ = ("_h2", "_idle", "_loop", "_now", "_reconnect", "_reconnect_delay",
+                 "connect_timeout", "host", "mesh_tls", "port", "reachable", "retired",
+                 "server_identity", "server_name", "tcp", "watchers")
 
     def __init__(
         self,
@@ -106,6 +106,7 @@ class EndpointPool:
         connect_timeout: float,
     ) -> None:
         self._loop = loop
+        self._now: Callable[[], float] = loop.time  # bound once: read per response
         self.host = host
         self.port = port
         self.tcp = tcp
@@ -251,7 +252,7 @@ class EndpointPool:
         if self.retired or len(self._idle) >= MAX_IDLE_PER_ADDRESS:
             conn.close()
             return
-        conn.idle_since = self._loop.time()
+        conn.idle_since = self._now()
         self._idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:

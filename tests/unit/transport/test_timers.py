@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from tests.support.fake_loop import FakeLoop
-from tulle.transport.timers import TICK, TimerWheel
+from tulle.transport.timers import TICK, HasDeadline, TimerWheel
 
 
-class Owner:
+class Owner(HasDeadline):
     """Something with a deadline; ``then`` runs when it expires (e.g. arms another)."""
 
     def __init__(self, then: object = None) -> None:
-        self.deadline = 0.0
-        self.wheel_slot = 0
+        super().__init__()
         self.fired = 0
         self.then = then
 

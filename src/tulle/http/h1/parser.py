@@ -546,8 +546,11 @@ class _Parser:
 class RequestParser(_Parser):
     """Parses a stream of (possibly pipelined) requests from one client."""
 
-    __slots__ = ()
+    __slots__ = ("_get_method", "_should_upgrade")
     _MALFORMED = "malformed request"
+
+    _get_method: Any  # llhttp's getters, bound once like the base class's
+    _should_upgrade: Any
 
     def __init__(self, handler: MessageHandler) -> None:
         super().__init__(handler, too_large=431)
@@ -555,6 +558,8 @@ class RequestParser(_Parser):
         self._parse = parser.feed_data
         self._get_version = parser.get_http_version
         self._keep_alive = parser.should_keep_alive
+        self._get_method = parser.get_method
+        self._should_upgrade = parser.should_upgrade
 
     def _new_head(self) -> RequestHead:
         return RequestHead()
@@ -562,22 +567,29 @@ class RequestParser(_Parser):
     def on_headers_complete(self) -> None:
         head = self._head
         assert isinstance(head, RequestHead)
-        parser = self._parser
         start_line, block = self._head_block()
         version = _VERSION_OF.get(start_line[-8:])
+        # llhttp checked the line, "METHOD SP target SP HTTP/1.x": the target ends 9
+        # bytes before the line does (0: not known here, for a collected or unusual line).
+        target_end = -9
         if version is None:  # a collected head, or a version this codec does not speak
+            target_end = 0
             version = self._get_version()
             if version not in _VERSIONS:
                 raise RemoteProtocolError(
                     f"HTTP version {version} is not supported (1.0 and 1.1 are)", 505
                 )
         head.version = version
-        head.method = method = parser.get_method()
-        head.target = target = (
-            self._url if self._collect else start_line[len(method) + 1:start_line.rindex(b" ")]
-        )
+        head.method = method = self._get_method()
+        if self._collect:
+            target = self._url
+        else:
+            if not target_end:
+                target_end = start_line.rindex(b" ")
+            target = start_line[len(method) + 1:target_end]
+        head.target = target
         head.keep_alive = self._keep_alive()
-        switching = parser.should_upgrade()  # CONNECT, or Upgrade with Connection: upgrade
+        switching = self._should_upgrade()  # CONNECT, or Upgrade with Connection: upgrade
         codings = _scan(head, block, request=True)
         if head.host is None and version == "1.1":
             raise RemoteProtocolError("HTTP/1.1 request without a Host header")
@@ -625,11 +637,13 @@ class ResponseParser(_Parser):
     connection closes, which ends a body framed by the connection's close.
     """
 
-    __slots__ = ("_no_body", "_until_close", "_upgrade_asked")
+    __slots__ = ("_get_status", "_no_body", "_until_close", "_upgrade_asked")
     _MALFORMED = "malformed response"
     _UPGRADE = "upstream switched protocols"
     _BAD_STATUS = 502
     _BAD_VERSION_STATUS = 502
+
+    _get_status: Any  # llhttp's getter, bound once like the base class's
 
     def __init__(self, handler: MessageHandler) -> None:
         super().__init__(handler, too_large=502)
@@ -647,6 +661,7 @@ class ResponseParser(_Parser):
         self._parse = parser.feed_data
         self._get_version = parser.get_http_version
         self._keep_alive = parser.should_keep_alive
+        self._get_status = parser.get_status_code
 
     def expect_no_body(self) -> None:
         """The next response answers a HEAD request: it ends with its head."""
@@ -673,8 +688,7 @@ class ResponseParser(_Parser):
     def on_headers_complete(self) -> None:
         head = self._head
         assert isinstance(head, ResponseHead)
-        parser = self._parser
-        head.status = status = parser.get_status_code()
+        head.status = status = self._get_status()
         start_line, block = self._head_block()
         version = _VERSION_OF.get(start_line[:8])
         if version is None:  # a collected head, or a version this codec does not speak
