@@ -43,10 +43,14 @@ Derived from how Linkerd's balancer (peak-EWMA with power of two choices, which
    goes to the one with the least outstanding work per unit of weight. That is
    least-request among equals, which uneven request costs need (linkerd2 #11043), and a
    slow endpoint gets requests when the fast ones are that much busier. While an
-   endpoint has requests out, the time since it last answered (or became busy) stands
-   in for its quality if longer: an endpoint busy with a request 100× heavier than the
-   rest, or frozen, is avoided before any answer says so, and the requests that would
-   have queued behind it do not teach the balancer that a fast endpoint is slow.
+   endpoint has requests out, how long it has been silent (from its last answer, or
+   from becoming busy, to the last answer from any endpoint) stands in for its quality
+   if longer: an endpoint busy with a request 100× heavier than the rest, or frozen,
+   is avoided before any answer says so, and the requests that would have queued
+   behind it do not teach the balancer that a fast endpoint is slow. Silence is
+   measured up to the last answer heard, not up to now: while the proxy itself is busy
+   placing a burst of requests it reads no answers, and every busy endpoint would
+   look stalled (an idle slow one then took a share of each burst).
 5. **New endpoints** are unmeasured, so they rank with the best and join the rotation
    at once. A cold one shows its first slow answers and is passed over until warm; no
    slow start is needed for that (measured: bench/results/simulate_lb.md), and
@@ -57,7 +61,7 @@ and the load an endpoint may hold, whatever their scale.
 
 Theory of operation, per pick: (a) every ``REFRESH_SECONDS`` the reference (the best
 measured latency) is recomputed; (b) each candidate's quality is read
-(`ResponseEstimate.quality`, or the stall time if longer); (c) qualities below the
+(`ResponseEstimate.quality`, or its silence if longer); (c) qualities below the
 band's edge, ``BAND`` × the best candidate's, count as the best's, and such a
 candidate's deadline is never more than one of its turns ahead of the virtual time;
 (d) cost = quality × (1 + in-flight ÷ capacity), the lowest cost wins, an exact tie
@@ -117,9 +121,9 @@ REFRESH_SECONDS: Final = 0.1
 class ExpectedLatency(Generic[E]):
     """Lowest quality × (1 + in-flight ÷ capacity); equals take turns (see module note)."""
 
-    __slots__ = ("_clock", "_decay", "_drawn", "_fresh", "_members", "_reference",
-                 "_reference_known", "_reference_log", "_refreshed", "_rng", "_sampler",
-                 "_seen_any", "_states", "_virtual_time")
+    __slots__ = ("_clock", "_decay", "_drawn", "_fresh", "_heard", "_members",
+                 "_reference", "_reference_known", "_reference_log", "_refreshed", "_rng",
+                 "_sampler", "_seen_any", "_states", "_virtual_time")
 
     def __init__(
         self,
@@ -145,6 +149,8 @@ class ExpectedLatency(Generic[E]):
         self._reference = default_rtt
         self._reference_log = math.log(default_rtt)
         self._refreshed = -math.inf
+        # When any endpoint last answered: a stall is measured up to then, not up to now.
+        self._heard = clock()
 
     # -- the endpoint set
 
@@ -199,6 +205,7 @@ class ExpectedLatency(Generic[E]):
                 drawn[slot] = members[index()]
             candidates = drawn
         reference = self._reference
+        heard = self._heard
         fresh_since = now - self._fresh
         best_quality = math.inf
         for endpoint, state in candidates:
@@ -208,8 +215,8 @@ class ExpectedLatency(Generic[E]):
             else:
                 quality = state.quality(now, self._decay, reference, self._reference_log,
                                         FAILURE_WEIGHT)
-            if endpoint.in_flight and now - state.busy_since > quality:
-                quality = now - state.busy_since  # on one request longer than it should be
+            if endpoint.in_flight and heard - state.busy_since > quality:
+                quality = heard - state.busy_since  # silent longer than it should be
             state.scratch = quality
             if quality < best_quality:
                 best_quality = quality
@@ -266,7 +273,9 @@ class ExpectedLatency(Generic[E]):
         state = self._states.get(endpoint)
         if state is None:
             return  # removed by an update since it was picked
-        state.observe(latency, ok, self._clock(), self._decay, self._reference_log)
+        now = self._clock()
+        self._heard = now
+        state.observe(latency, ok, now, self._decay, self._reference_log)
         limit = BAND * self._reference
         learned = state.latency if state.answers >= WARM_UP else self._reference
         if learned * (1.0 + FAILURE_WEIGHT * state.failure) < limit:
