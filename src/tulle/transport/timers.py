@@ -50,7 +50,7 @@ class HasDeadline:
 class TimerWheel:
     """Deadlines of one event loop, checked every `TICK` seconds while any is armed."""
 
-    __slots__ = ("_buckets", "_clock", "_handle", "_loop", "_next", "_per_second")
+    __slots__ = ("_armed", "_buckets", "_clock", "_handle", "_loop", "_next", "_per_second")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, clock: Callable[[], float], tick: float = TICK
@@ -58,7 +58,11 @@ class TimerWheel:
         self._loop = loop
         self._clock = clock
         self._per_second = 1.0 / tick
+        # A bucket emptied by disarming stays until its tick is swept, so that the next
+        # request armed in the same tick finds it (a dict built and dropped per request
+        # otherwise, when requests are few); ``_armed`` says when all are empty.
         self._buckets: dict[int, dict[HasDeadline, None]] = {}
+        self._armed = 0
         self._next = 0  # the first tick not swept yet
         self._handle: asyncio.TimerHandle | None = None
 
@@ -72,13 +76,14 @@ class TimerWheel:
         # The first tick that starts after the deadline: when it is swept, it has passed.
         slot = int(at * self._per_second) + 1
         owner.wheel_slot = slot
+        self._armed += 1
         bucket = self._buckets.get(slot)
         if bucket is None:
             self._buckets[slot] = {owner: None}
-            if self._handle is None:
-                self._start()
         else:
             bucket[owner] = None
+        if self._handle is None:
+            self._start()
 
     def disarm(self, owner: HasDeadline) -> None:
         """The deadline was met: forget it."""
@@ -86,11 +91,10 @@ class TimerWheel:
         if slot:
             owner.wheel_slot = 0
             owner.deadline = 0.0
-            bucket = self._buckets.get(slot)
+            self._armed -= 1
+            bucket = self._buckets.get(slot)  # None: being swept
             if bucket is not None and owner in bucket:
                 del bucket[owner]  # (not pop(): a method looked up by name, compiled)
-                if not bucket:
-                    del self._buckets[slot]
 
     def _start(self) -> None:
         # Idle until now: nothing is armed before this tick.
@@ -110,15 +114,19 @@ class TimerWheel:
                 if owner.wheel_slot == slot:  # not disarmed by an earlier owner's expiry
                     owner.wheel_slot = 0
                     owner.deadline = 0.0
+                    self._armed -= 1
                     owner.expired()
         self._next = current + 1
-        self._handle = (self._loop.call_later(1.0 / self._per_second, self._sweep)
-                        if buckets else None)
+        if self._armed:
+            self._handle = self._loop.call_later(1.0 / self._per_second, self._sweep)
+        else:
+            buckets.clear()  # only emptied ones were left
+            self._handle = None
 
     @property
     def armed(self) -> int:
         """How many deadlines are armed (for tests and /debug)."""
-        return sum(len(bucket) for bucket in self._buckets.values())
+        return self._armed
 
     def stop(self) -> None:
         if self._handle is not None:
@@ -129,3 +137,4 @@ class TimerWheel:
                 owner.wheel_slot = 0
                 owner.deadline = 0.0
         self._buckets.clear()
+        self._armed = 0

@@ -66,3 +66,18 @@ def test_a_deadline_armed_while_the_wheel_sweeps_keeps_one_sweep_going() -> None
     loop.advance(0.3)
     assert second.fired == 1
     assert pending_sweeps(loop) == 0
+
+
+def test_a_deadline_armed_in_a_tick_emptied_by_disarming_fires_and_then_the_wheel_stops(
+) -> None:
+    loop = FakeLoop()
+    wheel = TimerWheel(loop, loop.clock)  # type: ignore[arg-type]
+    first, second = Owner(), Owner()
+    wheel.arm(first, 0.5)
+    wheel.disarm(first)  # its tick's bucket is empty now, and kept until swept
+    wheel.arm(second, 0.5)
+    assert wheel.armed == 1
+    loop.advance(0.5 + 3 * TICK)
+    assert (first.fired, second.fired) == (0, 1)
+    assert wheel.armed == 0
+    assert pending_sweeps(loop) == 0  # nothing armed: the sweeps stop
