@@ -37,6 +37,8 @@ FOUND = {
                      "bkc6IGNodW5rZWQNCg0KMDtleHQ9MQ0KaDF1ZXVtOiAxDQpIOnRvcyBldmlUUC/x8fHx8fHx8fHx"
                      "8fE6IDENCkhvc3Q6IGV2aVRQL/Hx8fHx8fHx8fHx8fHx8fHx8fHxMW5DLA0KZW5ndGj/ICA1DQpH"
                      "DQpIVFRQLzEuMSAyMDQgRVRlbPHx8fHx8fExbmVuZ3Ro/05vIENvDQoNCiAgNQ0K",
+    # "POST /HTTP/1.1": an HTTP/0.9 line whose target ends in "HTTP/1.1", read as 1.1
+    "target-ends-in-version": "AFBPU1QgL0hUVFAvMS4xDQpIb3N0OmEgDQoNCjUNbmNvZG9kaYlpbAoNCg==",
 }
 
 

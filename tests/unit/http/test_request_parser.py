@@ -464,6 +464,9 @@ UNSUPPORTED_VERSIONS = {
     "HTTP/3.7": lines("GET / HTTP/3.7", "Host: a"),
     "HTTP/1.2": lines("GET / HTTP/1.2", "Host: a"),
     "HTTP/4.0": lines("GET / HTTP/4.0", "Host: a"),
+    # Found by the codec fuzzer: no space before "HTTP/1.1", so it is the target's end and
+    # the request is HTTP/0.9 (the version is not read from the line's last 8 bytes).
+    "HTTP/0.9 whose target ends in HTTP/1.1": b"POST /HTTP/1.1\r\nHost:a \r\n\r\n",
 }
 
 

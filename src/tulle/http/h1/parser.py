@@ -568,9 +568,11 @@ class RequestParser(_Parser):
         head = self._head
         assert isinstance(head, RequestHead)
         start_line, block = self._head_block()
-        version = _VERSION_OF.get(start_line[-8:])
         # llhttp checked the line, "METHOD SP target SP HTTP/1.x": the target ends 9
         # bytes before the line does (0: not known here, for a collected or unusual line).
+        # Without that space, "HTTP/1.1" ends the target of an HTTP/0.9 request line.
+        version = (_VERSION_OF.get(start_line[-8:])
+                   if len(start_line) > 9 and start_line[-9] == 32 else None)
         target_end = -9
         if version is None:  # a collected head, or a version this codec does not speak
             target_end = 0
