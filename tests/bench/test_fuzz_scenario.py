@@ -39,6 +39,9 @@ FOUND = {
                      "DQpIVFRQLzEuMSAyMDQgRVRlbPHx8fHx8fExbmVuZ3Ro/05vIENvDQoNCiAgNQ0K",
     # "POST /HTTP/1.1": an HTTP/0.9 line whose target ends in "HTTP/1.1", read as 1.1
     "target-ends-in-version": "AFBPU1QgL0hUVFAvMS4xDQpIb3N0OmEgDQoNCjUNbmNvZG9kaYlpbAoNCg==",
+    # a 199 whose chunked body llhttp read while the raw scan took it for the next head
+    "interim-with-a-body": "VUhUVFAvMS4xIDE5OSBLDQpUcmFuc2Zlci1FbmNvZGluZzogY2h1bmtlZA0KDQowDQpw"
+                           "Y2F0dXM6IDBIVFQwIDZudWV1ZQ0KDQpIVFRQLzEuMSAyMDQgZQ0KDQo=",
 }
 
 

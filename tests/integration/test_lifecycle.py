@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.backend import Backend
 from tests.support.client import get
-from tests.support.proxy import RunningProxy, mesh_service
+from tests.support.proxy import RunningProxy, mesh_service, metric
 
 # Reload tests read which endpoints answer: spread requests evenly.
 ROUND_ROBIN = "  loadBalancer: {algorithm: round-robin}\n"
@@ -117,4 +117,45 @@ def test_the_proxy_raises_its_open_files_limit_and_says_how_many_connections_fit
         assert line.split()[3:5] == [str(hard), str(hard)]
         assert f"open files limit {hard} (raised from 512): room for about" in proxy.log()
     finally:
+        proxy.stop()
+
+
+def test_clients_past_what_the_open_files_limit_allows_are_refused_counted_and_logged(
+    backends: list[Backend], manifests: Path
+) -> None:
+    """Issue 15 #4: with a hard limit of 128 descriptors, idle clients past the proxy's
+    budget are cut at once (not left to libuv's silent EMFILE close), each refusal is
+    counted and logged, and once clients leave a request is served again."""
+    (manifests / "web.yaml").write_text(mesh_service("web", [backends[0].address]))
+
+    def hard_limit_128() -> None:  # `ulimit -Hn 128`: the proxy cannot raise it
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    proxy = RunningProxy(manifests, preexec=hard_limit_128)
+    clients: list[socket.socket] = []
+    try:
+        for _ in range(100):
+            clients.append(socket.create_connection(proxy.outbound, timeout=5))
+        time.sleep(0.5)
+        refused = 0
+        for client in clients:
+            client.settimeout(0.05)
+            try:
+                refused += client.recv(1) == b""
+            except TimeoutError:
+                pass  # still open, waiting for a request
+            except ConnectionResetError:
+                refused += 1
+        assert 0 < refused < 100
+        counted = metric(proxy.admin_port, "tulle_connect_local_exhaustion_total",
+                         direction="outbound", peer="src")
+        assert counted == refused
+        assert "refusing client connections" in proxy.log()
+        for client in clients:
+            client.close()
+        clients.clear()
+        assert _eventually(lambda: get(proxy.outbound)[0] == 200)
+    finally:
+        for client in clients:
+            client.close()
         proxy.stop()

@@ -78,6 +78,16 @@ class ProtocolDetector(HasDeadline):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         ctx = self.ctx
+        budget = ctx.budget
+        if budget is not None and budget.full():
+            self._done = True
+            ctx.tcp.local_exhaustion += 1
+            if budget.log.allow(ctx.runtime.clock()):
+                log.error("%s: refusing client connections: %d are open, as many as the "
+                          "open-files limit leaves room for (raise `ulimit -n`)",
+                          ctx.direction, budget.limit)
+            cast(asyncio.Transport, transport).abort()
+            return
         peer = transport.get_extra_info("peername")
         if peer:
             self.peer_ip = str(peer[0]).encode("ascii")

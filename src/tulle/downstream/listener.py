@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from tulle.proxy.runtime import Runtime
     from tulle.tcp import TcpProxy
     from tulle.telemetry.metrics import ResponseStats, TcpStats
+    from tulle.transport.limits import ConnectionBudget
     from tulle.transport.tls import MeshTls
 
 # A client that does not read what it is sent for this long is cut off (nginx's
@@ -57,3 +58,6 @@ class ListenerContext:
     # (tulle.downstream.tls), and counted here.
     tls: MeshTls | None = None
     tls_stats: TlsStats = field(default_factory=lambda: TlsStats(("", "")))
+    # The client connections every listener together may hold (the open-files limit's
+    # room); one past it is refused at once, counted and logged. None: no budget.
+    budget: ConnectionBudget | None = None

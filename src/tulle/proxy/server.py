@@ -35,6 +35,7 @@ from tulle.telemetry.collector import registry_for
 from tulle.telemetry.metrics import EndpointState, IdentityView, Metrics
 from tulle.telemetry.tap import TapHub
 from tulle.transport.detect import DEFAULT_OPAQUE_PORTS
+from tulle.transport.limits import ConnectionBudget
 
 if TYPE_CHECKING:
     from tulle.config.schema_tulle import Workload
@@ -114,6 +115,7 @@ class ProxyServer:
         self.tap = TapHub(clock=self.loop.time)
         self.metrics.endpoint_states = self._endpoint_states
         self._listeners: dict[str, _Listener] = {}
+        self.budget = ConnectionBudget(0)  # set at start, from the open-files limit
         self._admin: asyncio.Server | None = None
         self.admin_address: Address | None = None  # the public one, even for a worker
         self._sweeper: asyncio.TimerHandle | None = None
@@ -134,6 +136,7 @@ class ProxyServer:
         self.mesh.policy.workload = options.workload
         self.mesh.policy.default_policy = options.default_inbound_policy
         config = await self.source.initial()
+        self.budget = ConnectionBudget.from_open_files_limit()
         if options.app is not None:
             config = _with_app(config, options.app)
         self.mesh.apply(config)
@@ -192,7 +195,9 @@ class ProxyServer:
             # Mesh TLS is terminated inbound: meshed proxies call this one there.
             tls=self.tls if direction == "inbound" else None,
             tls_stats=self.metrics.tls(direction, "src"),
+            budget=self.budget,
         )
+        self.budget.watch(ctx.connections)
         server = await self.loop.create_server(
             lambda: cast(asyncio.Protocol, ProtocolDetector(ctx)), address.host, address.port,
             backlog=1024, reuse_port=self.options.worker,

@@ -135,8 +135,10 @@ class MeshCollector(Collector):
             labels=_TCP_LABELS)
         exhaustion = CounterMetricFamily(
             "tulle_connect_local_exhaustion_total",
-            "Connects that failed because the proxy was out of file descriptors or memory "
-            "(EMFILE, ENFILE, ENOBUFS, ENOMEM); the endpoint is not blamed.",
+            "Connections the proxy lacked file descriptors or memory for: peer=dst, "
+            "connects that failed (EMFILE, ENFILE, ENOBUFS, ENOMEM; the endpoint is not "
+            "blamed); peer=src, clients refused past what the open-files limit leaves "
+            "room for.",
             labels=_TCP_LABELS)
         for tcp in self._metrics.all_tcp():
             direction, peer, service, _ = tcp.labels
@@ -144,8 +146,7 @@ class MeshCollector(Collector):
                 continue  # per-listener and per-pool counters only
             if peer == "src":
                 send_timeouts.add_metric([direction, peer], tcp.send_timeouts)
-            else:
-                exhaustion.add_metric([direction, peer], tcp.local_exhaustion)
+            exhaustion.add_metric([direction, peer], tcp.local_exhaustion)
         yield send_timeouts
         yield exhaustion
 

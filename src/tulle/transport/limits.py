@@ -11,7 +11,9 @@ so running out of descriptors is never a surprise.
 
 from __future__ import annotations
 
+import os
 import resource
+from collections.abc import Sized
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,10 @@ from pathlib import Path
 # and tap clients, the event loop's own, log files, manifests being read, a
 # control-plane stream. Generous: a miscount here only lowers the estimate.
 RESERVED_FDS = 64
+
+# Descriptors kept free beyond those open at start, when the client-connection budget is
+# worked out (a reload reading manifests, a tap client, a control-plane reconnect).
+HEADROOM_FDS = 16
 
 # Linux refuses a soft limit above fs.nr_open even when the hard one is unlimited.
 _NR_OPEN = Path("/proc/sys/fs/nr_open")
@@ -63,3 +69,61 @@ def raise_open_files_limit() -> FileLimit:
     except (OSError, ValueError):
         return FileLimit(soft, soft)
     return FileLimit(soft, target)
+
+
+class LogLimit:
+    """At most one log line per ``interval`` seconds for one kind of trouble."""
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._last = -interval
+
+    def allow(self, now: float) -> bool:
+        if now - self._last >= self.interval:
+            self._last = now
+            return True
+        return False
+
+
+class ConnectionBudget:
+    """How many client connections every listener together may hold (issue 15 #4).
+
+    Each client connection needs its own descriptor and, while it is proxied, an
+    upstream one. Past the open-files limit an accept fails with EMFILE, which libuv
+    answers by closing the pending connections unseen; this budget refuses a client
+    before that, so that the refusal is counted and logged and the descriptors left
+    stay for the connections already being served. HAProxy's ``maxconn``, derived from
+    ``ulimit -n``, is the same idea.
+    """
+
+    __slots__ = ("_held", "limit", "log")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.log = LogLimit()
+        self._held: list[Sized] = []  # each listener's set of open connections
+
+    @classmethod
+    def from_open_files_limit(cls) -> ConnectionBudget:
+        """The room the current soft limit leaves after the descriptors open now."""
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft == resource.RLIM_INFINITY:
+            return cls(0)
+        try:
+            open_now = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            open_now = RESERVED_FDS
+        return cls(max(1, (soft - open_now - HEADROOM_FDS) // 2))
+
+    def watch(self, connections: Sized) -> None:
+        """Count ``connections`` (a listener's open connections) against the budget."""
+        self._held.append(connections)
+
+    def full(self) -> bool:
+        """No room for another client connection (never, when ``limit`` is 0)."""
+        if not self.limit:
+            return False
+        held = 0
+        for connections in self._held:
+            held += len(connections)
+        return held >= self.limit

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from tulle.identity.spiffe import dns_name_of
 from tulle.proxy import streams
 from tulle.telemetry.metrics import TcpStats
+from tulle.transport.limits import LogLimit
 from tulle.transport.tls import ALPN_HTTP1, ALPN_OPAQUE
 from tulle.transport.tls import connect as connect_tls
 from tulle.upstream.h1 import UpstreamConnection
@@ -73,21 +74,7 @@ class ConnectFailure(streams.ConnectFailure):
         self.detail = detail
 
 
-class _LogLimit:
-    """At most one log line per ``interval`` seconds for one kind of trouble."""
-
-    def __init__(self, interval: float = 1.0) -> None:
-        self.interval = interval
-        self._last = -interval
-
-    def allow(self, now: float) -> bool:
-        if now - self._last >= self.interval:
-            self._last = now
-            return True
-        return False
-
-
-_exhaustion_log: Final = _LogLimit()
+_exhaustion_log: Final = LogLimit()
 
 
 class EndpointPool:

@@ -172,6 +172,17 @@ def test_several_interim_responses_fed_separately_are_all_handed_on() -> None:
     assert recorder.messages[0].head.headers == [(b"Transfer-Encoding", b"chunked")]
 
 
+@pytest.mark.parametrize("framing", ["Transfer-Encoding: chunked", "Content-Length: 5"])
+def test_an_interim_response_that_frames_a_body_is_502(framing: str) -> None:
+    """RFC 9112 §6.3: a 1xx ends at its head, yet llhttp reads the body its fields
+    describe, so what it takes for the next response is not what follows the head
+    (found by the codec fuzzer: a 199 with a chunked body)."""
+    with pytest.raises(RemoteProtocolError) as caught:
+        parse_responses(lines("HTTP/1.1 199 K", framing) + b"0\r\n\r\n" + OK_CL)
+    assert caught.value.status == 502
+    assert "interim" in caught.value.reason
+
+
 def test_a_101_to_an_upgrade_request_switches_with_what_followed() -> None:
     parser, recorder = parser_and_recorder()
     parser.expect_upgrade()

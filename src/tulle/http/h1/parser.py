@@ -724,6 +724,11 @@ class ResponseParser(_Parser):
             # Interim response (100 Continue, 103 Early Hints): llhttp parses it as a
             # message of its own; it is handed on (a proxy forwards it, RFC 9110
             # §15.2) and the final response follows right after its head.
+            if head.chunked or head.content_length:
+                # RFC 9112 §6.3: a 1xx ends at its head whatever its fields say, but
+                # llhttp reads the body they describe: framing we and llhttp would see
+                # differently (found by the codec fuzzer). Refused, as a bad response.
+                raise RemoteProtocolError("an interim (1xx) response with a body", 502)
             self._state = _IDLE
             self._next = self._body_pos
             if status != 101:  # a switch is an upgrade, refused by llhttp below
