@@ -71,6 +71,7 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.messages: list[_Message] = []
+        self.switched = False  # after a switch, the bytes are the new protocol's
 
     def on_head(self, head: RequestHead | ResponseHead) -> None:
         if self.messages and not self.messages[-1].ended:
@@ -108,6 +109,7 @@ class _Recorder:
         if head.has_body:
             raise FuzzFailure("a request that switches protocols with a body")
         self.messages[-1].ended = True
+        self.switched = True
 
 
 def _run(pieces: list[bytes], response: bool, head_request: bool
@@ -124,6 +126,8 @@ def _run(pieces: list[bytes], response: bool, head_request: bool
     allowed = RESPONSE_STATUSES if response else REQUEST_STATUSES
     try:
         for piece in pieces:
+            if recorder.switched:
+                break  # as the proxy does: later reads go to the tunnel, not the parser
             parser.feed(piece)
         if isinstance(parser, ResponseParser):
             parser.feed_eof()

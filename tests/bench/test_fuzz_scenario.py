@@ -42,6 +42,10 @@ FOUND = {
     # a 199 whose chunked body llhttp read while the raw scan took it for the next head
     "interim-with-a-body": "VUhUVFAvMS4xIDE5OSBLDQpUcmFuc2Zlci1FbmNvZGluZzogY2h1bmtlZA0KDQowDQpw"
                            "Y2F0dXM6IDBIVFQwIDZudWV1ZQ0KDQpIVFRQLzEuMSAyMDQgZQ0KDQo=",
+    # a CONNECT whose head ended inside a read: the harness fed the next read to the
+    # parser, which the proxy never does once a tunnel has the connection
+    "connect-then-more": "FENPTk5FQ1QgVCBIVFRQLzEuMA0KSHQ6IGENClRyYW5zZmVyLUVuI2NvZGluZzogY2h1"
+                         "bmtlZA0KDQo1O2V4dDogYQ0AAAAAAA0KVFAvMS4wDQpIdA==",
 }
 
 
