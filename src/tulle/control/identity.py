@@ -20,7 +20,6 @@ its life.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime
 import json
 import logging
@@ -28,7 +27,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from tulle.http import Headers, RemoteProtocolError, RequestHead, RequestParser
+from tulle.control.json_exchange import READ_TIMEOUT, JsonRequest, serve_one
 from tulle.identity.certificates import CertificateAuthority
 from tulle.identity.credentials import Credentials, new_key, signing_request
 from tulle.identity.issuer import IssuerStore
@@ -40,36 +39,13 @@ log = logging.getLogger("tulle.identity")
 
 # A CSR and a ServiceAccount token are a few KB together.
 MAX_BODY = 64 * 1024
-READ_TIMEOUT = 10.0
 CONTROL_SERVICE_ACCOUNT = "tulle-control"
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-            405: "Method Not Allowed", 413: "Content Too Large"}
 
 
 class Authenticator(Protocol):
     """Who a token says a proxy is (`Unauthenticated` if nobody)."""
 
     def authenticate(self, token: str) -> Awaitable[WorkloadIdentity]: ...
-
-
-class _Request:
-    def __init__(self) -> None:
-        self.head: RequestHead | None = None
-        self.body = bytearray()
-        self.ended = False
-        self.too_large = False
-
-    def on_head(self, head: Any) -> None:
-        self.head = head
-
-    def on_body(self, data: bytes) -> None:
-        if len(self.body) + len(data) > MAX_BODY:
-            self.too_large = True
-        else:
-            self.body += data
-
-    def on_end(self, trailers: Headers | None) -> None:
-        self.ended = True
 
 
 class _OwnCertificate:
@@ -137,21 +113,10 @@ class IdentityService:
             self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(_read(reader), READ_TIMEOUT)
-            status, body = await self._answer(request, writer.get_extra_info("peername"))
-            data = json.dumps(body).encode()
-            writer.write(f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: "
-                         f"application/json\r\nContent-Length: {len(data)}\r\n"
-                         "Connection: close\r\n\r\n".encode() + data)
-            await writer.drain()
-        except (TimeoutError, OSError, ssl.SSLError):
-            pass
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
+        peer = writer.get_extra_info("peername")
+        await serve_one(reader, writer, lambda request: self._answer(request, peer), MAX_BODY)
 
-    async def _answer(self, request: _Request | None, peer: Any) -> tuple[int, dict[str, Any]]:
+    async def _answer(self, request: JsonRequest | None, peer: Any) -> tuple[int, dict[str, Any]]:
         if request is None or request.head is None:
             return 400, {"error": "malformed request"}
         head = request.head
@@ -187,17 +152,3 @@ class IdentityService:
 
 def _peer(peer: Any) -> str:
     return f"{peer[0]}:{peer[1]}" if peer else "?"
-
-
-async def _read(reader: asyncio.StreamReader) -> _Request | None:
-    request = _Request()
-    parser = RequestParser(request)
-    while not request.ended:
-        data = await reader.read(65536)
-        if not data:
-            return None
-        try:
-            parser.feed(data)
-        except RemoteProtocolError:
-            return None
-    return request

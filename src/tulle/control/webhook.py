@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import copy
 import dataclasses
 import json
@@ -28,37 +27,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from tulle.http import Headers, RemoteProtocolError, RequestHead, RequestParser
+from tulle.control.json_exchange import JsonRequest, serve_one
 from tulle.kube.inject import INJECT, InjectConfig, inject_pod
 
 log = logging.getLogger(__name__)
 
 # A pod with many containers and env vars is tens of KB; anything far beyond is not one.
 MAX_BODY = 4 * 1024 * 1024
-READ_TIMEOUT = 10.0
 NamespaceAnnotations = Callable[[str], Awaitable[dict[str, str]]]
-
-
-class _Request:
-    """Collects one request's head and body from the parser."""
-
-    def __init__(self) -> None:
-        self.head: RequestHead | None = None
-        self.body = bytearray()
-        self.ended = False
-        self.too_large = False
-
-    def on_head(self, head: Any) -> None:
-        self.head = head
-
-    def on_body(self, data: bytes) -> None:
-        if len(self.body) + len(data) > MAX_BODY:
-            self.too_large = True
-        else:
-            self.body += data
-
-    def on_end(self, trailers: Headers | None) -> None:
-        self.ended = True
 
 
 def _load(cert_dir: Path) -> ssl.SSLContext:
@@ -171,21 +147,9 @@ class InjectionWebhook:
             self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(_read(reader), READ_TIMEOUT)
-            status, body = await self._answer(request)
-            data = json.dumps(body).encode()
-            writer.write(f"HTTP/1.1 {status} {_REASONS[status]}\r\nContent-Type: "
-                         f"application/json\r\nContent-Length: {len(data)}\r\n"
-                         "Connection: close\r\n\r\n".encode() + data)
-            await writer.drain()
-        except (TimeoutError, OSError, ssl.SSLError):
-            pass
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
+        await serve_one(reader, writer, self._answer, MAX_BODY)
 
-    async def _answer(self, request: _Request | None) -> tuple[int, dict[str, Any]]:
+    async def _answer(self, request: JsonRequest | None) -> tuple[int, dict[str, Any]]:
         if request is None or request.head is None:
             return 400, {"error": "malformed request"}
         head = request.head
@@ -227,21 +191,3 @@ class InjectionWebhook:
                      (pod.get("metadata") or {}).get("generateName") or
                      (pod.get("metadata") or {}).get("name"))
         return 200, review_response(review, patch)
-
-
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-            413: "Content Too Large"}
-
-
-async def _read(reader: asyncio.StreamReader) -> _Request | None:
-    request = _Request()
-    parser = RequestParser(request)
-    while not request.ended:
-        data = await reader.read(65536)
-        if not data:
-            return None
-        try:
-            parser.feed(data)
-        except RemoteProtocolError:
-            return None
-    return request
