@@ -559,3 +559,11 @@ def test_a_head_after_a_chunked_body_in_the_same_read_is_read_the_same() -> None
 def test_empty_lines_before_a_request_line_are_skipped() -> None:
     head = only_head(b"\r\n\r\n" + lines("GET /a HTTP/1.1", "Host: web"))
     assert (head.method, head.target, head.host) == (b"GET", b"/a", b"web")
+
+
+@pytest.mark.parametrize("line", ["GET  /a HTTP/1.1", "GET /a  HTTP/1.1", "GET   /a   HTTP/1.1"])
+def test_the_target_is_the_same_whatever_spaces_llhttp_lets_around_it(line: str) -> None:
+    """Found by the codec fuzzer: with two spaces the target was read as b" /a" from the
+    bytes, but as b"/a" when the head was collected from llhttp's callbacks."""
+    recorder = parse_requests(lines(line, "Host: a"))
+    assert [m.head.target for m in recorder.messages] == [b"/a"]

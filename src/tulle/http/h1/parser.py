@@ -589,6 +589,8 @@ class RequestParser(_Parser):
             if not target_end:
                 target_end = start_line.rindex(b" ")
             target = start_line[len(method) + 1:target_end]
+            if target and (target[0] == 32 or target[-1] == 32):
+                target = target.strip(b" ")  # llhttp lets more than one space separate
         head.target = target
         head.keep_alive = self._keep_alive()
         switching = self._should_upgrade()  # CONNECT, or Upgrade with Connection: upgrade
