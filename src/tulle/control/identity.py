@@ -27,7 +27,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from tulle.control.json_exchange import READ_TIMEOUT, JsonRequest, serve_one
+from tulle.control.json_exchange import READ_TIMEOUT, JsonEndpoint, JsonRequest, serve_one
 from tulle.identity.certificates import CertificateAuthority
 from tulle.identity.credentials import Credentials, new_key, signing_request
 from tulle.identity.issuer import IssuerStore
@@ -98,6 +98,8 @@ class IdentityService:
         self._clock = clock
         self.refused = 0
         self._server: asyncio.Server | None = None
+        self._endpoint = JsonEndpoint(b"/v1/certify", "a certificate signing request",
+                                      MAX_BODY, self._live, self._certify)
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
         own = _OwnCertificate(self.issuer, self.identity, self._clock)
@@ -113,22 +115,12 @@ class IdentityService:
             self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        await serve_one(reader, writer, lambda request: self._answer(request, peer), MAX_BODY)
+        await serve_one(reader, writer, self._endpoint)
 
-    async def _answer(self, request: JsonRequest | None, peer: Any) -> tuple[int, dict[str, Any]]:
-        if request is None or request.head is None:
-            return 400, {"error": "malformed request"}
-        head = request.head
-        path = head.target.split(b"?")[0]
-        if head.method == b"GET" and path == b"/live":
-            return 200, {"issued": self.issuer.issued, "refused": self.refused}
-        if path != b"/v1/certify":
-            return 404, {"error": "no such path"}
-        if head.method != b"POST":
-            return 405, {"error": "POST a certificate signing request"}
-        if request.too_large:
-            return 413, {"error": f"body over {MAX_BODY} bytes"}
+    def _live(self) -> dict[str, Any]:
+        return {"issued": self.issuer.issued, "refused": self.refused}
+
+    async def _certify(self, request: JsonRequest, peer: Any) -> tuple[int, dict[str, Any]]:
         try:
             document = json.loads(request.body)
             csr, token = document["csr"], document["token"]

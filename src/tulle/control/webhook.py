@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from tulle.control.json_exchange import JsonRequest, serve_one
+from tulle.control.json_exchange import JsonEndpoint, JsonRequest, serve_one
 from tulle.kube.inject import INJECT, InjectConfig, inject_pod
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,8 @@ class InjectionWebhook:
         self.reviews = 0
         self.injected = 0
         self._server: asyncio.Server | None = None
+        self._endpoint = JsonEndpoint(b"/inject", "an AdmissionReview", MAX_BODY, self._live,
+                                      self._review)
 
     async def start(self, host: str, port: int, context: ssl.SSLContext) -> tuple[str, int]:
         self._server = await asyncio.start_server(self._serve, host, port, ssl=context)
@@ -147,21 +149,12 @@ class InjectionWebhook:
             self._server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await serve_one(reader, writer, self._answer, MAX_BODY)
+        await serve_one(reader, writer, self._endpoint)
 
-    async def _answer(self, request: JsonRequest | None) -> tuple[int, dict[str, Any]]:
-        if request is None or request.head is None:
-            return 400, {"error": "malformed request"}
-        head = request.head
-        path = head.target.split(b"?")[0]
-        if head.method == b"GET" and path == b"/live":
-            return 200, {"reviews": self.reviews, "injected": self.injected}
-        if path != b"/inject":
-            return 404, {"error": "no such path"}
-        if head.method != b"POST":
-            return 405, {"error": "POST an AdmissionReview"}
-        if request.too_large:
-            return 413, {"error": f"body over {MAX_BODY} bytes"}
+    def _live(self) -> dict[str, Any]:
+        return {"reviews": self.reviews, "injected": self.injected}
+
+    async def _review(self, request: JsonRequest, peer: Any) -> tuple[int, dict[str, Any]]:
         try:
             review = json.loads(request.body)
             pod = review["request"]["object"]
