@@ -568,9 +568,9 @@ class RequestParser(_Parser):
         head = self._head
         assert isinstance(head, RequestHead)
         start_line, block = self._head_block()
-        # llhttp checked the line, "METHOD SP target SP HTTP/1.x": the target ends 9
-        # bytes before the line does (0: not known here, for a collected or unusual line).
-        # Without that space, "HTTP/1.1" ends the target of an HTTP/0.9 request line.
+        # llhttp checked the line, "METHOD SP target SP HTTP/1.x": when it ends so, the
+        # target ends 9 bytes before it (``target_end``; 0: find it, for a collected head
+        # or another line). Without that space, "HTTP/1.1" ends an HTTP/0.9 target.
         version = (_VERSION_OF.get(start_line[-8:])
                    if len(start_line) > 9 and start_line[-9] == 32 else None)
         target_end = -9
@@ -597,7 +597,7 @@ class RequestParser(_Parser):
         codings = _scan(head, block, request=True)
         if head.host is None and version == "1.1":
             raise RemoteProtocolError("HTTP/1.1 request without a Host header")
-        if target[:1] != b"/" and b"@" in target and _userinfo_in_target(target):
+        if target[:1] != b"/" and _find(target, b"@") >= 0 and _userinfo_in_target(target):
             raise RemoteProtocolError(
                 "userinfo (user@) in the request target's authority (RFC 9110 §4.2.4)"
             )
