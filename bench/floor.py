@@ -6,13 +6,18 @@ retries. The bench runs it beside Tulle so that Tulle's cost is read against wha
 language and the event loop cost on the same machine in the same run (issue 10;
 DESIGN.md, "Hot path rules"). Requests and responses go through as raw bytes;
 httptools only finds where each message ends. Usage:
-``python -m bench.floor PORT HOST:PORT [HOST:PORT ...]``.
+``python -m bench.floor [--processes N] PORT HOST:PORT [HOST:PORT ...]``; with
+``--processes N``, N processes share the port (``SO_REUSEPORT``), as ``tulle proxy
+--workers N`` does, so the bench can show what a second process buys on this machine.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import itertools
+import os
+import signal
 import sys
 
 import httptools
@@ -83,10 +88,21 @@ class Client(asyncio.Protocol):
 async def serve(port: int, addresses: list[tuple[str, int]]) -> None:
     pools = itertools.cycle([(address, []) for address in addresses])
     server = await asyncio.get_running_loop().create_server(
-        lambda: Client(pools), "127.0.0.1", port, backlog=1024)
+        lambda: Client(pools), "127.0.0.1", port, backlog=1024, reuse_port=True)
     await server.serve_forever()
 
 
+def main(argv: list[str]) -> None:
+    processes = 1
+    if argv[:1] == ["--processes"]:
+        processes, argv = int(argv[1]), argv[2:]
+    targets = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in argv[1:]]
+    for _ in range(processes - 1):
+        if os.fork() == 0:  # a child: serve beside the parent, and die with it
+            ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG, <linux/prctl.h>
+            break
+    uvloop.run(serve(int(argv[0]), targets))
+
+
 if __name__ == "__main__":
-    targets = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in sys.argv[2:]]
-    uvloop.run(serve(int(sys.argv[1]), targets))
+    main(sys.argv[1:])

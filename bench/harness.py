@@ -66,6 +66,19 @@ class Harness:
         self.log(f"{peer.name} is serving")
         return peer
 
+    def start_scaled_peer(self, name: str, backends: peers.Backends, count: int
+                          ) -> peers.Peer:
+        """Peer ``name`` with ``count`` processes or threads on one port, unpinned like
+        :meth:`start_tulle_workers`: ``haproxy`` with ``nbthread``, ``floor`` forked."""
+        if name == "haproxy":
+            peer = peers.start_haproxy_threads(self.group, self.workdir, backends, count, None)
+        elif name == "floor":
+            peer = peers.start_floor_processes(self.group, backends, count, None)
+        else:
+            raise peers.PeerFailed(f"no scaled variant of {name!r}")
+        self.log(f"{peer.name} is serving")
+        return peer
+
     def wrk(self, peer: peers.Peer, seconds: int, connections: int) -> load.WrkResult:
         return load.run_wrk(self.group, peer.url, seconds, connections, self.pinning.others)
 

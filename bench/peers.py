@@ -154,8 +154,10 @@ def render_haproxy(
     endpoints: Sequence[str],
     server_options: str = "",
     defaults_extra: Sequence[str] = (),
+    threads: int = 1,
 ) -> str:
-    """HAProxy config: one thread, round-robin, idle server connections always reused.
+    """HAProxy config: one thread (or ``threads``), round-robin, idle server connections
+    always reused.
 
     ``server_options`` go on every ``server`` line (e.g. health checks) and
     ``defaults_extra`` into the ``defaults`` section (e.g. retries): the variants
@@ -169,7 +171,7 @@ def render_haproxy(
     extra = "".join(f"    {line}\n" for line in defaults_extra)
     return f"""\
 global
-    nbthread 1
+    nbthread {threads}
     maxconn 4096
 
 defaults
@@ -261,6 +263,20 @@ def _start_haproxy(
     return Peer("haproxy", "127.0.0.1", port, process)
 
 
+def start_haproxy_threads(
+    group: ProcessGroup, workdir: Path, backends: Backends, threads: int,
+    cpus: frozenset[int] | None,
+) -> Peer:
+    """HAProxy with ``nbthread`` ``threads``, as peer ``haproxy-Nt``."""
+    name = f"haproxy-{threads}t"
+    (port,) = free_ports(1)
+    conf = workdir / f"{name}.cfg"
+    conf.write_text(render_haproxy(port, backends.endpoints, threads=threads))
+    process = group.start(name, [find_tool("haproxy"), "-f", str(conf), "-db"], cpus)
+    _wait_serving(name, process, "127.0.0.1", port)
+    return Peer(name, "127.0.0.1", port, process)
+
+
 def _start_nginx_proxy(
     group: ProcessGroup, workdir: Path, backends: Backends, cpus: frozenset[int] | None
 ) -> Peer:
@@ -275,11 +291,21 @@ def _start_nginx_proxy(
 def _start_floor(
     group: ProcessGroup, workdir: Path, backends: Backends, cpus: frozenset[int] | None
 ) -> Peer:
+    return start_floor_processes(group, backends, 1, cpus)
+
+
+def start_floor_processes(
+    group: ProcessGroup, backends: Backends, processes: int, cpus: frozenset[int] | None
+) -> Peer:
+    """The Python floor; with ``processes`` > 1, that many on one port, as peer
+    ``floor-Np``."""
+    name = "floor" if processes == 1 else f"floor-{processes}p"
     (port,) = free_ports(1)
-    argv = [sys.executable, str(FLOOR), str(port), *backends.endpoints]
-    process = group.start("floor", argv, cpus)
-    _wait_serving("floor", process, "127.0.0.1", port)
-    return Peer("floor", "127.0.0.1", port, process)
+    argv = [sys.executable, str(FLOOR), "--processes", str(processes), str(port),
+            *backends.endpoints]
+    process = group.start(name, argv, cpus)
+    _wait_serving(name, process, "127.0.0.1", port)
+    return Peer(name, "127.0.0.1", port, process)
 
 
 def _start_tulle(

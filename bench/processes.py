@@ -257,6 +257,14 @@ def cpu_seconds(pid: int) -> float:
     return cpu_times(pid).total
 
 
+def machine_busy_seconds() -> float:
+    """CPU time every CPU of the machine has spent not idle so far (``/proc/stat``),
+    in seconds: the proxy, the load generator, the backends and the kernel alike."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0]
+              .split()[1:9]]  # user nice system idle iowait irq softirq steal
+    return (sum(fields) - fields[3] - fields[4]) / _CLOCK_TICKS
+
+
 def peak_rss_kib(pid: int) -> int:
     """Peak resident set size (``VmHWM``) of ``pid`` and its descendants, in KiB.
 

@@ -13,7 +13,9 @@ noisy neighbour hurts every peer alike:
   forwarder in Python does); CPU per 10,000 requests at each fixed rate; the peak
   resident memory over the whole run;
 - **workers** — ``tulle proxy --workers 2`` (``tulle-2w``) under the same wrk load, in
-  the same rounds, against the single pinned process.
+  the same rounds, against the single pinned process; beside it HAProxy with two
+  threads (``haproxy-2t``) and two floor processes on one port (``floor-2p``), so the
+  table shows what a second core buys *any* proxy on this machine.
 
 Issue 10's targets, read from one run: Tulle's CPU per request at most 1.5× the
 floor's, and its requests/s at least 0.6× HAProxy's.
@@ -21,6 +23,7 @@ floor's, and its requests/s at least 0.6× HAProxy's.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -29,7 +32,7 @@ from bench import plots
 from bench.harness import Harness
 from bench.load import HEY_RATE_PER_WORKER
 from bench.peers import Peer
-from bench.processes import CpuTimes
+from bench.processes import CpuTimes, machine_busy_seconds
 from bench.report import Report, Table
 from bench.stats import LatencySummary, median
 
@@ -41,6 +44,7 @@ FLOOR = "floor"  # CPU per request is also given relative to this peer
 CEILING = "direct"  # added latency is given relative to this peer
 CONNECTIONS = 32  # wrk connections, as in the issue
 WORKERS = 2  # tulle-2w: one worker per core of the 2-core machine the issue measures on
+SCALED = ("tulle", "haproxy", "floor")  # the peers also run with WORKERS processes/threads
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ def run(harness: Harness, quick: bool) -> Report:
     scaled = []
     if "tulle" in harness.peer_names:
         scaled.append(harness.start_tulle_workers(backends, WORKERS))
+        scaled += [harness.start_scaled_peer(name, backends, WORKERS)
+                   for name in ("haproxy", "floor") if name in harness.peer_names]
 
     for peer in [*peers, *scaled] if settings.warmup_seconds else []:
         harness.wrk(peer, settings.warmup_seconds, CONNECTIONS)
@@ -79,12 +85,17 @@ def run(harness: Harness, quick: bool) -> Report:
     rps: dict[str, list[float]] = defaultdict(list)
     cpu_saturated: dict[str, list[CpuTimes]] = defaultdict(list)
     cores_busy: dict[str, list[float]] = defaultdict(list)
+    machine_cpu: dict[str, list[float]] = defaultdict(list)  # µs per request, all CPUs
     errors: dict[str, int] = defaultdict(int)
     for round_number in range(1, settings.rounds + 1):
         for peer in [*peers, *scaled]:
+            busy_before = machine_busy_seconds()
             result, times = harness.measured_times(
                 peer, lambda p=peer: harness.wrk(p, settings.throughput_seconds, CONNECTIONS)
             )
+            if result.requests:
+                machine_cpu[peer.name].append(
+                    (machine_busy_seconds() - busy_before) * 1e6 / result.requests)
             rps[peer.name].append(result.requests_per_second)
             errors[peer.name] += result.non_2xx + result.socket_errors
             if times is not None and result.requests:
@@ -138,8 +149,9 @@ def run(harness: Harness, quick: bool) -> Report:
     report.tables.append(_resources_table(peers, cpu_saturated, cpu_at_rate, rss, settings))
     if scaled:
         report.tables.append(_workers_table(
-            ["tulle", *(peer.name for peer in scaled)], rps, cpu_saturated, cores_busy, rss,
-            errors, harness, settings,
+            [name for name in SCALED if name in harness.peer_names],
+            [peer.name for peer in scaled], rps, cpu_saturated, cores_busy, machine_cpu,
+            rss, errors, harness, settings,
         ))  # fmt: skip
     image = harness.results_dir / "baseline.png"
     harness.results_dir.mkdir(parents=True, exist_ok=True)
@@ -280,51 +292,77 @@ def _median_times(cpu_saturated: dict[str, list[CpuTimes]], name: str) -> CpuTim
 
 
 def _workers_table(
-    names: list[str],
+    singles: list[str],
+    scaled: list[str],
     rps: dict[str, list[float]],
     cpu_saturated: dict[str, list[CpuTimes]],
     cores_busy: dict[str, list[float]],
+    machine_cpu: dict[str, list[float]],
     rss: dict[str, int | None],
     errors: dict[str, int],
     harness: Harness,
     settings: Settings,
 ) -> Table:
+    """Each single pinned process beside its scaled variant (``scaled[i]`` is
+    ``singles[i]`` with WORKERS processes or threads).
+
+    The machine's bound: while one process serves, the machine spends ``machine CPU µs
+    / req`` on each request (proxy, wrk, backends, kernel). However the work is spread,
+    this machine's CPUs cannot serve more than CPUs ÷ that, so no number of processes
+    can beat ``bound`` — the ceiling a scaled variant is read against."""
+    cpus = len(os.sched_getaffinity(0))
     pinned = harness.pinning.proxy
     single_cpus = "any" if pinned is None else ",".join(map(str, sorted(pinned)))
     table = Table(
         title=f"Workers (wrk -t1 -c{CONNECTIONS} -d{settings.throughput_seconds}s, median of "
         f"{settings.rounds}, in the throughput rounds)",
-        columns=["peer", "processes", "CPUs", "requests/s", "min – max", "ratio to tulle",
-                 "CPU µs / req", "user µs", "system µs", "proxy CPU busy (cores)",
-                 "peak RSS (MiB)", "errors"],
+        columns=["peer", "processes", "CPUs", "requests/s", "min – max",
+                 "ratio to one process", "CPU µs / req", "user µs", "system µs",
+                 "proxy CPU busy (cores)", "machine CPU µs / req",
+                 f"bound on {cpus} CPUs (ratio)", "peak RSS (MiB)", "errors"],
     )  # fmt: skip
-    reference = median(rps["tulle"]) if rps.get("tulle") else None
-    for name in names:
-        single = name == "tulle"
-        times = _median_times(cpu_saturated, name)
-        peak = rss.get(name)
-        table.rows.append([
-            name,
-            "1" if single else f"{WORKERS} workers + supervisor",
-            single_cpus if single else "any",
-            f"{median(rps[name]):,.0f}",
-            f"{min(rps[name]):,.0f} – {max(rps[name]):,.0f}",
-            _ratio(median(rps[name]), reference),
-            "—" if times is None else f"{times.total:.1f}",
-            "—" if times is None else f"{times.user:.1f}",
-            "—" if times is None else f"{times.system:.1f}",
-            f"{median(cores_busy[name]):.2f}" if cores_busy.get(name) else "—",
-            "—" if peak is None else f"{peak / 1024:.1f}",
-            str(errors[name]),
-        ])  # fmt: skip
+    shape = {"tulle": f"{WORKERS} workers + supervisor", "haproxy": f"1, {WORKERS} threads",
+             "floor": f"{WORKERS} on one port"}  # fmt: skip
+    for single, many in zip(singles, scaled, strict=True):
+        reference = median(rps[single])
+        per_request = median(machine_cpu[single]) if machine_cpu.get(single) else None
+        bound = cpus * 1e6 / per_request if per_request else None
+        for name, processes, where in ((single, "1", single_cpus),
+                                       (many, shape[single], "any")):
+            times = _median_times(cpu_saturated, name)
+            peak = rss.get(name)
+            machine = median(machine_cpu[name]) if machine_cpu.get(name) else None
+            table.rows.append([
+                name,
+                processes,
+                where,
+                f"{median(rps[name]):,.0f}",
+                f"{min(rps[name]):,.0f} – {max(rps[name]):,.0f}",
+                _ratio(median(rps[name]), reference),
+                "—" if times is None else f"{times.total:.1f}",
+                "—" if times is None else f"{times.user:.1f}",
+                "—" if times is None else f"{times.system:.1f}",
+                f"{median(cores_busy[name]):.2f}" if cores_busy.get(name) else "—",
+                "—" if machine is None else f"{machine:.1f}",
+                f"{bound:,.0f} ({bound / reference:.2f})" if bound and name == single
+                else "",
+                "—" if peak is None else f"{peak / 1024:.1f}",
+                str(errors[name]),
+            ])  # fmt: skip
     table.note = (
-        "tulle is the single process of the tables above (pinned as they say); "
-        f"tulle-{WORKERS}w is `tulle proxy --workers {WORKERS}`, not pinned: its workers "
-        "may use every CPU, and share them with wrk and the nginx backends, which stay "
-        "where the pinning puts them. On a 2-core machine the workers therefore cannot "
-        "have 2 cores to themselves: 'proxy CPU busy' (CPU seconds of every process of "
-        "the peer ÷ run seconds) shows how much they got. CPU and RSS are summed over the "
-        "supervisor and its workers."
+        "Each peer's single process is the one of the tables above (pinned as they say); "
+        f"its scaled variant (`tulle proxy --workers {WORKERS}`, HAProxy with `nbthread "
+        f"{WORKERS}`, {WORKERS} floor processes sharing the port with SO_REUSEPORT) is not "
+        "pinned: it may use every CPU, and shares them with wrk and the nginx backends, "
+        "which stay where the pinning puts them. On a 2-core machine no proxy can have "
+        "2 cores to itself: 'proxy CPU busy' (CPU seconds of every process of the peer "
+        "÷ run seconds) shows how much each got, and HAProxy's and the floor's ratios "
+        "show what a second core buys on this machine at all. 'machine CPU µs / req' is "
+        "the CPU time of every CPU (the proxy, wrk, the backends, the kernel; /proc/stat) "
+        "per request; 'bound' is CPUs ÷ that, measured with the single process: the most "
+        "requests/s this machine could serve through that proxy however many processes "
+        "it ran, and in brackets that bound as a ratio to one process. CPU and RSS are "
+        "summed over a peer's processes."
     )
     return table
 

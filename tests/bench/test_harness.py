@@ -9,6 +9,7 @@ setup.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -38,10 +39,14 @@ def test_baseline_quick_has_a_row_per_peer(tmp_path: Path) -> None:
     resources = report.table("Resources").column("peak RSS (MiB)")
     assert set(resources) == set(PEER_NAMES) - {"direct"}
     workers = report.table("Workers")
-    assert list(workers.column("requests/s")) == ["tulle", "tulle-2w"]
+    scaled = ["tulle", "tulle-2w", "haproxy", "haproxy-2t", "floor", "floor-2p"]
+    assert list(workers.column("requests/s")) == scaled
     for peer, cell in workers.column("requests/s").items():
         assert float(cell.replace(",", "")) > 0, f"{peer} served nothing"
-    assert workers.column("errors") == {"tulle": "0", "tulle-2w": "0"}
+    assert workers.column("errors") == dict.fromkeys(scaled, "0")
+    (bound,) = (column for column in workers.columns if column.startswith("bound on"))
+    for single in ("tulle", "haproxy", "floor"):  # the machine's ceiling, with its ratio
+        assert re.fullmatch(r"[\d,]+ \(\d+\.\d\d\)", workers.column(bound)[single])
 
     assert written == tmp_path / "baseline.md"
     text = written.read_text()

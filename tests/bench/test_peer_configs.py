@@ -23,6 +23,10 @@ def test_haproxy_one_thread_round_robin_reuse_always() -> None:
     assert all(f"server s{i} {e}" in cfg for i, e in enumerate(ENDPOINTS, 1))
 
 
+def test_haproxy_threads_for_the_workers_table() -> None:
+    assert "nbthread 2" in render_haproxy(8000, ENDPOINTS, threads=2)
+
+
 def test_nginx_proxy_keeps_upstream_connections_alive(tmp_path: Path) -> None:
     conf = render_nginx_proxy(tmp_path, 8000, ENDPOINTS)
     for line in (

@@ -11,6 +11,7 @@ from bench.processes import (
     Pinning,
     cpu_seconds,
     free_ports,
+    machine_busy_seconds,
     peak_rss_kib,
     process_group,
 )
@@ -74,6 +75,17 @@ def test_proc_readings_of_this_process() -> None:
     sum(range(2_000_000))  # burn a little CPU
     assert cpu_seconds(os.getpid()) > 0
     assert peak_rss_kib(os.getpid()) > 1024
+
+
+def test_machine_busy_time_counts_our_own_work() -> None:
+    before, spent = machine_busy_seconds(), cpu_seconds(os.getpid())
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:  # busy for 0.3 s of one CPU
+        pass
+    spent = cpu_seconds(os.getpid()) - spent
+    # The machine's busy time includes ours (clock ticks: 10 ms granularity each side).
+    assert machine_busy_seconds() - before >= spent - 0.03
+    assert spent > 0.1
 
 
 def _alive(pid: int) -> bool:
