@@ -55,7 +55,7 @@ from typing import Any
 
 import tulle.balance
 from bench.stats import LatencySummary
-from tulle.balance import ALGORITHMS, Balancer, new_balancer
+from tulle.balance import ALGORITHMS, Balancer, Pickable, RequestView, new_balancer
 from tulle.config import LoadBalancer
 from tulle.resilience import CircuitBreaker
 
@@ -109,15 +109,13 @@ class Workload:
         return self.utilisation * self.capacity()
 
 
-@dataclass(eq=False)
-class SimEndpoint:
-    """One proxy's view of an endpoint (what a balancer reads)."""
+class SimEndpoint(Pickable):
+    """One proxy's view of an endpoint (what a balancer reads), and which endpoint of
+    the workload it is."""
 
-    address: str
-    index: int
-    weight: int = 1
-    zone: str | None = None
-    in_flight: int = 0
+    def __init__(self, address: str, index: int, weight: int = 1) -> None:
+        super().__init__(address, weight)
+        self.index = index
 
 
 @dataclass
@@ -155,7 +153,7 @@ class Clock:
         return self.now
 
 
-class LeastConnections:
+class LeastConnections(Balancer[SimEndpoint]):
     """A model of HAProxy ``leastconn`` and nginx ``least_conn``: the endpoint with the
     fewest requests in flight per unit of weight; ties in turn (both documentations:
     round-robin within servers of equal load)."""
@@ -167,7 +165,7 @@ class LeastConnections:
     def update(self, endpoints: Sequence[SimEndpoint]) -> None:
         self._endpoints = tuple(endpoints)
 
-    def pick(self, request: object) -> SimEndpoint | None:
+    def pick(self, request: RequestView) -> SimEndpoint | None:
         endpoints = self._endpoints
         if not endpoints:
             return None

@@ -79,9 +79,9 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from typing import Final, Generic
+from typing import Final
 
-from tulle.balance.base import E, RequestView
+from tulle.balance.base import Balancer, E, RequestView
 from tulle.balance.clock import Clock
 from tulle.balance.response_estimate import FRESH, WARM_UP, ResponseEstimate
 from tulle.balance.weighted_random import WeightedSampler
@@ -118,7 +118,7 @@ CREDIT: Final = 2.0
 REFRESH_SECONDS: Final = 0.1
 
 
-class ExpectedLatency(Generic[E]):
+class ExpectedLatency(Balancer[E]):
     """Lowest quality × (1 + in-flight ÷ capacity); equals take turns (see module note)."""
 
     __slots__ = ("_clock", "_decay", "_drawn", "_fresh", "_heard", "_members",

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Generic
 
-from tulle.balance.base import E, RequestView
+from tulle.balance.base import Balancer, E, RequestView
 from tulle.balance.weighted_random import WeightedSampler
 
 
-class LeastRequest(Generic[E]):
+class LeastRequest(Balancer[E]):
     """P2C on (in-flight + 1) / weight."""
 
     __slots__ = ("_sampler",)

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Generic
 
-from tulle.balance.base import E, RequestView
+from tulle.balance.base import Balancer, E, RequestView
 from tulle.balance.clock import Clock
 from tulle.balance.latency_estimate import LatencyEstimate
 
 
-class LeastResponseTime(Generic[E]):
+class LeastResponseTime(Balancer[E]):
     """Full scan for the lowest EWMA latency × (in-flight + 1) / weight."""
 
     __slots__ = ("_clock", "_decay", "_default_rtt", "_endpoints", "_estimates", "_rng")

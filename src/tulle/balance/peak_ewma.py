@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Generic
 
-from tulle.balance.base import E, RequestView
+from tulle.balance.base import Balancer, E, RequestView
 from tulle.balance.clock import Clock
 from tulle.balance.latency_estimate import LatencyEstimate
 from tulle.balance.weighted_random import WeightedSampler
 
 
-class PeakEwma(Generic[E]):
+class PeakEwma(Balancer[E]):
     """P2C on peak-EWMA latency × (in-flight + 1) / weight."""
 
     __slots__ = ("_clock", "_decay", "_default_rtt", "_estimates", "_peak", "_sampler")

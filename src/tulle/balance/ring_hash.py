@@ -29,9 +29,8 @@ import bisect
 import hashlib
 import random
 from collections.abc import Sequence
-from typing import Generic
 
-from tulle.balance.base import E, RequestView
+from tulle.balance.base import Balancer, E, RequestView
 
 # Points per unit of weight. 160 is ketama's (40 hashes × 4 points each): with 160
 # points an endpoint's share of the ring is within about ±8% (1/√160) of its fair
@@ -58,7 +57,7 @@ def _cookie(header: bytes | None, name: bytes) -> bytes | None:
     return None
 
 
-class RingHash(Generic[E]):
+class RingHash(Balancer[E]):
     """Consistent hashing with bounded loads on one request property."""
 
     __slots__ = ("_cookie", "_endpoints", "_factor", "_header", "_owners", "_points", "_rng",

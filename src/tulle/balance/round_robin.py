@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Generic
 
-from tulle.balance.base import E, RequestView
+from tulle.balance.base import Balancer, E, RequestView
 
 
-class RoundRobin(Generic[E]):
+class RoundRobin(Balancer[E]):
     """Cycles through the endpoints in order; weights are not considered."""
 
     __slots__ = ("_endpoints", "_next")

@@ -21,7 +21,6 @@ start holds back only keyless requests there; stickiness wins.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Generic
 
 from tulle.balance.base import Balancer, E, RequestView
 from tulle.balance.clock import Clock
@@ -36,7 +35,7 @@ RETRIES = 2
 FAILED_AFTER = 3
 
 
-class SlowStart(Generic[E]):
+class SlowStart(Balancer[E]):
     """Wraps a balancer; holds back endpoints that are still warming up."""
 
     __slots__ = ("_clock", "_failures", "_inner", "_rng_random", "_seen_any", "_started",

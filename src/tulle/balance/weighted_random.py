@@ -14,7 +14,7 @@ import random
 from collections.abc import Sequence
 from typing import Generic
 
-from tulle.balance.base import E, RequestView
+from tulle.balance.base import Balancer, E, RequestView
 
 
 class WeightedSampler(Generic[E]):
@@ -62,7 +62,7 @@ class WeightedSampler(Generic[E]):
         return endpoints[first], endpoints[(first + 1) % len(endpoints)]
 
 
-class WeightedRandom(Generic[E]):
+class WeightedRandom(Balancer[E]):
     """Picks at random, in proportion to weight."""
 
     __slots__ = ("_sampler",)

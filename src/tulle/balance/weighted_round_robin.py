@@ -14,12 +14,11 @@ keeps the position in the cycle; a new endpoint starts at 0.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Generic
 
-from tulle.balance.base import E, RequestView
+from tulle.balance.base import Balancer, E, RequestView
 
 
-class WeightedRoundRobin(Generic[E]):
+class WeightedRoundRobin(Balancer[E]):
     """Smooth weighted round-robin (O(n) a pick; services have few endpoints)."""
 
     __slots__ = ("_current", "_endpoints", "_total", "_weights")

@@ -30,7 +30,6 @@ In-flight counts are the proxy's, read per request (O(n); services are small).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Generic
 
 from tulle.balance.base import Balancer, E, RequestView
 
@@ -45,7 +44,7 @@ SPILL_SLACK = 2.0
 UNHEALTHY_AFTER = 3
 
 
-class ZoneAware(Generic[E]):
+class ZoneAware(Balancer[E]):
     """Prefers endpoints in ``local_zone`` (see module note for the rule)."""
 
     __slots__ = ("_all", "_failures", "_local", "_local_endpoints", "_local_share", "_random",

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from tulle.balance import Balancer
+from tulle.balance import Balancer, Pickable
 from tulle.config import Limits, LoadBalancer
 from tulle.proxy import errors
 from tulle.proxy.exchange import WAITING
@@ -43,21 +43,18 @@ class TargetTimeouts:
     per_try: float | None = None
 
 
-class Endpoint:
+class Endpoint(Pickable):
     """One address of a service, as the balancer and the request path see it."""
 
-    __slots__ = ("address", "breaker", "ejected", "ejections", "failed_tries", "health",
-                 "in_flight", "pool", "stats", "weight", "zone")
+    __slots__ = ("breaker", "ejected", "ejections", "failed_tries", "health", "pool",
+                 "stats")
 
     def __init__(
         self, pool: EndpointPool, weight: int, zone: str | None, stats: ResponseStats
     ) -> None:
+        super().__init__(f"{pool.host}:{pool.port}", weight, zone)
         self.pool = pool
-        self.address = f"{pool.host}:{pool.port}"
-        self.weight = weight
-        self.zone = zone
         self.stats = stats
-        self.in_flight = 0
         self.breaker: CircuitBreaker | None = None
         self.health: HealthState | None = None
         self.ejected = False
@@ -122,7 +119,7 @@ class ServiceTarget:
         name: str,
         namespace: str,
         load_balancer: LoadBalancer,
-        balancer: Balancer,
+        balancer: Balancer[Endpoint],
         timeouts: TargetTimeouts,
         stats: ResponseStats,
         counters: ServiceCounters,

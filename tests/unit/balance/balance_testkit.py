@@ -9,17 +9,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from tulle.balance import Balancer
+from tulle.balance import Balancer, Pickable
 
 
-@dataclass(eq=False)
-class Endpoint:
-    """An endpoint as a balancer sees it; hashed by identity like the proxy's."""
-
-    address: str
-    weight: int = 1
-    zone: str | None = None
-    in_flight: int = 0
+class Endpoint(Pickable):
+    """An endpoint as a balancer sees it (``Endpoint(address, weight, zone,
+    in_flight)``); hashed by identity like the proxy's."""
 
     def __repr__(self) -> str:
         return f"<{self.address} w{self.weight} {self.zone} {self.in_flight}>"

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tulle.balance import ALGORITHMS, Balancer, RoundRobin, new_balancer
+from tulle.balance import ALGORITHMS, Balancer, Pickable, RoundRobin, new_balancer
 from tulle.config import LoadBalancer
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """The part of an endpoint a balancer may read."""
+class Endpoint(Pickable):
+    """The part of an endpoint a balancer may read; named by its address."""
 
-    name: str
-    weight: int = 1
-    in_flight: int = 0
+    def __init__(self, name: str, weight: int = 1, in_flight: int = 0) -> None:
+        super().__init__(name, weight, in_flight=in_flight)
+        self.name = name
 
 
 A, B, C, D = (Endpoint(n) for n in "abcd")
