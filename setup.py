@@ -67,6 +67,7 @@ HOT_MODULES = [
     "src/tulle/proxy/layers/authorize.py",
     "src/tulle/proxy/layers/rate_limit.py",
     "src/tulle/proxy/layers/client_stats.py",
+    "src/tulle/downstream/listener.py",
     "src/tulle/downstream/h2.py",
     "src/tulle/downstream/h1.py",
     "src/tulle/downstream/detect.py",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from tulle.telemetry.metrics import TlsStats
@@ -35,29 +34,51 @@ class ServedConnection(Protocol):
         """The grace period is over: close at once."""
 
 
-@dataclass(slots=True)
 class ListenerContext:
-    runtime: Runtime
-    direction: str  # "outbound" or "inbound"
-    stack: ExchangeLayer  # the request path, outermost layer first
-    tcp: TcpStats
-    malformed: ResponseStats  # requests too broken to route
-    head_timeout: float  # a request head must arrive within this
-    idle_timeout: float  # a keep-alive connection may sit idle this long
-    send_timeout: float = DEFAULT_SEND_TIMEOUT  # a client must read what it is sent
-    connections: set[ServedConnection] = field(default_factory=set)
-    draining: bool = False
-    # Connections arrive redirected by iptables (tulle init): read each one's original
-    # destination once, for the route layer.
-    transparent: bool = False
-    # Where connections that are not HTTP go (None: the HTTP side answers them), and how
-    # long a silent client is waited for before it is taken as one.
-    opaque: TcpProxy | None = None
-    detect_timeout: float = DEFAULT_DETECT_TIMEOUT
-    # This proxy's TLS, when it has an identity: ClientHellos naming it are terminated
-    # (tulle.downstream.tls), and counted here.
-    tls: MeshTls | None = None
-    tls_stats: TlsStats = field(default_factory=lambda: TlsStats(("", "")))
-    # The client connections every listener together may hold (the open-files limit's
-    # room); one past it is refused at once, counted and logged. None: no budget.
-    budget: ConnectionBudget | None = None
+    """One listener's settings and shared state. A plain class rather than a dataclass
+    so that mypyc compiles it (setup.py): every request reads a few of its fields, and
+    on an uncompiled object each read is a lookup by name."""
+
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        direction: str,  # "outbound" or "inbound"
+        stack: ExchangeLayer,  # the request path, outermost layer first
+        tcp: TcpStats,
+        malformed: ResponseStats,  # requests too broken to route
+        head_timeout: float,  # a request head must arrive within this
+        idle_timeout: float,  # a keep-alive connection may sit idle this long
+        send_timeout: float = DEFAULT_SEND_TIMEOUT,  # a client must read what it is sent
+        transparent: bool = False,
+        opaque: TcpProxy | None = None,
+        detect_timeout: float = DEFAULT_DETECT_TIMEOUT,
+        tls: MeshTls | None = None,
+        tls_stats: TlsStats | None = None,
+        budget: ConnectionBudget | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.direction = direction
+        self.stack = stack
+        self.tcp = tcp
+        self.malformed = malformed
+        self.head_timeout = head_timeout
+        self.idle_timeout = idle_timeout
+        self.send_timeout = send_timeout
+        self.connections: set[ServedConnection] = set()
+        self.draining = False
+        # Connections arrive redirected by iptables (tulle init): read each one's
+        # original destination once, for the route layer.
+        self.transparent = transparent
+        # Where connections that are not HTTP go (None: the HTTP side answers them), and
+        # how long a silent client is waited for before it is taken as one.
+        self.opaque = opaque
+        self.detect_timeout = detect_timeout
+        # This proxy's TLS, when it has an identity: ClientHellos naming it are
+        # terminated (tulle.downstream.tls), and counted here.
+        self.tls = tls
+        self.tls_stats = TlsStats(("", "")) if tls_stats is None else tls_stats
+        # The client connections every listener together may hold (the open-files
+        # limit's room); one past it is refused at once, counted and logged. None: no
+        # budget.
+        self.budget = budget
