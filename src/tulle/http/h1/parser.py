@@ -151,7 +151,6 @@ def _userinfo_in_target(target: bytes) -> bool:
 _CONNECTION_OPTIONS: frozenset[bytes] = HOP_BY_HOP | {b"close", b"", b"content-length",
                                                       b"host"}
 
-_EMPTY_LINE: Final = (b"\r", b"\n")
 # Bound once: a bytes method looked up by name on every call costs more than the call.
 _find: Final = bytes.find
 _split: Final = bytes.split
@@ -232,10 +231,14 @@ def _scan(head: RequestHead | ResponseHead, block: bytes, request: bool) -> byte
                 head.content_length = int(block[start:stop])
             elif line.startswith(b"connection:"):
                 dropped = True
-                for token in _split(low[at + 11:end], b","):
-                    token = token.strip(b" \t")
-                    if token not in _CONNECTION_OPTIONS:
-                        named = [token + b":"] if named is None else [*named, token + b":"]
+                start, stop = _value_span(low, at + 11, end)
+                value = low[start:stop]
+                if value not in _CONNECTION_OPTIONS:  # (most say keep-alive or close)
+                    for token in _split(value, b","):
+                        token = token.strip(b" \t")
+                        if token not in _CONNECTION_OPTIONS:
+                            named = ([token + b":"] if named is None
+                                     else [*named, token + b":"])
         elif first == 104:  # h
             if request and line.startswith(b"host:"):
                 assert isinstance(head, RequestHead)
@@ -278,6 +281,8 @@ def _scan(head: RequestHead | ResponseHead, block: bytes, request: bool) -> byte
         drop = _drop_named(low, named, drop or [])
     if drop is None:
         forward = block
+    elif len(drop) == 1 and drop[0][1] == len(block):
+        forward = block[:drop[0][0]]  # one field dropped, the last (nginx's Connection)
     else:
         kept: list[bytes] = []
         position = 0
@@ -498,7 +503,7 @@ class _Parser:
         start = self._start
         prefix = self._prefix
         if prefix is None:
-            if data[start:start + 1] in _EMPTY_LINE:
+            if start < len(data) and (data[start] == 13 or data[start] == 10):
                 # Empty lines before a request line are skipped (RFC 9112 §2.2).
                 start = len(data) - len(data[start:].lstrip(b"\r\n"))
             end = _find(data, b"\r\n\r\n", start)
