@@ -123,6 +123,29 @@ def test_one_byte_at_a_time_gives_the_same_messages() -> None:
     assert parse_requests(*pieces).summary() == parse_requests(PIPELINE).summary()
 
 
+# llhttp calls back per header only from the first chunked head on (see the parser's
+# module note): that head is parsed again from its first byte, wherever it began.
+
+
+def test_per_header_callbacks_are_off_until_a_chunked_head_and_stay_on_after() -> None:
+    recorder = Recorder()
+    parser = RequestParser(recorder)
+    parser.feed(GET + POST_CL)
+    assert not parser.per_header_callbacks
+    parser.feed(POST_CHUNKED[:30])  # the chunked head begins: nothing is known yet
+    assert not parser.per_header_callbacks
+    parser.feed(POST_CHUNKED[30:] + GET)
+    assert parser.per_header_callbacks
+    assert recorder.summary() == parse_requests(PIPELINE).summary()
+    assert [e for e in recorder.events if e != "body"] == ["head", "end"] * 4
+
+
+def test_a_head_parsed_again_gives_the_same_messages_wherever_one_read_ends() -> None:
+    whole = parse_requests(PIPELINE).summary()
+    for cut in range(1, len(PIPELINE)):
+        assert parse_requests(PIPELINE[:cut], PIPELINE[cut:]).summary() == whole, cut
+
+
 @pytest.mark.parametrize(
     ("version", "connection", "keep_alive"),
     [

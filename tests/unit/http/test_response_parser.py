@@ -60,6 +60,26 @@ def test_any_split_of_the_stream_gives_the_same_messages(cuts: list[int]) -> Non
     assert parse_responses(*split_at(STREAM, cuts)).summary() == whole
 
 
+def test_the_first_chunked_response_turns_on_per_header_callbacks_and_keeps_its_trailers(
+) -> None:
+    parser, recorder = parser_and_recorder()
+    parser.feed(OK_CL)
+    assert not parser.per_header_callbacks
+    parser.feed(OK_CHUNKED)
+    assert parser.per_header_callbacks
+    parser.feed(NOT_FOUND)
+    assert recorder.summary() == parse_responses(STREAM).summary()
+    assert [m.trailers for m in recorder.messages] == [
+        None, [(b"Grpc-Status", b"0"), (b"Server-Timing", b"db;dur=53")], None]
+    assert [m.head.status for m in recorder.messages] == [200, 200, 404]
+
+
+def test_a_response_parsed_again_gives_the_same_messages_wherever_one_read_ends() -> None:
+    whole = parse_responses(STREAM).summary()
+    for cut in range(1, len(STREAM)):
+        assert parse_responses(STREAM[:cut], STREAM[cut:]).summary() == whole, cut
+
+
 def test_http_1_0_response_is_not_keep_alive() -> None:
     [message] = parse_responses(lines("HTTP/1.0 200 OK", "Content-Length: 0")).messages
     assert (message.head.version, message.head.keep_alive) == ("1.0", False)

@@ -18,6 +18,14 @@ Where a message begins cannot be known (a request pipelined
 in the same read after a chunked body), that one head is collected from llhttp's
 per-header callbacks instead: slower, and the same.
 
+Those callbacks (a Python call per header field, and one for the request target or the
+reason phrase) are needed only for trailers and for such collected heads, and both come
+after a chunked head. So a parser starts without them (httptools installs a callback
+only for a method its protocol object has, and is handed `_Callbacks`, which lacks
+three); the first chunked head stops llhttp before anything is handed on, and the
+message is parsed again from its first byte by a fresh llhttp that has every callback,
+which the connection keeps from then on (`_Parser.per_header_callbacks`).
+
 Theory of operation: llhttp already refuses the request-smuggling shapes
 (Content-Length together with Transfer-Encoding, two Content-Length headers),
 bare LF line ends and invalid tokens. This module adds what llhttp leaves to its
@@ -169,6 +177,11 @@ H2C: Final = b"h2c"
 
 class _EndedAtHead(Exception):
     """Raised out of llhttp's callback to stop it after a response to HEAD ended."""
+
+
+class _PerHeaderCallbacksNeeded(Exception):
+    """Raised out of llhttp's callback to stop it at a chunked head parsed without the
+    per-header callbacks its trailers need (see the module note)."""
 
 
 # Where the parser is in the current message.
@@ -345,6 +358,7 @@ class _Parser:
         "_on_head",
         "_parse",
         "_parser",
+        "_per_header",
         "_pieces",
         "_prefix",
         "_raw_head_bytes",
@@ -384,6 +398,7 @@ class _Parser:
         self._raw_head_bytes = 0
         self._trailers: Headers | None = None
         self._switching: RequestHead | ResponseHead | None = None  # see on_upgrade
+        self._per_header = False  # llhttp calls back per header (see the module note)
 
     # Per direction: how bytes llhttp rejects are described, and the status they
     # earn (a client's: 400; an upstream's: 502).
@@ -396,18 +411,22 @@ class _Parser:
         """Parse ``data``; raise RemoteProtocolError on bytes HTTP forbids."""
         try:
             self._feed(data)
+            return
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
-            if isinstance(cause, _EndedAtHead):
+            if isinstance(cause, _PerHeaderCallbacksNeeded):
+                pass  # parsed again below, outside this handler
+            elif isinstance(cause, _EndedAtHead):
                 # The response to HEAD ended at its head and its llhttp was replaced:
                 # what else this read holds, no request asked for.
                 if self._body_pos < len(data):
                     raise RemoteProtocolError("bytes after a response that has no body",
                                               502) from None
                 return
-            if isinstance(cause, RemoteProtocolError):
+            elif isinstance(cause, RemoteProtocolError):
                 raise cause from None
-            raise
+            else:
+                raise
         except httptools.HttpParserUpgrade as exc:
             head = self._switching
             if head is None:
@@ -415,6 +434,7 @@ class _Parser:
             self._switching = None
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
             self._handler.on_upgrade(head, data[offset:])
+            return
         except httptools.HttpParserError as exc:
             reason = str(exc) or type(exc).__name__
             if reason == _LLHTTP_UNKNOWN_VERSION:
@@ -422,6 +442,39 @@ class _Parser:
                     "unsupported HTTP version (1.0 and 1.1 are)", self._BAD_VERSION_STATUS
                 ) from None
             raise RemoteProtocolError(f"{self._MALFORMED}: {reason}", self._BAD_STATUS) from None
+        # Outside the handler, so that what the second parse raises is not chained to it.
+        self._parse_again_per_header(data)
+
+    @property
+    def per_header_callbacks(self) -> bool:
+        """llhttp calls back once per header field: since the first chunked head."""
+        return self._per_header
+
+    def _parse_again_per_header(self, data: bytes) -> None:
+        """The head llhttp just completed is chunked and was parsed without per-header
+        callbacks: parse its message again from its first byte (held in ``_prefix``
+        when it began in an earlier read), with a fresh llhttp that has them, and keep
+        that one. Nothing of the message had been handed on."""
+        prefix = self._prefix
+        again = data[self._start:] if prefix is None else prefix + data
+        self._per_header = True
+        self._bind(self._new_llhttp())
+        self._state = _IDLE
+        self.feed(again)
+
+    def _llhttp_protocol(self) -> object:
+        """What a new llhttp calls back (see the module note)."""
+        return self if self._per_header else _Callbacks(self)
+
+    def _new_llhttp(self) -> Any:
+        raise NotImplementedError
+
+    def _bind(self, parser: Any) -> None:
+        """Use ``parser`` (an httptools parser) from now on."""
+        self._parser = parser
+        self._parse = parser.feed_data
+        self._get_version = parser.get_http_version
+        self._keep_alive = parser.should_keep_alive
 
     def _feed(self, data: bytes) -> None:
         state = self._state
@@ -510,7 +563,7 @@ class _Parser:
             raw = data[start:end]
             self._body_pos = end + 4
         else:
-            self._prefix = None
+            # (``_prefix`` stays until the next message begins: a parse again needs it.)
             tail = prefix[-3:]  # the blank line may straddle the two reads
             end = _find(tail + data, b"\r\n\r\n") - len(tail)
             raw = (prefix + data[:end]) if end > 0 else prefix[:len(prefix) + end]
@@ -547,6 +600,23 @@ class _Parser:
     def _new_head(self) -> RequestHead | ResponseHead:
         raise NotImplementedError
 
+    def on_headers_complete(self) -> None:
+        raise NotImplementedError
+
+
+class _Callbacks:
+    """The protocol object of an llhttp without per-header callbacks: the parser's own
+    callbacks, bound once, less ``on_header``, ``on_url`` and ``on_status``, which only
+    trailers and collected heads need (see the module note)."""
+
+    __slots__ = ("on_body", "on_headers_complete", "on_message_begin", "on_message_complete")
+
+    def __init__(self, parser: _Parser) -> None:
+        self.on_message_begin = parser.on_message_begin
+        self.on_headers_complete = parser.on_headers_complete
+        self.on_body = parser.on_body
+        self.on_message_complete = parser.on_message_complete
+
 
 class RequestParser(_Parser):
     """Parses a stream of (possibly pipelined) requests from one client."""
@@ -559,10 +629,13 @@ class RequestParser(_Parser):
 
     def __init__(self, handler: MessageHandler) -> None:
         super().__init__(handler, too_large=431)
-        parser = self._parser = httptools.HttpRequestParser(self)
-        self._parse = parser.feed_data
-        self._get_version = parser.get_http_version
-        self._keep_alive = parser.should_keep_alive
+        self._bind(self._new_llhttp())
+
+    def _new_llhttp(self) -> httptools.HttpRequestParser:
+        return httptools.HttpRequestParser(self._llhttp_protocol())
+
+    def _bind(self, parser: httptools.HttpRequestParser) -> None:
+        super()._bind(parser)
         self._get_method = parser.get_method
         self._should_upgrade = parser.should_upgrade
 
@@ -609,6 +682,8 @@ class RequestParser(_Parser):
         if codings is not None:
             _request_codings(codings, version)
             head.chunked = True
+            if not self._per_header:
+                raise _PerHeaderCallbacksNeeded
         self._head_bytes = 0
         self._delivered = 0
         if switching:
@@ -656,7 +731,7 @@ class ResponseParser(_Parser):
 
     def __init__(self, handler: MessageHandler) -> None:
         super().__init__(handler, too_large=502)
-        self._bind(httptools.HttpResponseParser(self))
+        self._bind(self._new_llhttp())
         self._no_body = False
         self._until_close = False
         self._upgrade_asked = False
@@ -664,12 +739,11 @@ class ResponseParser(_Parser):
     def _new_head(self) -> ResponseHead:
         return ResponseHead()
 
+    def _new_llhttp(self) -> httptools.HttpResponseParser:
+        return httptools.HttpResponseParser(self._llhttp_protocol())
+
     def _bind(self, parser: httptools.HttpResponseParser) -> None:
-        """Use ``parser`` from now on (a fresh one after a response to HEAD)."""
-        self._parser = parser
-        self._parse = parser.feed_data
-        self._get_version = parser.get_http_version
-        self._keep_alive = parser.should_keep_alive
+        super()._bind(parser)
         self._get_status = parser.get_status_code
 
     def expect_no_body(self) -> None:
@@ -721,6 +795,8 @@ class ResponseParser(_Parser):
         if codings is not None:
             _response_codings(codings, version)
             head.chunked = True
+            if not self._per_header:
+                raise _PerHeaderCallbacksNeeded
         if status == 101 and self._upgrade_asked:
             self._upgrade_asked = False
             self._state = _IDLE  # ended by on_upgrade, with the bytes that followed
@@ -754,7 +830,7 @@ class ResponseParser(_Parser):
             # llhttp cannot be told the request was HEAD; end the message here and
             # start a fresh parser for the next response on this connection.
             self._no_body = False
-            self._bind(httptools.HttpResponseParser(self))
+            self._bind(self._new_llhttp())
             self.on_message_complete()
             # Stop the replaced llhttp here: it believes a body follows, and must not
             # go on parsing this read as one (or as more responses) behind our back.
