@@ -16,8 +16,9 @@ from tests.support.backend import Backend
 from tests.support.client import get
 from tests.support.proxy import RunningProxy, mesh_service
 from tests.support.tools import require_tools
-from tulle.telemetry import Metrics, registry_for
+from tulle.telemetry import Metrics
 from tulle.telemetry.admin import AdminLimits, AdminSources, serve_admin
+from tulle.telemetry.collector import registry_for
 from tulle.telemetry.tap import TapHub
 
 
@@ -132,7 +133,7 @@ def test_the_admin_listener_caps_its_connections(proxy: RunningProxy) -> None:
 
 async def test_admin_head_and_idle_timeouts_on_real_sockets() -> None:
     loop = asyncio.get_running_loop()
-    sources = AdminSources(registry=registry_for(Metrics()), tap=TapHub(clock=loop.time),
+    sources = AdminSources(registry=lambda: registry_for(Metrics()), tap=TapHub(clock=loop.time),
                            ready=lambda: True, config=dict, endpoints=dict)
     limits = AdminLimits(head_timeout=0.3, idle_timeout=0.6, max_connections=8)
     server = await serve_admin(loop, "127.0.0.1", 0, sources, limits)

@@ -31,13 +31,14 @@ from tulle.proxy.runtime import Runtime
 from tulle.tcp import TcpProxy
 from tulle.tcp.egress import EgressPolicy
 from tulle.telemetry.admin import AdminSources, serve_admin
-from tulle.telemetry.collector import registry_for
 from tulle.telemetry.metrics import EndpointState, IdentityView, Metrics
 from tulle.telemetry.tap import TapHub
 from tulle.transport.detect import DEFAULT_OPAQUE_PORTS
 from tulle.transport.limits import ConnectionBudget
 
 if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
     from tulle.config.schema_tulle import Workload
     from tulle.identity.client import IdentityClient, IdentitySettings
     from tulle.transport.tls import MeshTls
@@ -111,7 +112,6 @@ class ProxyServer:
         self.source = source
         self.metrics = metrics or Metrics()
         self.mesh = MeshState(self.runtime, self.metrics)
-        self.registry = registry_for(self.metrics)
         self.tap = TapHub(clock=self.loop.time)
         self.metrics.endpoint_states = self._endpoint_states
         self._listeners: dict[str, _Listener] = {}
@@ -151,7 +151,7 @@ class ProxyServer:
         if options.worker:
             admin = Address("127.0.0.1", 0)
         sources = AdminSources(
-            registry=self.registry,
+            registry=self._registry,
             tap=self.tap,
             tap_enabled=options.allow_tap,
             ready=lambda: self.ready and not self.draining,
@@ -324,6 +324,12 @@ class ProxyServer:
                         latency_estimate_ms=estimate(endpoint) if estimate else None,
                     ))
         return states
+
+    def _registry(self) -> CollectorRegistry:
+        """This proxy's metrics registry, made at the admin listener's first scrape."""
+        from tulle.telemetry.collector import registry_for
+
+        return registry_for(self.metrics)
 
     def _describe_endpoints(self) -> dict[str, object]:
         return {

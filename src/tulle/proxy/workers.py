@@ -272,7 +272,7 @@ class Supervisor:
     async def _bind_admin(self, address: str) -> bool:
         host, port = split_address(address)
         sources = AdminSources(
-            registry=self._registry(),
+            registry=self._registry,
             tap=self.taps,
             tap_enabled=self.allow_tap,
             ready=lambda: self.ready,

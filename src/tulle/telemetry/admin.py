@@ -27,12 +27,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector, CollectorRegistry
+from typing import TYPE_CHECKING
 
 from tulle.http import (
     RemoteProtocolError,
@@ -46,12 +43,17 @@ from tulle.http.h1 import Headers
 from tulle.telemetry.tap import TapSource
 from tulle.telemetry.tap_stream import TapStream, parse_tap_query
 
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
 
 @dataclass(frozen=True, slots=True)
 class AdminSources:
     """Where the admin pages read the proxy's state from."""
 
-    registry: CollectorRegistry
+    # Makes the registry /metrics renders; called once, at the first scrape (see
+    # `AdminListener.registry`).
+    registry: Callable[[], CollectorRegistry]
     tap: TapSource
     ready: Callable[[], bool]
     config: Callable[[], object]
@@ -88,7 +90,7 @@ class AdminLimits:
 class AdminListener:
     """One bound admin listener: its limits, its open connections and their counters.
 
-    The counters are published in the sources' registry when the listener is made:
+    The counters are published with the sources' own on /metrics (`registry`):
     ``tulle_admin_open_connections``, ``tulle_admin_connections_refused_total`` and
     ``tulle_admin_timeouts_total{timeout="head"|"idle"}``.
     """
@@ -103,28 +105,17 @@ class AdminListener:
         self.refused = 0
         self.head_timeouts = 0
         self.idle_timeouts = 0
-        sources.registry.register(_AdminCollector(self))
+        self._registry: CollectorRegistry | None = None
 
+    def registry(self) -> CollectorRegistry:
+        """The registry /metrics renders: the sources' collectors and this listener's
+        counters, made at the first scrape (`tulle.telemetry.collector` says why then)."""
+        if self._registry is None:
+            from tulle.telemetry.collector import AdminCollector
 
-class _AdminCollector(Collector):
-    def __init__(self, listener: AdminListener) -> None:
-        self._listener = listener
-
-    def collect(self) -> Iterator[Metric]:
-        listener = self._listener
-        yield GaugeMetricFamily("tulle_admin_open_connections",
-                                "Admin connections open now.", value=len(listener.connections))
-        yield CounterMetricFamily(
-            "tulle_admin_connections_refused",
-            "Admin connections answered 503 and closed: over the connection cap.",
-            value=listener.refused,
-        )
-        timeouts = CounterMetricFamily(
-            "tulle_admin_timeouts", "Admin connections closed by a timeout.", labels=["timeout"]
-        )
-        timeouts.add_metric(["head"], listener.head_timeouts)
-        timeouts.add_metric(["idle"], listener.idle_timeouts)
-        yield timeouts
+            self._registry = self.sources.registry()
+            self._registry.register(AdminCollector(self))
+        return self._registry
 
 
 class AdminConnection(asyncio.Protocol):
@@ -279,9 +270,10 @@ class AdminConnection(asyncio.Protocol):
                 return 200, b"text/plain", b"ready\n"
             return 503, b"text/plain", b"not ready\n"
         if path == b"/metrics":
+            from tulle.telemetry.collector import render
+
             accept = (head.header(b"accept") or b"").decode("latin-1")
-            encoder, content_type = choose_encoder(accept)
-            return 200, content_type.encode(), encoder(sources.registry)
+            return 200, *render(self._listener.registry(), accept)
         if path == b"/config":
             return _json(sources.config())
         if path == b"/endpoints":

@@ -44,7 +44,7 @@ def serve() -> tuple[Workers, FakeTransport]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(workers)  # type: ignore[arg-type]
     sources = AdminSources(
-        registry=registry, tap=TapHub(clock=loop.time), ready=lambda: True,
+        registry=lambda: registry, tap=TapHub(clock=loop.time), ready=lambda: True,
         config=lambda: workers.config, endpoints=dict, gather=workers.gather,
         pages={b"/workers": lambda: [{"worker": 1}]},
     )

@@ -3,22 +3,20 @@ connection cap, on the fake loop; and their counters on /metrics."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
-
 from tests.support.fake_loop import FakeLoop, FakeTransport
-from tulle.telemetry import Metrics, registry_for
+from tulle.telemetry import Metrics
 from tulle.telemetry.admin import AdminConnection, AdminLimits, AdminListener, AdminSources
+from tulle.telemetry.collector import registry_for
 from tulle.telemetry.tap import TapHub
 
 LIMITS = AdminLimits(head_timeout=10.0, idle_timeout=60.0, max_connections=3)
 GET_LIVE = b"GET /live HTTP/1.1\r\nHost: admin\r\n\r\n"
 
 
-def listener_and_loop(registry: CollectorRegistry | None = None,
-                      tap: bool = False) -> tuple[AdminListener, FakeLoop]:
+def listener_and_loop(tap: bool = False) -> tuple[AdminListener, FakeLoop]:
     loop = FakeLoop()
     sources = AdminSources(
-        registry=registry or registry_for(Metrics()), tap=TapHub(clock=loop.time),
+        registry=lambda: registry_for(Metrics()), tap=TapHub(clock=loop.time),
         ready=lambda: True, config=dict, endpoints=dict, tap_enabled=tap,
     )
     return AdminListener(loop, sources, LIMITS), loop  # type: ignore[arg-type]
@@ -101,8 +99,8 @@ def test_a_tap_stream_is_not_cut_by_the_idle_or_head_timeout() -> None:
 
 
 def test_the_limits_show_on_metrics() -> None:
-    registry = registry_for(Metrics())
-    listener, loop = listener_and_loop(registry)
+    listener, loop = listener_and_loop()
+    registry = listener.registry()  # what /metrics renders
     connect(listener, loop)  # times out
     for _ in range(2):
         connect(listener, loop)

@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from tests.support.fake_loop import FakeLoop
-from tulle.telemetry import Metrics, registry_for
+from tulle.telemetry import Metrics
 from tulle.telemetry.admin import AdminConnection, AdminLimits, AdminListener, AdminSources
+from tulle.telemetry.collector import registry_for
 from tulle.telemetry.tap import TapEvent, TapHub
 from tulle.telemetry.tap_stream import MAX_BUFFERED_BYTES
 
@@ -48,7 +49,7 @@ class Clock:
 def sources(hub: TapHub, tap_enabled: bool, registry: CollectorRegistry | None = None
             ) -> AdminSources:
     return AdminSources(
-        registry=registry or registry_for(Metrics()), tap=hub, ready=lambda: True,
+        registry=lambda: registry or registry_for(Metrics()), tap=hub, ready=lambda: True,
         config=dict, endpoints=dict, tap_enabled=tap_enabled,
     )
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tulle.telemetry import Metrics, registry_for
+from tulle.telemetry import Metrics
+from tulle.telemetry.collector import registry_for
 from tulle.telemetry.merged import MergedMetrics, merge_endpoints
 
 

@@ -1,0 +1,74 @@
+"""What an idle proxy keeps out of its memory (issue 10): libraries it loads only when
+something needs them. A real ``tulle proxy``, run in a probe that lists the modules
+it had loaded when it stopped."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.support.proxy import free_port, mesh_service
+
+# Runs the `tulle` command in this interpreter; once it exits (SIGTERM), prints sys.modules.
+PROBE = (
+    "import json, sys\n"
+    "from tulle.cli.main import cli\n"
+    "try:\n    cli(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+    "print(json.dumps(sorted(sys.modules)))\n"
+)
+
+
+def _get(port: int, path: str) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def modules_loaded(tmp_path: Path, *pages: str) -> set[str]:
+    """The modules a proxy on one service had loaded after these admin pages were read."""
+    manifest = tmp_path / "web.yaml"
+    manifest.write_text(mesh_service("web", ["127.0.0.1:9"]))
+    admin = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-c", PROBE, "proxy", "-f", str(manifest),
+         "--outbound", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{admin}",
+         "--inbound", "off"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert process.poll() is None, "the proxy exited"
+            assert time.monotonic() < deadline, "the proxy was not ready in 15 s"
+            try:
+                if _get(admin, "/ready") == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        for page in pages:
+            assert _get(admin, page) == 200
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=15)
+    finally:
+        process.kill()
+        process.wait()
+    return set(json.loads(out.splitlines()[-1]))
+
+
+def test_an_idle_proxy_has_not_loaded_prometheus_client(tmp_path: Path) -> None:
+    loaded = modules_loaded(tmp_path)
+    assert "tulle.proxy.server" in loaded  # the probe saw a proxy run
+    assert not {name for name in loaded if name.startswith("prometheus_client")}
+
+
+def test_the_first_scrape_loads_prometheus_client(tmp_path: Path) -> None:
+    assert "prometheus_client.exposition" in modules_loaded(tmp_path, "/metrics")
