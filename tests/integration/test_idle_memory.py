@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.proxy import free_port, mesh_service
@@ -33,14 +35,15 @@ def _get(port: int, path: str) -> int:
         return exc.code
 
 
-def modules_loaded(tmp_path: Path, *pages: str) -> set[str]:
-    """The modules a proxy on one service had loaded after these admin pages were read."""
+def modules_loaded(tmp_path: Path, use: Callable[[int, int], None] | None = None) -> set[str]:
+    """The modules a proxy on one service had loaded when it stopped, after ``use`` was
+    given its outbound and admin ports."""
     manifest = tmp_path / "web.yaml"
     manifest.write_text(mesh_service("web", ["127.0.0.1:9"]))
-    admin = free_port()
+    outbound, admin = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-c", PROBE, "proxy", "-f", str(manifest),
-         "--outbound", f"127.0.0.1:{free_port()}", "--admin", f"127.0.0.1:{admin}",
+         "--outbound", f"127.0.0.1:{outbound}", "--admin", f"127.0.0.1:{admin}",
          "--inbound", "off"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )
@@ -54,8 +57,8 @@ def modules_loaded(tmp_path: Path, *pages: str) -> set[str]:
                     break
             except OSError:
                 time.sleep(0.05)
-        for page in pages:
-            assert _get(admin, page) == 200
+        if use is not None:
+            use(outbound, admin)
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=15)
     finally:
@@ -64,11 +67,26 @@ def modules_loaded(tmp_path: Path, *pages: str) -> set[str]:
     return set(json.loads(out.splitlines()[-1]))
 
 
-def test_an_idle_proxy_has_not_loaded_prometheus_client(tmp_path: Path) -> None:
+def _scrape(outbound: int, admin: int) -> None:
+    assert _get(admin, "/metrics") == 200
+
+
+def _speak_http2(outbound: int, admin: int) -> None:
+    with socket.create_connection(("127.0.0.1", outbound), timeout=5) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+        assert sock.recv(9)[3] == 0x4  # the proxy's SETTINGS: it speaks HTTP/2
+
+
+def test_an_idle_proxy_has_not_loaded_prometheus_client_or_h2(tmp_path: Path) -> None:
     loaded = modules_loaded(tmp_path)
     assert "tulle.proxy.server" in loaded  # the probe saw a proxy run
-    assert not {name for name in loaded if name.startswith("prometheus_client")}
+    assert not {name for name in loaded
+                if name.split(".")[0] in ("prometheus_client", "h2", "hpack", "hyperframe")}
 
 
 def test_the_first_scrape_loads_prometheus_client(tmp_path: Path) -> None:
-    assert "prometheus_client.exposition" in modules_loaded(tmp_path, "/metrics")
+    assert "prometheus_client.exposition" in modules_loaded(tmp_path, _scrape)
+
+
+def test_the_first_http2_client_loads_h2(tmp_path: Path) -> None:
+    assert "h2.connection" in modules_loaded(tmp_path, _speak_http2)

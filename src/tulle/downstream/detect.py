@@ -36,7 +36,6 @@ import logging
 from typing import TYPE_CHECKING, Final, cast
 
 from tulle.downstream.h1 import ClientConnection
-from tulle.downstream.h2 import H2ClientConnection
 from tulle.downstream.tls import MeshTlsAcceptor
 from tulle.transport.detect import HTTP2, NEED_MORE, OPAQUE, TLS, detect
 from tulle.transport.original_dst import redirected_destination
@@ -185,6 +184,8 @@ class ProtocolDetector(HasDeadline):
         target = self.target
         if kind == HTTP2:
             ctx.tcp.read_bytes += len(data)  # what take_over replays is not counted again
+            from tulle.downstream.h2 import H2ClientConnection  # h2: loaded on first use
+
             h2 = H2ClientConnection(ctx)
             h2.take_over(transport, data, counted=False)
             return cast("asyncio.Protocol", h2)

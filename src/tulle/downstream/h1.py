@@ -26,7 +26,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final
 
-from tulle.downstream.h2 import H2ClientConnection
 from tulle.http import CONTINUE, RemoteProtocolError, RequestHead, RequestParser, ResponseHead
 from tulle.http.h1.parser import H2C
 from tulle.http.h1.writer import (
@@ -501,6 +500,8 @@ class ClientConnection(HasDeadline, ClientStream):
         self.tcp.write_bytes += len(_H2C_SWITCH)
         transport.write(_H2C_SWITCH)
         head.protocol = None  # an ordinary request from here on
+        from tulle.downstream.h2 import H2ClientConnection  # h2: loaded on first use
+
         H2ClientConnection(self.ctx).upgrade(transport, head, settings, self._tail)
 
     def _connect(self, head: RequestHead) -> None:

@@ -22,6 +22,10 @@ resets starts an exchange (routing, an upstream stream). So resets by the client
 counted in a token bucket (`RESET_BURST`, refilled at `RESETS_PER_SECOND`, nghttp2's
 numbers), and so are frames that make the proxy answer (SETTINGS, PING); a client that
 spends the bucket gets GOAWAY(ENHANCE_YOUR_CALM) and is closed.
+
+This module (with the h2 library, ~1.4 MB of a proxy's memory) is imported by the first
+HTTP/2 client, not at start-up: where a connection turns out to be HTTP/2 (detection,
+the h2c upgrade, ALPN), the side that found out imports it.
 """
 
 from __future__ import annotations

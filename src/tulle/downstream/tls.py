@@ -31,7 +31,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 from tulle.downstream.h1 import ClientConnection
-from tulle.downstream.h2 import H2ClientConnection
 from tulle.transport.client_hello import NEED_MORE, server_name
 from tulle.transport.timers import HasDeadline
 from tulle.transport.tls import ALPN_H2, ALPN_OPAQUE, terminate
@@ -150,6 +149,8 @@ class MeshTlsAcceptor(HasDeadline):
                 ctx.opaque.start(plain, opaque_target, b"", peer_ip(plain), identity=identity)
                 stream.deliver()
             elif alpn == ALPN_H2:
+                from tulle.downstream.h2 import H2ClientConnection  # h2: loaded on first use
+
                 H2ClientConnection(ctx).take_over(cast("asyncio.Transport", stream), b"",
                                                   counted=False)
                 stream.deliver()

@@ -24,6 +24,8 @@ Flow control: a response's data is acknowledged to the endpoint once passed to t
 client, except while the client is paused (`pause_response`): then the endpoint stops
 after one stream window. A request body beyond the endpoint's window waits in the codec;
 past `PAUSE_ABOVE` the client's side is paused.
+
+Imported by the first `EndpointPool.h2` (the h2 library is loaded then, not at start-up).
 """
 
 from __future__ import annotations

@@ -44,11 +44,11 @@ from tulle.transport.limits import LogLimit
 from tulle.transport.tls import ALPN_HTTP1, ALPN_OPAQUE
 from tulle.transport.tls import connect as connect_tls
 from tulle.upstream.h1 import UpstreamConnection
-from tulle.upstream.h2 import H2Pool
 
 if TYPE_CHECKING:
     from tulle.proxy.streams import LeaseWaiter
     from tulle.transport.tls import MeshTls
+    from tulle.upstream.h2 import H2Pool
 
 log: Final = logging.getLogger("tulle.upstream")
 
@@ -140,6 +140,8 @@ class EndpointPool:
         """HTTP/2 connections to this address, lending streams (made on first use)."""
         pool = self._h2
         if pool is None:
+            from tulle.upstream.h2 import H2Pool  # the h2 library: loaded on first use
+
             pool = self._h2 = H2Pool(self)
         return pool
 
