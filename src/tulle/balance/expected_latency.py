@@ -139,7 +139,8 @@ class ExpectedLatency(Balancer[E]):
         self._rng = rng or random.Random()
         self._sampler: WeightedSampler[E] = WeightedSampler(self._rng)
         self._states: dict[E, ResponseEstimate] = {}
-        self._members: tuple[tuple[E, ResponseEstimate], ...] = ()
+        # A list, not a tuple: compiled, a list is iterated by index, not by an iterator.
+        self._members: list[tuple[E, ResponseEstimate]] = []
         # The candidates of a pick above SCAN_LIMIT, refilled in place (no list per pick).
         self._drawn: list[tuple[E, ResponseEstimate]] = []
         self._virtual_time = 0.0
@@ -171,7 +172,7 @@ class ExpectedLatency(Balancer[E]):
                 state.capacity = weight / mean_weight
             states[endpoint] = state
         self._states = states
-        self._members = tuple(states.items())
+        self._members = list(states.items())
         self._drawn = list(self._members[:SAMPLE])
         self._sampler.update(endpoints)
         self._seen_any = self._seen_any or bool(states)
@@ -195,7 +196,7 @@ class ExpectedLatency(Balancer[E]):
         if now - self._refreshed > REFRESH_SECONDS:
             self._refresh_reference(now)
         scan = len(members) <= SCAN_LIMIT
-        candidates: Sequence[tuple[E, ResponseEstimate]]
+        candidates: list[tuple[E, ResponseEstimate]]
         if scan:
             candidates = members
         else:

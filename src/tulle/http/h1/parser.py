@@ -70,9 +70,6 @@ _REASON_CONTROL: Final = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 # The versions this codec speaks; llhttp also parses 0.9 and 2.0 request lines.
 _VERSIONS: Final = ("1.1", "1.0")
-# The same, as they end a request line and begin a status line that llhttp has checked:
-# read from the line, since httptools' get_http_version formats a str per call.
-_VERSION_OF: Final = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 # Reason phrases seen on most responses, known to be clean (no regex run for them).
 _COMMON_REASONS: Final = frozenset(
     {b"OK", b"Created", b"Accepted", b"No Content", b"Moved Permanently", b"Found",
@@ -207,6 +204,26 @@ class MessageHandler(Protocol):
         of ``on_end``): a CONNECT request (which gets no ``on_head``), an Upgrade request
         (after its ``on_head``), or the 101 that accepts one. ``tail`` is what followed it
         in the read; nothing more is parsed."""
+
+
+def _version_at_end(request_line: bytes) -> str | None:
+    """The version a request line that llhttp has checked ends with, if this codec
+    speaks it: read from the line, since httptools' get_http_version formats a str per
+    call (and compared in place: a slice and a dict lookup cost more)."""
+    if request_line.endswith(b"HTTP/1.1"):
+        return "1.1"
+    if request_line.endswith(b"HTTP/1.0"):
+        return "1.0"
+    return None
+
+
+def _version_at_start(status_line: bytes) -> str | None:
+    """The same for a status line, which begins with its version."""
+    if status_line.startswith(b"HTTP/1.1"):
+        return "1.1"
+    if status_line.startswith(b"HTTP/1.0"):
+        return "1.0"
+    return None
 
 
 def _value_span(block: bytes, start: int, end: int) -> tuple[int, int]:
@@ -649,7 +666,7 @@ class RequestParser(_Parser):
         # llhttp checked the line, "METHOD SP target SP HTTP/1.x": when it ends so, the
         # target ends 9 bytes before it (``target_end``; 0: find it, for a collected head
         # or another line). Without that space, "HTTP/1.1" ends an HTTP/0.9 target.
-        version = (_VERSION_OF.get(start_line[-8:])
+        version = (_version_at_end(start_line)
                    if len(start_line) > 9 and start_line[-9] == 32 else None)
         target_end = -9
         if version is None:  # a collected head, or a version this codec does not speak
@@ -773,7 +790,7 @@ class ResponseParser(_Parser):
         assert isinstance(head, ResponseHead)
         head.status = status = self._get_status()
         start_line, block = self._head_block()
-        version = _VERSION_OF.get(start_line[:8])
+        version = _version_at_start(start_line)
         if version is None:  # a collected head, or a version this codec does not speak
             version = self._get_version()
             if version not in _VERSIONS:
