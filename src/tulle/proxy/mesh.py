@@ -175,7 +175,7 @@ class DirectionState:
             target.timeouts = timeouts
             target.budget = _budget(service, self.loop, keep=target.budget)
         target.retry_policy = RetryPolicy(service.retries) if service.retries else None
-        target.limits = service.limits
+        target.set_limits(service.limits)
         return target
 
     def _endpoint_for(

@@ -111,8 +111,8 @@ class ServiceTarget:
     """A service: endpoints, balancer, timeouts, failover policy and stats."""
 
     __slots__ = ("_loop", "_waiting", "balancer", "budget", "counters", "endpoints", "limits",
-                 "load_balancer", "name", "namespace", "protocol", "retry_policy", "routes",
-                 "stack", "stats", "timeouts")
+                 "load_balancer", "name", "namespace", "protocol", "requests_per_endpoint",
+                 "retry_policy", "routes", "stack", "stats", "timeouts")
 
     def __init__(
         self,
@@ -140,6 +140,8 @@ class ServiceTarget:
         self.retry_policy: RetryPolicy | None = None
         self.routes: RouteTable | None = None  # HTTPRoutes whose parent is this service
         self.limits = Limits.model_validate({})
+        # limits.requests_per_endpoint as a plain int: every request reads it (set_limits)
+        self.requests_per_endpoint = self.limits.requests_per_endpoint
         self.endpoints: tuple[Endpoint, ...] = ()
         # The request path of this target, built with it (`tulle.proxy.outbound`).
         self.stack: ExchangeLayer = _unbuilt
@@ -153,6 +155,11 @@ class ServiceTarget:
     @property
     def key(self) -> str:
         return f"{self.name}.{self.namespace}"
+
+    def set_limits(self, limits: Limits) -> None:
+        """The service's ``limits`` (from its configuration)."""
+        self.limits = limits
+        self.requests_per_endpoint = limits.requests_per_endpoint
 
     def detach(self) -> None:
         """This target left the configuration: stop hearing from its endpoints' pools."""

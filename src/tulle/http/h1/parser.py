@@ -163,7 +163,6 @@ _split: Final = bytes.split
 _LOWER_CASE: Final = bytes.maketrans(bytes(range(65, 91)), bytes(range(97, 123)))
 # The hop-by-hop fields beginning with k, p, u or e (RFC 9110 §7.6.1; the others are
 # tested one by one in `_scan`), as they begin a lower-cased line.
-_KPUE: Final = frozenset(b"kpue")
 _HOP_BY_HOP_KPUE: tuple[bytes, ...] = tuple(
     name + b":" for name in sorted(HOP_BY_HOP) if name[:1] in (b"k", b"p", b"u", b"e")
 )
@@ -297,7 +296,8 @@ def _scan(head: RequestHead | ResponseHead, block: bytes, request: bool) -> byte
         elif first == 120:  # x
             if request and line.startswith(b"x-forwarded-for:"):
                 forwarded_for = end
-        elif first in _KPUE and line.startswith(_HOP_BY_HOP_KPUE):
+        elif ((first == 107 or first == 112 or first == 117 or first == 101)  # k p u e
+              and line.startswith(_HOP_BY_HOP_KPUE)):
             dropped = True
             if request and line.startswith(b"expect:"):
                 start, stop = _value_span(low, at + 7, end)
@@ -788,7 +788,8 @@ class ResponseParser(_Parser):
     def on_headers_complete(self) -> None:
         head = self._head
         assert isinstance(head, ResponseHead)
-        head.status = status = self._get_status()
+        status: int = self._get_status()
+        head.status = status
         start_line, block = self._head_block()
         version = _version_at_start(start_line)
         if version is None:  # a collected head, or a version this codec does not speak

@@ -44,7 +44,7 @@ class Balance(ExchangeLayer):
         if endpoint is None:
             self._none_available(exchange)
             return
-        if endpoint.in_flight >= target.limits.requests_per_endpoint:
+        if endpoint.in_flight >= target.requests_per_endpoint:
             target.counters.load_shed += 1
             exchange.fail(errors.ENDPOINT_FULL, endpoint=endpoint.address)
             return
@@ -62,7 +62,7 @@ class Balance(ExchangeLayer):
         if endpoint is busy:
             endpoint = balancer.pick(exchange)
         if (endpoint is None or endpoint is busy
-                or endpoint.in_flight >= self.target.limits.requests_per_endpoint):
+                or endpoint.in_flight >= self.target.requests_per_endpoint):
             return None
         return endpoint
 
