@@ -1,6 +1,6 @@
 """What an idle proxy keeps out of its memory (issue 10): libraries it loads only when
-something needs them. A real ``tulle proxy``, run in a probe that lists the modules
-it had loaded when it stopped."""
+something needs them, and what the workers' supervisor never loads. A real ``tulle
+proxy``, run in a probe that lists the modules it had loaded when it stopped."""
 
 from __future__ import annotations
 
@@ -35,16 +35,17 @@ def _get(port: int, path: str) -> int:
         return exc.code
 
 
-def modules_loaded(tmp_path: Path, use: Callable[[int, int], None] | None = None) -> set[str]:
-    """The modules a proxy on one service had loaded when it stopped, after ``use`` was
-    given its outbound and admin ports."""
+def modules_loaded(tmp_path: Path, use: Callable[[int, int], None] | None = None,
+                   options: tuple[str, ...] = ()) -> set[str]:
+    """The modules a proxy on one service (run with ``options`` too) had loaded when it
+    stopped, after ``use`` was given its outbound and admin ports."""
     manifest = tmp_path / "web.yaml"
     manifest.write_text(mesh_service("web", ["127.0.0.1:9"]))
     outbound, admin = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-c", PROBE, "proxy", "-f", str(manifest),
          "--outbound", f"127.0.0.1:{outbound}", "--admin", f"127.0.0.1:{admin}",
-         "--inbound", "off"],
+         "--inbound", "off", *options],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
     )
     try:
@@ -90,3 +91,12 @@ def test_the_first_scrape_loads_prometheus_client(tmp_path: Path) -> None:
 
 def test_the_first_http2_client_loads_h2(tmp_path: Path) -> None:
     assert "h2.connection" in modules_loaded(tmp_path, _speak_http2)
+
+
+def test_the_workers_supervisor_loads_no_configuration_checking(tmp_path: Path) -> None:
+    # It runs no proxy: pydantic, PyYAML and the schema are its workers' to load.
+    loaded = modules_loaded(tmp_path, _scrape, options=("--workers", "2"))
+    assert "tulle.proxy.workers" in loaded  # the probe was the supervisor
+    assert not {name for name in loaded
+                if name.split(".")[0] in ("pydantic", "pydantic_core", "yaml")
+                or name.startswith("tulle.config")}

@@ -12,14 +12,16 @@ from typing import TYPE_CHECKING
 import click
 import uvloop
 
-from tulle.config import Address, ConfigError
-from tulle.config.schema_authorization import DEFAULT_POLICIES
 from tulle.identity.spiffe import WorkloadIdentity
-from tulle.policy.workload import workload_from
+from tulle.policy.defaults import DEFAULT_POLICIES
 from tulle.transport.detect import DEFAULT_OPAQUE_PORTS
 
 if TYPE_CHECKING:
+    from tulle.config import Address
     from tulle.identity.client import IdentitySettings
+
+# The configuration (pydantic, the schema) is imported where a proxy runs, not at the
+# top: the workers' supervisor runs this command too, and never needs it.
 
 # The control plane's own identity, which proxies check the identity service by.
 CONTROL_NAMESPACE = "tulle"
@@ -48,6 +50,8 @@ def _identity(address: str | None, token_file: Path | None, anchors: Path | None
 def _address(value: str | None, flag: str) -> Address | None:
     if value is None:
         return None
+    from tulle.config import Address
+
     try:
         return Address.parse(value, allow_port_zero=flag != "--app")
     except ValueError as exc:
@@ -207,6 +211,8 @@ def proxy(
         _supervise(count, admin, allow_tap, shutdown_grace)
         return
 
+    from tulle.config import Address, ConfigError
+    from tulle.policy.workload import workload_from
     from tulle.proxy import ProxyOptions, ProxyServer
     from tulle.transport.limits import raise_open_files_limit
 
@@ -267,8 +273,13 @@ def proxy(
 def _supervise(count: int, admin: str | None, allow_tap: bool, shutdown_grace: float) -> None:
     """Run ``count`` workers, each this command as given (tulle.proxy.workers)."""
     from tulle.proxy.workers import Supervisor, WorkerCommand
+    from tulle.telemetry.scrape import split_address
 
-    _address(admin, "--admin")  # refused here, not by every worker
+    if admin is not None:  # refused here, not by every worker (which check it fully)
+        try:
+            split_address(admin)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--admin") from None
     command = WorkerCommand(_worker_options(click.get_current_context()))
 
     async def run() -> int:

@@ -29,14 +29,10 @@ from tulle.config.schema_common import (
     Schema,
     StrictInt,
 )
+from tulle.policy.defaults import DEFAULT_POLICIES  # Linkerd's, plus audit
 
 POLICY_API_VERSION = "policy.tulle.dev/v1alpha1"
 POLICY_GROUP = "policy.tulle.dev"
-# Linkerd's default inbound policies (its proxy.defaultInboundPolicy), plus audit.
-DEFAULT_POLICIES: tuple[str, ...] = (
-    "all-unauthenticated", "all-authenticated", "cluster-unauthenticated",
-    "cluster-authenticated", "deny", "audit",
-)
 DefaultPolicy = Literal[DEFAULT_POLICIES]  # type: ignore[valid-type]
 PROXY_PROTOCOLS: tuple[str, ...] = ("unknown", "HTTP/1", "HTTP/2", "gRPC", "opaque", "TLS")
 ProxyProtocol = Literal[PROXY_PROTOCOLS]  # type: ignore[valid-type]
