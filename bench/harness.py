@@ -69,7 +69,10 @@ class Harness:
     def start_scaled_peer(self, name: str, backends: peers.Backends, count: int
                           ) -> peers.Peer:
         """Peer ``name`` with ``count`` processes or threads on one port, unpinned like
-        :meth:`start_tulle_workers`: ``haproxy`` with ``nbthread``, ``floor`` forked."""
+        :meth:`start_tulle_workers`: ``tulle --workers``, ``haproxy`` with ``nbthread``,
+        ``floor`` forked."""
+        if name == "tulle":
+            return self.start_tulle_workers(backends, count)
         if name == "haproxy":
             peer = peers.start_haproxy_threads(self.group, self.workdir, backends, count, None)
         elif name == "floor":

@@ -73,13 +73,13 @@ def run(harness: Harness, quick: bool) -> Report:
     backends = harness.start_backends(3)
     peers = harness.start_peers(backends)
     # Throughput only: the same wrk runs, in the same rounds, as the pinned single process.
-    scaled = []
+    # Each peer of SCALED beside itself with WORKERS processes or threads, by its name.
+    scaled: dict[str, Peer] = {}
     if "tulle" in harness.peer_names:
-        scaled.append(harness.start_tulle_workers(backends, WORKERS))
-        scaled += [harness.start_scaled_peer(name, backends, WORKERS)
-                   for name in ("haproxy", "floor") if name in harness.peer_names]
+        scaled = {name: harness.start_scaled_peer(name, backends, WORKERS)
+                  for name in SCALED if name in harness.peer_names}
 
-    for peer in [*peers, *scaled] if settings.warmup_seconds else []:
+    for peer in [*peers, *scaled.values()] if settings.warmup_seconds else []:
         harness.wrk(peer, settings.warmup_seconds, CONNECTIONS)
 
     rps: dict[str, list[float]] = defaultdict(list)
@@ -88,7 +88,7 @@ def run(harness: Harness, quick: bool) -> Report:
     machine_cpu: dict[str, list[float]] = defaultdict(list)  # µs per request, all CPUs
     errors: dict[str, int] = defaultdict(int)
     for round_number in range(1, settings.rounds + 1):
-        for peer in [*peers, *scaled]:
+        for peer in [*peers, *scaled.values()]:
             busy_before = machine_busy_seconds()
             result, times = harness.measured_times(
                 peer, lambda p=peer: harness.wrk(p, settings.throughput_seconds, CONNECTIONS)
@@ -131,7 +131,7 @@ def run(harness: Harness, quick: bool) -> Report:
                 )
                 time.sleep(settings.pause_seconds)
 
-    rss = {peer.name: harness.peak_rss_kib(peer) for peer in [*peers, *scaled]}
+    rss = {peer.name: harness.peak_rss_kib(peer) for peer in [*peers, *scaled.values()]}
     names = [peer.name for peer in peers]
     throughput = {name: median(rps[name]) for name in names}
     latency = {
@@ -149,9 +149,8 @@ def run(harness: Harness, quick: bool) -> Report:
     report.tables.append(_resources_table(peers, cpu_saturated, cpu_at_rate, rss, settings))
     if scaled:
         report.tables.append(_workers_table(
-            [name for name in SCALED if name in harness.peer_names],
-            [peer.name for peer in scaled], rps, cpu_saturated, cores_busy, machine_cpu,
-            rss, errors, harness, settings,
+            {single: peer.name for single, peer in scaled.items()}, rps, cpu_saturated,
+            cores_busy, machine_cpu, rss, errors, harness, settings,
         ))  # fmt: skip
     image = harness.results_dir / "baseline.png"
     harness.results_dir.mkdir(parents=True, exist_ok=True)
@@ -292,8 +291,7 @@ def _median_times(cpu_saturated: dict[str, list[CpuTimes]], name: str) -> CpuTim
 
 
 def _workers_table(
-    singles: list[str],
-    scaled: list[str],
+    scaled: dict[str, str],
     rps: dict[str, list[float]],
     cpu_saturated: dict[str, list[CpuTimes]],
     cores_busy: dict[str, list[float]],
@@ -303,8 +301,8 @@ def _workers_table(
     harness: Harness,
     settings: Settings,
 ) -> Table:
-    """Each single pinned process beside its scaled variant (``scaled[i]`` is
-    ``singles[i]`` with WORKERS processes or threads).
+    """Each single pinned process beside its scaled variant (``scaled``: the name of
+    each single peer's variant with WORKERS processes or threads).
 
     The machine's bound: while one process serves, the machine spends ``machine CPU µs
     / req`` on each request (proxy, wrk, backends, kernel). However the work is spread,
@@ -323,7 +321,7 @@ def _workers_table(
     )  # fmt: skip
     shape = {"tulle": f"{WORKERS} workers + supervisor", "haproxy": f"1, {WORKERS} threads",
              "floor": f"{WORKERS} on one port"}  # fmt: skip
-    for single, many in zip(singles, scaled, strict=True):
+    for single, many in scaled.items():
         reference = median(rps[single])
         per_request = median(machine_cpu[single]) if machine_cpu.get(single) else None
         bound = cpus * 1e6 / per_request if per_request else None
