@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tulle.balance.base import Balancer, Pickable, RequestView
 from tulle.balance.clock import Clock
@@ -29,7 +30,9 @@ from tulle.balance.slow_start import SlowStart
 from tulle.balance.weighted_random import WeightedRandom
 from tulle.balance.weighted_round_robin import WeightedRoundRobin
 from tulle.balance.zone_aware import ZoneAware
-from tulle.config import LoadBalancer
+
+if TYPE_CHECKING:
+    from tulle.config.schema_policy import LoadBalancer
 
 # The generator the factories draw from; replace or seed it for reproducible runs.
 default_rng = random.Random()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -17,7 +16,7 @@ from tulle.policy.defaults import DEFAULT_POLICIES
 from tulle.transport.detect import DEFAULT_OPAQUE_PORTS
 
 if TYPE_CHECKING:
-    from tulle.config import Address
+    from tulle.config import Address, Config
     from tulle.identity.client import IdentitySettings
 
 # The configuration (pydantic, the schema) is imported where a proxy runs, not at the
@@ -50,7 +49,7 @@ def _identity(address: str | None, token_file: Path | None, anchors: Path | None
 def _address(value: str | None, flag: str) -> Address | None:
     if value is None:
         return None
-    from tulle.config import Address
+    from tulle.config.addresses import Address
 
     try:
         return Address.parse(value, allow_port_zero=flag != "--app")
@@ -203,70 +202,62 @@ def proxy(
         raise click.UsageError("give either -f PATH (manifests) or --control URL")
     count = _worker_count(workers)
     worker = f" [worker {worker_index}]" if worker_channel is not None else ""
-    logging.basicConfig(
-        level=log_level.upper(), stream=sys.stderr,
-        format=f"%(asctime)s %(levelname)s{worker} %(name)s: %(message)s",
-    )
+    log_format = f"%(asctime)s %(levelname)s{worker} %(name)s: %(message)s"
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format=log_format)
     if worker_channel is None and count > 1:
         _supervise(count, admin, allow_tap, shutdown_grace)
         return
 
-    from tulle.config import Address, ConfigError
     from tulle.policy.workload import workload_from
-    from tulle.proxy import ProxyOptions, ProxyServer
+    from tulle.proxy.process import Handover, become_proxy
     from tulle.transport.limits import raise_open_files_limit
 
     logging.getLogger("tulle.proxy").info("%s", raise_open_files_limit().describe())
     inbound_enabled = inbound != "off"
-    options = ProxyOptions(
-        manifests=manifests,
-        outbound=_address(outbound, "--outbound"),
-        inbound=_address(inbound, "--inbound") if inbound_enabled else None,
-        inbound_enabled=inbound_enabled,
-        admin=_address(admin, "--admin"),
-        app=_address(app, "--app"),
-        head_timeout=head_timeout,
-        send_timeout=send_timeout,
-        shutdown_grace=shutdown_grace,
-        allow_tap=allow_tap,
-        transparent=transparent,
-        detect_timeout=detect_timeout,
-        opaque_ports=_ports(opaque_ports),
-        worker=worker_channel is not None,
-        identity=_identity(identity_address, identity_token_file, trust_anchors, trust_domain,
-                           identity_server_name),
-        workload=workload_from(os.environ, workload_labels),
-        default_inbound_policy=default_inbound_policy,
-    )
+    try:
+        workload = workload_from(os.environ, workload_labels)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
+    options = {
+        "manifests": manifests,
+        "outbound": _address(outbound, "--outbound"),
+        "inbound": _address(inbound, "--inbound") if inbound_enabled else None,
+        "inbound_enabled": inbound_enabled,
+        "admin": _address(admin, "--admin"),
+        "app": _address(app, "--app"),
+        "head_timeout": head_timeout,
+        "send_timeout": send_timeout,
+        "shutdown_grace": shutdown_grace,
+        "allow_tap": allow_tap,
+        "transparent": transparent,
+        "detect_timeout": detect_timeout,
+        "opaque_ports": _ports(opaque_ports),
+        "worker": worker_channel is not None,
+        "identity": _identity(identity_address, identity_token_file, trust_anchors,
+                              trust_domain, identity_server_name),
+        "workload": workload,
+        "default_inbound_policy": default_inbound_policy,
+    }
+    # The proxy itself runs in a fresh interpreter that never loads click or pydantic
+    # (tulle.proxy.process): the manifests are checked here, first.
+    become_proxy(Handover(options, log_level, log_format, config=_checked(manifests),
+                          control=control, worker_channel=worker_channel))
 
-    async def run() -> None:
-        from tulle.discovery import ConfigSource, DnsSource, ManifestSource
 
-        source: ConfigSource
-        if control is not None:
-            from tulle.discovery.control_client import ControlSource
-
-            admin_address = options.admin or Address("127.0.0.1", 4191)
-            source = ControlSource(control, admin=str(admin_address))
-        else:
-            assert manifests is not None
-            # Services with spec.dns get their endpoints from DNS (a no-op without any).
-            source = DnsSource(ManifestSource(asyncio.get_running_loop(), manifests))
-        server = ProxyServer(options, source=source)
-        await server.start()
-        if worker_channel is not None:
-            from tulle.proxy.worker_channel import WorkerLink
-
-            WorkerLink(worker_channel).attach(server)
-        await server.serve_until_stopped()
+def _checked(manifests: Path | None) -> Config | None:
+    """The manifests, checked, as records (None without manifests); exits on a mistake."""
+    if manifests is None:
+        return None
+    from tulle.config import ConfigError, load
+    from tulle.config.records import as_records
 
     try:
-        uvloop.run(run())
+        return as_records(load(manifests))
     except ConfigError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
     except OSError as exc:
-        click.echo(f"tulle proxy: cannot listen: {exc}", err=True)
+        click.echo(f"tulle proxy: cannot read {manifests}: {exc}", err=True)
         sys.exit(1)
 
 

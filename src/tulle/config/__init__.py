@@ -6,26 +6,55 @@
 :class:`Config` that is never changed afterwards. Any mistake raises
 :class:`ConfigError` listing every problem with file, document and field path.
 Nothing here imports asyncio or the proxy.
+
+The names below are imported when first used: a proxy process reads `Config`,
+`Address` and `ConfigError` but never loads the schema models or pydantic (it gets
+its configuration checked by `tulle.config.checker`, as records).
 """
 
-from tulle.config.addresses import Address
-from tulle.config.durations import format_duration, parse_duration
-from tulle.config.loading import load
-from tulle.config.model import Config, Endpoint, Service
-from tulle.config.problems import ConfigError, Problem
-from tulle.config.schema_gateway import HTTPRoute
-from tulle.config.schema_policy import (
-    LOAD_BALANCER_ALGORITHMS,
-    CircuitBreaker,
-    HealthCheck,
-    Limits,
-    LoadBalancer,
-    OutlierDetection,
-    Retries,
-    RetryBudget,
-    Timeouts,
-)
-from tulle.config.schema_tulle import MeshSpec, ProxyListeners
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tulle.config.addresses import Address
+    from tulle.config.durations import format_duration, parse_duration
+    from tulle.config.loading import load
+    from tulle.config.model import Config, Endpoint, Service
+    from tulle.config.problems import ConfigError, Problem
+    from tulle.config.schema_gateway import HTTPRoute
+    from tulle.config.schema_policy import (
+        LOAD_BALANCER_ALGORITHMS,
+        CircuitBreaker,
+        HealthCheck,
+        Limits,
+        LoadBalancer,
+        OutlierDetection,
+        Retries,
+        RetryBudget,
+        Timeouts,
+    )
+    from tulle.config.schema_tulle import MeshSpec, ProxyListeners
+
+# name -> the module that defines it
+_HOMES = {
+    "Address": "addresses",
+    "format_duration": "durations",
+    "parse_duration": "durations",
+    "load": "loading",
+    "Config": "model",
+    "Endpoint": "model",
+    "Service": "model",
+    "ConfigError": "problems",
+    "Problem": "problems",
+    "HTTPRoute": "schema_gateway",
+    **dict.fromkeys(("LOAD_BALANCER_ALGORITHMS", "CircuitBreaker", "HealthCheck", "Limits",
+                     "LoadBalancer", "OutlierDetection", "Retries", "RetryBudget",
+                     "Timeouts"), "schema_policy"),
+    "MeshSpec": "schema_tulle",
+    "ProxyListeners": "schema_tulle",
+}
 
 __all__ = [
     "LOAD_BALANCER_ALGORITHMS",
@@ -50,3 +79,12 @@ __all__ = [
     "load",
     "parse_duration",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'tulle.config' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"tulle.config.{home}"), name)
+    globals()[name] = value
+    return value

@@ -10,10 +10,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import GetCoreSchemaHandler
-from pydantic_core import PydanticCustomError, core_schema
+if TYPE_CHECKING:  # pydantic is loaded by the schema models, not by a proxy process
+    from pydantic import GetCoreSchemaHandler
+    from pydantic_core import core_schema
 
 from tulle.config.problems import describe
 
@@ -98,6 +99,8 @@ ListenAddress = Annotated[Address, _AddressRules(allow_port_zero=True)]
 
 
 def _address_schema(*, allow_port_zero: bool) -> core_schema.CoreSchema:
+    from pydantic_core import PydanticCustomError, core_schema
+
     def validate(value: Any) -> Address:
         if isinstance(value, Address):
             return value

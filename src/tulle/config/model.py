@@ -3,7 +3,8 @@
 Built once by ``load`` with every default applied and every reference checked, then
 never changed: the classes are frozen, and mappings are read-only views. Per-service
 policy objects are the schema models themselves (also frozen), already merged with
-the mesh defaults.
+the mesh defaults; in a proxy process they are their records (`tulle.config.records`),
+so this module imports no schema at run time.
 """
 
 from __future__ import annotations
@@ -11,28 +12,32 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from tulle.config.addresses import Address
-from tulle.config.schema_authorization import (
-    AuthorizationPolicy,
-    HTTPLocalRateLimitPolicy,
-    MeshTLSAuthentication,
-    NetworkAuthentication,
-)
-from tulle.config.schema_authorization import Server as PolicyServer
-from tulle.config.schema_common import Schema
-from tulle.config.schema_gateway import HTTPRoute
-from tulle.config.schema_policy import (
-    CircuitBreaker,
-    HealthCheck,
-    Limits,
-    LoadBalancer,
-    OutlierDetection,
-    Retries,
-    Timeouts,
-)
-from tulle.config.schema_tulle import DnsDiscovery, MeshSpec
+from tulle.config.records import dump
+
+if TYPE_CHECKING:
+    from tulle.config.schema_authorization import (
+        AuthorizationPolicy,
+        HTTPLocalRateLimitPolicy,
+        MeshTLSAuthentication,
+        NetworkAuthentication,
+    )
+    from tulle.config.schema_authorization import Server as PolicyServer
+    from tulle.config.schema_common import Schema
+    from tulle.config.schema_gateway import HTTPRoute
+    from tulle.config.schema_policy import (
+        CircuitBreaker,
+        HealthCheck,
+        Limits,
+        LoadBalancer,
+        OutlierDetection,
+        Retries,
+        Timeouts,
+    )
+    from tulle.config.schema_tulle import DnsDiscovery, MeshSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +79,7 @@ class Service:
     circuit_breaker: CircuitBreaker | None = None
     outlier_detection: OutlierDetection | None = None
     health_check: HealthCheck | None = None
-    limits: Limits = field(default_factory=Limits)
+    limits: Limits = field(default_factory=lambda: _default_limits())
     dns: DnsDiscovery | None = None  # endpoints come from DNS (tulle.discovery.dns_source)
     # The virtual IP clients dial (a Kubernetes Service's spec.clusterIP); a proxy whose
     # traffic is captured by iptables maps connections to (cluster_ip, port) to this service.
@@ -86,8 +91,8 @@ class Service:
         return f"{self.name}.{self.namespace}"
 
     def to_dict(self) -> dict[str, Any]:
-        def dump(policy: Any) -> Any:
-            return None if policy is None else policy.model_dump(by_alias=True, mode="json")
+        def dump_policy(policy: Any) -> Any:
+            return None if policy is None else dump(policy)
 
         rendered: dict[str, Any] = {
             "name": self.name,
@@ -95,16 +100,16 @@ class Service:
             "protocol": self.protocol,
             "port": self.port,
             "endpoints": [endpoint.to_dict() for endpoint in self.endpoints],
-            "loadBalancer": dump(self.load_balancer),
-            "timeouts": dump(self.timeouts),
-            "retries": dump(self.retries),
-            "circuitBreaker": dump(self.circuit_breaker),
-            "outlierDetection": dump(self.outlier_detection),
-            "healthCheck": dump(self.health_check),
-            "limits": dump(self.limits),
+            "loadBalancer": dump_policy(self.load_balancer),
+            "timeouts": dump_policy(self.timeouts),
+            "retries": dump_policy(self.retries),
+            "circuitBreaker": dump_policy(self.circuit_breaker),
+            "outlierDetection": dump_policy(self.outlier_detection),
+            "healthCheck": dump_policy(self.health_check),
+            "limits": dump_policy(self.limits),
         }
         if self.dns is not None:
-            rendered["dns"] = dump(self.dns)
+            rendered["dns"] = dump_policy(self.dns)
         if self.cluster_ip is not None:
             rendered["clusterIP"] = self.cluster_ip
         return rendered
@@ -124,6 +129,14 @@ class PolicySet:
     @classmethod
     def of(cls, items: Iterable[Schema]) -> PolicySet:
         """The policy objects among ``items``, grouped by kind."""
+        from tulle.config.schema_authorization import (
+            AuthorizationPolicy,
+            HTTPLocalRateLimitPolicy,
+            MeshTLSAuthentication,
+            NetworkAuthentication,
+        )
+        from tulle.config.schema_authorization import Server as PolicyServer
+
         items = list(items)
         return cls(*(tuple(item for item in items if isinstance(item, kind)) for kind in (
             PolicyServer, AuthorizationPolicy, MeshTLSAuthentication, NetworkAuthentication,
@@ -137,8 +150,7 @@ class PolicySet:
         yield from self.rate_limits
 
     def to_list(self) -> list[dict[str, Any]]:
-        return [item.model_dump(by_alias=True, mode="json", exclude_none=True)
-                for item in self]
+        return [dump(item, exclude_none=True) for item in self]
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,19 +164,35 @@ class Config:
     routes: tuple[HTTPRoute, ...]
     policy: PolicySet = PolicySet()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The services' read-only view is pickled as the dict it shows.
+        return (_config, (self.sources, self.mesh, dict(self.services), self.routes,
+                          self.policy))
+
     def to_dict(self) -> dict[str, Any]:
         """The effective configuration, camelCase and JSON/YAML-safe (durations as "10s")."""
         return {
             "sources": [str(source) for source in self.sources],
-            "mesh": self.mesh.model_dump(by_alias=True, mode="json"),
+            "mesh": dump(self.mesh),
             "services": [service.to_dict() for service in self.services.values()],
             "routes": [
                 {
                     "name": route.name,
                     "namespace": route.namespace,
-                    **route.spec.model_dump(by_alias=True, mode="json"),
+                    **dump(route.spec),
                 }
                 for route in self.routes
             ],
             "policy": self.policy.to_list(),
         }
+
+
+def _default_limits() -> Limits:
+    from tulle.config.schema_policy import Limits
+
+    return Limits()
+
+
+def _config(sources: tuple[Path, ...], mesh: MeshSpec, services: dict[str, Service],
+            routes: tuple[HTTPRoute, ...], policy: PolicySet) -> Config:
+    return Config(sources, mesh, MappingProxyType(services), routes, policy)

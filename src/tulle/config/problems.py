@@ -16,9 +16,13 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
+# pydantic is imported only where its errors are translated: a proxy process reads
+# ConfigError and Problem too, and never loads pydantic (tulle.config.records).
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
@@ -134,6 +138,8 @@ def _message(error: dict[str, Any], model: type[BaseModel]) -> str:
 
 def _accepted_fields(model: type[BaseModel], location: Sequence[str | int]) -> list[str]:
     """The field names (as written in YAML) accepted at ``location`` inside ``model``."""
+    from pydantic import BaseModel
+
     current: Any = model
     for part in location:
         current = _step(current, part)
@@ -145,6 +151,8 @@ def _accepted_fields(model: type[BaseModel], location: Sequence[str | int]) -> l
 
 
 def _step(annotation: Any, part: str | int) -> Any:
+    from pydantic import BaseModel
+
     for candidate in _unwrap(annotation):
         if isinstance(part, int):
             args = getattr(candidate, "__args__", ())

@@ -20,6 +20,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, Field, WithJsonSchema, model_validator
 from pydantic_core import PydanticCustomError
 
+from tulle.config.methods import LabelSelectorMethods
 from tulle.config.problems import describe
 from tulle.config.schema_common import (
     DnsLabel,
@@ -112,26 +113,12 @@ class LabelSelectorRequirement(Schema):
         return self
 
 
-class LabelSelector(Schema):
+class LabelSelector(LabelSelectorMethods, Schema):
     """Kubernetes' label selector: every label and every expression must match; an
     empty selector matches every pod."""
 
     match_labels: dict[str, str] = Field(default_factory=dict)
     match_expressions: tuple[LabelSelectorRequirement, ...] = ()
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        if any(labels.get(key) != value for key, value in self.match_labels.items()):
-            return False
-        for requirement in self.match_expressions:
-            present = requirement.key in labels
-            value = labels.get(requirement.key)
-            operator = requirement.operator
-            if ((operator == "In" and value not in requirement.values)
-                    or (operator == "NotIn" and present and value in requirement.values)
-                    or (operator == "Exists" and not present)
-                    or (operator == "DoesNotExist" and present)):
-                return False
-        return True
 
 
 class ServerSpec(Schema):

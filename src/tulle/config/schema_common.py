@@ -7,7 +7,6 @@ like Kubernetes; Python reads the same fields in snake_case.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from pydantic import (
@@ -23,6 +22,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from tulle.config.durations import DURATION_EXAMPLES, format_duration, parse_duration
+from tulle.config.names import DNS_LABEL, DNS_SUBDOMAIN
 from tulle.config.problems import describe
 
 
@@ -85,12 +85,8 @@ Duration = Annotated[
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 
 
-_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-
-
 def _dns_label(value: str) -> str:
-    if not _DNS_LABEL.fullmatch(value):
+    if not DNS_LABEL.fullmatch(value):
         raise PydanticCustomError(
             "dns_label",
             "expected a DNS label (lowercase letters, digits and '-', starting and ending "
@@ -100,7 +96,7 @@ def _dns_label(value: str) -> str:
 
 
 def _dns_subdomain(value: str) -> str:
-    if len(value) > 253 or not _DNS_SUBDOMAIN.fullmatch(value):
+    if len(value) > 253 or not DNS_SUBDOMAIN.fullmatch(value):
         raise PydanticCustomError(
             "dns_subdomain",
             "expected a DNS name (lowercase letters, digits, '-' and '.', at most 253 "

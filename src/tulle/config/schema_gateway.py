@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, Field, PrivateAttr, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from tulle.config.methods import NamedByMetadata, ValueMatchMethods
 from tulle.config.schema_common import (
     DnsLabel,
     DnsSubdomain,
@@ -51,7 +52,7 @@ class ParentRef(Schema):
     port: Port | None = None
 
 
-class _ValueMatch(Schema):
+class _ValueMatch(ValueMatchMethods, Schema):
     """A match on a ``value`` that may be a regular expression, compiled once at load."""
 
     type: str
@@ -61,11 +62,6 @@ class _ValueMatch(Schema):
     def model_post_init(self, context: Any) -> None:
         if self.type == "RegularExpression":
             self.__pydantic_private__["_pattern"] = re.compile(self.value)
-
-    @property
-    def pattern(self) -> re.Pattern[str] | None:
-        """The compiled expression for ``RegularExpression`` matches, else None."""
-        return self._pattern
 
 
 class PathMatch(_ValueMatch):
@@ -152,17 +148,9 @@ class HTTPRouteSpec(Schema):
     rules: tuple[RouteRule, ...] = (RouteRule(),)
 
 
-class HTTPRoute(Schema):
+class HTTPRoute(NamedByMetadata, Schema):
     api_version: Literal["gateway.networking.k8s.io/v1"]
     kind: Literal["HTTPRoute"]
     metadata: ObjectMeta
     spec: HTTPRouteSpec = Field(default_factory=HTTPRouteSpec)
     status: dict[str, Any] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.metadata.name
-
-    @property
-    def namespace(self) -> str:
-        return self.metadata.namespace

@@ -18,6 +18,7 @@ from pydantic_core import PydanticCustomError
 from tulle.config.durations import format_duration
 from tulle.config.problems import describe
 from tulle.config.schema_common import PositiveDuration, Schema, StrictInt
+from tulle.http.methods import HTTP_METHODS, IDEMPOTENT_METHODS
 
 # The balancing algorithms Tulle implements, by the name manifests use. The schema,
 # the error messages and the docs all read this one tuple; tulle.balance.ALGORITHMS
@@ -60,12 +61,7 @@ RETRY_CONDITIONS: tuple[str, ...] = (
 )
 RetryCondition = Literal[RETRY_CONDITIONS]  # type: ignore[valid-type]
 
-HTTP_METHODS: tuple[str, ...] = (
-    "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
-)
 HttpMethod = Literal[HTTP_METHODS]  # type: ignore[valid-type]
-# RFC 9110 idempotent methods: retried by default because repeating them is safe.
-IDEMPOTENT_METHODS: tuple[str, ...] = ("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE")
 
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 token

@@ -16,7 +16,7 @@ endpoints come from DNS (``spec.dns``) and re-resolves each on its TTL.
 from __future__ import annotations
 
 import asyncio
-import secrets
+import random
 from dataclasses import dataclass
 
 from tulle.discovery.dns_wire import (
@@ -70,11 +70,16 @@ class _Query(asyncio.DatagramProtocol):
             self.answer.set_exception(DnsError(f"DNS server {self.server}: {exc}"))
 
 
+# Query IDs unguessable to an off-path spoofer (os.urandom, as `secrets` would use, without
+# the hashlib that importing `secrets` loads into every proxy).
+_IDS = random.SystemRandom()
+
+
 async def query(server: tuple[str, int], name: str, rtype: int,
                 timeout: float = DEFAULT_TIMEOUT) -> Response:
     """One UDP query and its parsed response (raises DnsError)."""
     loop = asyncio.get_running_loop()
-    ident = secrets.randbelow(0x10000)
+    ident = _IDS.randrange(0x10000)
     transport, protocol = await loop.create_datagram_endpoint(
         lambda: _Query(ident, server), remote_addr=server)
     try:

@@ -32,17 +32,8 @@ import ipaddress
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from tulle.config import Config
-from tulle.config.schema_authorization import (
-    AuthorizationPolicy,
-    HTTPLocalRateLimitPolicy,
-    MeshTLSAuthentication,
-    NetworkAuthentication,
-    Server,
-    TargetRef,
-)
-from tulle.config.schema_tulle import Workload
 from tulle.policy.authorize import (
     Authorization,
     IdentityRule,
@@ -54,6 +45,21 @@ from tulle.policy.authorize import (
 from tulle.policy.rate_limit import LocalRateLimit
 from tulle.proxy.http_routes import RouteTable
 from tulle.telemetry.metrics import Metrics
+
+if TYPE_CHECKING:
+    from tulle.config.model import Config
+    from tulle.config.schema_authorization import (
+        AuthorizationPolicy,
+        HTTPLocalRateLimitPolicy,
+        MeshTLSAuthentication,
+        NetworkAuthentication,
+        Server,
+        TargetRef,
+    )
+    from tulle.config.schema_tulle import Workload as MeshWorkload
+    from tulle.policy.workload import Workload as PodWorkload
+
+    Workload = MeshWorkload | PodWorkload  # read alike
 
 log = logging.getLogger("tulle.policy")
 

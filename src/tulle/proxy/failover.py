@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
-from tulle.config import HealthCheck, OutlierDetection
 from tulle.proxy.targets import Endpoint, ServiceTarget
 from tulle.resilience import (
     HealthChecker,
@@ -22,6 +22,9 @@ from tulle.resilience import (
     select_outliers,
 )
 from tulle.telemetry.metrics import classify
+
+if TYPE_CHECKING:
+    from tulle.config.schema_policy import HealthCheck, OutlierDetection
 
 log = logging.getLogger("tulle.failover")
 

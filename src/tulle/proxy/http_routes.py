@@ -19,9 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
-from tulle.config.schema_gateway import RouteMatch
-
 if TYPE_CHECKING:
+    from tulle.config.schema_gateway import RouteMatch
     from tulle.http import RequestHead
     from tulle.proxy.targets import ServiceTarget
     from tulle.resilience import RetryPolicy

@@ -25,8 +25,8 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from tulle.balance import new_balancer
-from tulle.config import Config, HTTPRoute, MeshSpec, Service
-from tulle.config import Endpoint as EndpointConfig
+from tulle.config.model import Config, Service
+from tulle.config.model import Endpoint as EndpointConfig
 from tulle.policy.compile import PolicyState
 from tulle.proxy.failover import HealthDriver, OutlierDriver
 from tulle.proxy.http_routes import RouteRuleTarget, RouteTable
@@ -41,6 +41,7 @@ from tulle.telemetry.metrics import Metrics
 from tulle.upstream import EndpointPool
 
 if TYPE_CHECKING:
+    from tulle.config.schema_gateway import HTTPRoute
     from tulle.transport.tls import MeshTls
 
 StackBuilder = Callable[[ServiceTarget, Runtime], ExchangeLayer]
@@ -68,7 +69,9 @@ class DirectionState:
         self._tcp_dst = metrics.tcp(direction, "dst")
         self._drivers: list[OutlierDriver | HealthDriver] = []
         self._direct: dict[tuple[str, int], ServiceTarget] = {}
-        self._direct_defaults = _unknown_authority(Config((), MeshSpec(), {}, ()))
+        # Settings for direct targets: the mesh defaults of the configuration applied
+        # (until one is, the built-in defaults; see direct_target).
+        self._direct_defaults: Service | None = None
         # This proxy's TLS contexts, when it has an identity: endpoints that name the
         # identity of their proxy are then reached over mutual TLS.
         self.tls: MeshTls | None = None
@@ -133,7 +136,8 @@ class DirectionState:
             host = "::1" if ":" in host else "127.0.0.1"
         endpoint = EndpointConfig(host=host, port=port)
         name = f"[{destination[0]}]:{port}" if ":" in destination[0] else f"{destination[0]}:{port}"
-        service = replace(self._direct_defaults, name=name, port=port, endpoints=(endpoint,))
+        service = replace(self._direct_defaults or _built_in_defaults(), name=name, port=port,
+                          endpoints=(endpoint,))
         target = self._target_for(service)
         target.set_endpoints([self._endpoint_for(target, endpoint, service)])
         self._direct[destination] = target
@@ -168,14 +172,14 @@ class DirectionState:
             budget = _budget(service, self.loop)
             target = ServiceTarget(
                 service.name, service.namespace, settings, balancer, timeouts, stats, counters,
-                budget, self.loop, service.protocol,
+                budget, self.loop, service.limits, service.protocol,
             )
             target.stack = self._build_stack(target, self.runtime)
         else:
             target.timeouts = timeouts
             target.budget = _budget(service, self.loop, keep=target.budget)
-        target.retry_policy = RetryPolicy(service.retries) if service.retries else None
-        target.set_limits(service.limits)
+            target.set_limits(service.limits)
+        target.retry_policy = RetryPolicy.of(service.retries) if service.retries else None
         return target
 
     def _endpoint_for(
@@ -329,7 +333,15 @@ def _unknown_authority(config: Config) -> Service:
         endpoints=(),
         load_balancer=defaults.load_balancer,
         timeouts=defaults.timeouts,
+        limits=defaults.limits,
     )
+
+
+def _built_in_defaults() -> Service:
+    """Direct targets' settings before any configuration was applied (tests do that)."""
+    from tulle.config.schema_tulle import MeshSpec
+
+    return _unknown_authority(Config((), MeshSpec(), {}, ()))
 
 
 def _budget(

@@ -18,7 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from tulle.config import Address, Config
+from tulle.config.addresses import Address
+from tulle.config.model import Config
+from tulle.config.records import with_changes
 from tulle.discovery import ConfigSource, ManifestSource
 from tulle.downstream import ListenerContext, ProtocolDetector
 from tulle.downstream.listener import DEFAULT_DETECT_TIMEOUT, DEFAULT_SEND_TIMEOUT
@@ -35,12 +37,13 @@ from tulle.telemetry.metrics import EndpointState, IdentityView, Metrics
 from tulle.telemetry.tap import TapHub
 from tulle.transport.detect import DEFAULT_OPAQUE_PORTS
 from tulle.transport.limits import ConnectionBudget
+from tulle.transport.listen import listen
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
-    from tulle.config.schema_tulle import Workload
     from tulle.identity.client import IdentityClient, IdentitySettings
+    from tulle.policy.workload import Workload
     from tulle.transport.tls import MeshTls
 
 log = logging.getLogger("tulle.proxy")
@@ -198,9 +201,9 @@ class ProxyServer:
             budget=self.budget,
         )
         self.budget.watch(ctx.connections)
-        server = await self.loop.create_server(
-            lambda: cast(asyncio.Protocol, ProtocolDetector(ctx)), address.host, address.port,
-            backlog=1024, reuse_port=self.options.worker,
+        server = await listen(
+            self.loop, lambda: cast(asyncio.Protocol, ProtocolDetector(ctx)), address.host,
+            address.port, backlog=1024, reuse_port=self.options.worker,
         )
         self._listeners[direction] = _Listener(ctx, route, server)
         log.info("%s listener on %s", direction, _bound(server))
@@ -353,6 +356,5 @@ def _bound(server: asyncio.Server) -> str:
 
 def _with_app(config: Config, app: Address) -> Config:
     """The configuration with the application address given on the command line."""
-    proxy = config.mesh.proxy.model_copy(update={"app": app})
-    mesh = config.mesh.model_copy(update={"proxy": proxy})
-    return replace(config, mesh=mesh)
+    proxy = with_changes(config.mesh.proxy, app=app)
+    return replace(config, mesh=with_changes(config.mesh, proxy=proxy))

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from tulle.balance import Balancer, Pickable
-from tulle.config import Limits, LoadBalancer
 from tulle.proxy import errors
 from tulle.proxy.exchange import WAITING
 from tulle.proxy.layers import ExchangeLayer
@@ -30,6 +29,7 @@ from tulle.telemetry.metrics import ResponseStats, ServiceCounters
 from tulle.upstream.pool import EndpointPool
 
 if TYPE_CHECKING:
+    from tulle.config.schema_policy import Limits, LoadBalancer
     from tulle.proxy.exchange import Exchange
     from tulle.proxy.http_routes import RouteTable
 
@@ -125,6 +125,7 @@ class ServiceTarget:
         counters: ServiceCounters,
         budget: RetryBudget,
         loop: asyncio.AbstractEventLoop,
+        limits: Limits,
         protocol: str = "http",
     ) -> None:
         self._loop = loop
@@ -139,9 +140,9 @@ class ServiceTarget:
         self.budget = budget
         self.retry_policy: RetryPolicy | None = None
         self.routes: RouteTable | None = None  # HTTPRoutes whose parent is this service
-        self.limits = Limits.model_validate({})
+        self.limits = limits
         # limits.requests_per_endpoint as a plain int: every request reads it (set_limits)
-        self.requests_per_endpoint = self.limits.requests_per_endpoint
+        self.requests_per_endpoint: int = limits.requests_per_endpoint
         self.endpoints: tuple[Endpoint, ...] = ()
         # The request path of this target, built with it (`tulle.proxy.outbound`).
         self.stack: ExchangeLayer = _unbuilt

@@ -17,11 +17,14 @@ idempotent is the service's to say).
 from __future__ import annotations
 
 import random
-from typing import Final
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
 
-from tulle.config import Retries
-from tulle.config.schema_policy import HTTP_METHODS, IDEMPOTENT_METHODS
 from tulle.grpc.status import CODE_NAMES
+from tulle.http.methods import HTTP_METHODS, IDEMPOTENT_METHODS
+
+if TYPE_CHECKING:
+    from tulle.config.schema_policy import Retries
 
 CONNECT_FAILURE: Final = "connect-failure"
 REFUSED_STREAM: Final = "refused-stream"
@@ -46,12 +49,13 @@ class RetryPolicy:
     __slots__ = ("_conditions", "_grpc", "_hedged", "_methods", "_statuses", "attempts",
                  "hedge")
 
-    def __init__(self, settings: Retries) -> None:
-        self.attempts = settings.attempts
-        self.hedge = settings.hedge
-        self._methods = frozenset(m.encode() for m in settings.methods)
+    def __init__(self, attempts: int, on: Iterable[str], methods: Iterable[str],
+                 hedge: bool = False) -> None:
+        self.attempts = attempts
+        self.hedge = hedge
+        self._methods = frozenset(m.encode() for m in methods)
         self._hedged = self._methods & frozenset(m.encode() for m in IDEMPOTENT_METHODS)
-        self._conditions = frozenset(settings.on)
+        self._conditions = frozenset(on)
         statuses: set[int] = set()
         if "gateway-error" in self._conditions:
             statuses |= GATEWAY_STATUSES
@@ -62,13 +66,14 @@ class RetryPolicy:
                                if name in self._conditions)
 
     @classmethod
+    def of(cls, settings: Retries) -> RetryPolicy:
+        """A service's ``retries`` settings."""
+        return cls(settings.attempts, settings.on, settings.methods, settings.hedge)
+
+    @classmethod
     def for_route(cls, attempts: int, codes: tuple[int, ...]) -> RetryPolicy:
         """A route marked retryable: any method, on these codes and broken connections."""
-        return cls(Retries(
-            attempts=attempts,
-            on=("connect-failure", "reset"),
-            methods=HTTP_METHODS,
-        )).with_statuses(codes)
+        return cls(attempts, (CONNECT_FAILURE, RESET), HTTP_METHODS).with_statuses(codes)
 
     def with_statuses(self, codes: tuple[int, ...]) -> RetryPolicy:
         self._statuses = frozenset(codes)

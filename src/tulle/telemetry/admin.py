@@ -42,6 +42,7 @@ from tulle.http import (
 from tulle.http.h1 import Headers
 from tulle.telemetry.tap import TapSource
 from tulle.telemetry.tap_stream import TapStream, parse_tap_query
+from tulle.transport.listen import listen
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
@@ -336,4 +337,4 @@ async def serve_admin(
 ) -> asyncio.Server:
     """Bind the admin listener (with the default `AdminLimits` unless given others)."""
     listener = AdminListener(loop, sources, limits or AdminLimits())
-    return await loop.create_server(lambda: AdminConnection(listener), host, port)
+    return await listen(loop, lambda: AdminConnection(listener), host, port)

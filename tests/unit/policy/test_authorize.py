@@ -3,12 +3,14 @@ the workload, what each authentication admits, defaults, routes, and denial reas
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from tulle.config import load
+from tulle.config import Config, load
+from tulle.config.records import as_records
 from tulle.config.schema_tulle import Workload
 from tulle.policy.authorize import UNAUTHENTICATED, UNAUTHORIZED, lowest_bit
 from tulle.policy.compile import PolicyState
@@ -21,6 +23,18 @@ OPS = f"spiffe://{TD}/ns/ops/sa/admin"
 FOREIGN = "spiffe://other.mesh/ns/shop/sa/cli"
 
 
+def _as_loaded(config: Config) -> Config:
+    return config
+
+
+# Every test runs on the configuration as loaded (pydantic models) and as a proxy process
+# reads it (records, tulle.config.records): the policy must come out the same.
+@pytest.fixture(autouse=True, params=["models", "records"])
+def _form(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.param == "records":
+        monkeypatch.setattr(sys.modules[__name__], "_as_loaded", as_records)
+
+
 def _compile(tmp_path: Path, *parts: str, default: str = "all-unauthenticated",
              workload: Workload | None = None):
     (tmp_path / "policy.yaml").write_text("".join(textwrap.dedent(part) for part in parts))
@@ -29,7 +43,7 @@ def _compile(tmp_path: Path, *parts: str, default: str = "all-unauthenticated",
     state.default_policy = default
     state.workload = workload or Workload(namespace="shop", labels={"app": "web"},
                                           ports={"http": 8080})
-    return state.apply(load(tmp_path, environ={}))
+    return state.apply(_as_loaded(load(tmp_path, environ={})))
 
 
 def _allowed(policy, port: int, identity: str | None, ip: bytes = b"10.1.2.3") -> str | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tulle.policy.workload import read_labels, workload_from
 
 
@@ -26,3 +28,17 @@ def test_from_the_pod(tmp_path: Path) -> None:
 
 def test_nothing_said() -> None:
     assert workload_from({}, None) is None
+
+
+def test_a_namespace_that_is_no_namespace_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="TULLE_WORKLOAD_NAMESPACE: expected a namespace"):
+        workload_from({"TULLE_WORKLOAD_NAMESPACE": "Shop_1"}, None)
+
+
+def test_ports_out_of_range_are_left_out() -> None:
+    workload = workload_from({"TULLE_WORKLOAD_NAMESPACE": "shop",
+                              "TULLE_WORKLOAD_PORTS": "http=0,admin=70000,ok=80",
+                              "TULLE_PROBES": "0:/healthz,70000:/ready,80:/live"}, None)
+    assert workload is not None
+    assert workload.ports == {"ok": 80}
+    assert [(p.port, p.path) for p in workload.probes] == [(80, "/live")]

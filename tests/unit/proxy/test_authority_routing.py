@@ -7,7 +7,7 @@ import time
 from typing import cast
 
 from tulle.balance import RoundRobin
-from tulle.config import LoadBalancer
+from tulle.config import Limits, LoadBalancer
 from tulle.http import RequestHead
 from tulle.proxy.routing import Router, authority_host, take_absolute_form
 from tulle.proxy.targets import ServiceTarget, TargetTimeouts
@@ -21,7 +21,7 @@ def service(name: str, namespace: str = "default") -> ServiceTarget:
         name, namespace, LoadBalancer.model_validate({}), RoundRobin(),
         TargetTimeouts(request=None, connect=1.0), ResponseStats(("outbound", name, namespace, "")),
         ServiceCounters(("outbound", name, namespace)), RetryBudget(0.2, 10, 10.0, time.monotonic),
-        cast(asyncio.AbstractEventLoop, None),  # routing never waits
+        cast(asyncio.AbstractEventLoop, None), Limits(),  # routing never waits
     )
 
 

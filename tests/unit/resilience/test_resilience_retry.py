@@ -17,7 +17,7 @@ ALL_METHODS = [m.encode() for m in HTTP_METHODS]
 
 def policy(on: tuple[str, ...] = ("connect-failure", "gateway-error"),
            methods: tuple[str, ...] = IDEMPOTENT_METHODS, attempts: int = 2) -> RetryPolicy:
-    return RetryPolicy(Retries(on=on, methods=methods, attempts=attempts))
+    return RetryPolicy.of(Retries(on=on, methods=methods, attempts=attempts))
 
 
 def test_attempts_come_from_the_settings() -> None:
@@ -50,7 +50,7 @@ def test_reset_does_not_imply_timeout_or_the_reverse() -> None:
 
 
 def test_the_default_methods_are_the_idempotent_ones() -> None:
-    default = RetryPolicy(Retries(on=("reset",)))
+    default = RetryPolicy.of(Retries(on=("reset",)))
     for method in (b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"):
         assert default.allows("reset", method)
     for method in (b"POST", b"PATCH", b"CONNECT"):
