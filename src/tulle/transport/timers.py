@@ -50,7 +50,8 @@ class HasDeadline:
 class TimerWheel:
     """Deadlines of one event loop, checked every `TICK` seconds while any is armed."""
 
-    __slots__ = ("_armed", "_buckets", "_clock", "_handle", "_loop", "_next", "_per_second")
+    __slots__ = ("_armed", "_buckets", "_clock", "_emptied", "_handle", "_loop", "_next",
+                 "_per_second")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, clock: Callable[[], float], tick: float = TICK
@@ -58,10 +59,14 @@ class TimerWheel:
         self._loop = loop
         self._clock = clock
         self._per_second = 1.0 / tick
-        # A bucket emptied by disarming stays until its tick is swept, so that the next
+        # A bucket emptied by disarming is kept until the next sweep, so that the next
         # request armed in the same tick finds it (a dict built and dropped per request
-        # otherwise, when requests are few); ``_armed`` says when all are empty.
+        # otherwise, when requests are few), then dropped if still empty (``_emptied``).
+        # Kept until their own tick, emptied buckets held memory in proportion to the
+        # request rate times the longest timeout: the idle timeout, 60 s, re-armed by
+        # every request, left 3.5 MiB of them after 15 s at 20k requests/s.
         self._buckets: dict[int, dict[HasDeadline, None]] = {}
+        self._emptied: list[int] = []
         self._armed = 0
         self._next = 0  # the first tick not swept yet
         self._handle: asyncio.TimerHandle | None = None
@@ -95,6 +100,8 @@ class TimerWheel:
             bucket = self._buckets.get(slot)  # None: being swept
             if bucket is not None and owner in bucket:
                 del bucket[owner]  # (not pop(): a method looked up by name, compiled)
+                if not bucket:
+                    self._emptied.append(slot)
 
     def _start(self) -> None:
         # Idle until now: nothing is armed before this tick.
@@ -106,6 +113,10 @@ class TimerWheel:
         # timeout that starts a hedge) must not start a second chain of sweeps.
         current = int(self._clock() * self._per_second)
         buckets = self._buckets
+        for slot in self._emptied:
+            if not buckets.get(slot, True):  # still empty: nobody armed in it since
+                del buckets[slot]
+        self._emptied.clear()
         for slot in range(self._next, current + 1):
             bucket = buckets.pop(slot, None)
             if bucket is None:
@@ -137,4 +148,5 @@ class TimerWheel:
                 owner.wheel_slot = 0
                 owner.deadline = 0.0
         self._buckets.clear()
+        self._emptied.clear()
         self._armed = 0

@@ -74,10 +74,27 @@ def test_a_deadline_armed_in_a_tick_emptied_by_disarming_fires_and_then_the_whee
     wheel = TimerWheel(loop, loop.clock)  # type: ignore[arg-type]
     first, second = Owner(), Owner()
     wheel.arm(first, 0.5)
-    wheel.disarm(first)  # its tick's bucket is empty now, and kept until swept
+    wheel.disarm(first)  # its tick's bucket is empty now, and kept until the next sweep
     wheel.arm(second, 0.5)
     assert wheel.armed == 1
     loop.advance(0.5 + 3 * TICK)
     assert (first.fired, second.fired) == (0, 1)
     assert wheel.armed == 0
     assert pending_sweeps(loop) == 0  # nothing armed: the sweeps stop
+
+
+def test_buckets_emptied_by_disarming_are_dropped_at_the_next_sweep() -> None:
+    # 32 connections re-arming a 60 s idle timeout at every request, for 10 s: the wheel
+    # holds a bucket per tick that still has an armed owner (at most 32), not one per
+    # tick a deadline was ever armed in (1,000 here, 6,000 after a minute).
+    loop = FakeLoop()
+    wheel = TimerWheel(loop, loop.clock)  # type: ignore[arg-type]
+    connections = [Owner() for _ in range(32)]
+    for step in range(4000):
+        wheel.arm(connections[step % 32], 60.0)
+        loop.advance(0.0025)
+        assert len(wheel._buckets) <= 32 + 1  # (+1: emptied this tick, not swept yet)
+    assert wheel.armed == 32
+    loop.advance(61.0)
+    assert sum(owner.fired for owner in connections) == 32
+    assert wheel._buckets == {}
