@@ -34,7 +34,8 @@ class RunningProxy:
     """A ``tulle proxy`` child process with its outbound and admin addresses."""
 
     def __init__(
-        self, manifests: Path, *extra_args: str, preexec: Callable[[], None] | None = None
+        self, manifests: Path, *extra_args: str, preexec: Callable[[], None] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.manifests = manifests
         self.outbound_port = free_port()
@@ -51,6 +52,7 @@ class RunningProxy:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             preexec_fn=preexec,  # e.g. a lower open-files limit for the child
+            env=env,
         )
         self.wait_ready()
 

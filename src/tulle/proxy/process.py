@@ -4,7 +4,7 @@ configuration are checked.
 ``tulle proxy`` parses its options (click) and checks the manifests (pydantic) in
 the process the user started; then it *execs* a fresh interpreter running `main`,
 in the same process (same PID, same open files, same limits), and hands it the result
-through an unlinked temporary file: the proxy's settings and the checked
+through a memory file (`_carrier`): the proxy's settings and the checked
 configuration as records (`tulle.config.records`). The process that serves traffic
 has never loaded click, pydantic or PyYAML, which are more than a third of what the
 command needed (docs/benchmarks.md, "Memory"); later reloads are checked in a child
@@ -45,28 +45,41 @@ class Handover:
 def become_proxy(handover: Handover) -> NoReturn:
     """Replace this process with the proxy process (never returns).
 
-    Should the exec fail, the proxy runs here instead, as it did before the handover
+    Should that fail, the proxy runs here instead, as it did before the handover
     existed: with the command's memory, but serving.
     """
-    import tempfile  # here: it loads shutil and the compression modules
-
-    carrier, path = tempfile.mkstemp(prefix="tulle-handover-")
-    os.unlink(path)  # gone once the proxy has read it
-    with os.fdopen(carrier, "wb", closefd=False) as file:
-        pickle.dump(handover, file, protocol=pickle.HIGHEST_PROTOCOL)
-    os.lseek(carrier, 0, os.SEEK_SET)
-    os.set_inheritable(carrier, True)
-    sys.stdout.flush()
-    sys.stderr.flush()
     try:
+        carrier = _carrier(pickle.dumps(handover, protocol=pickle.HIGHEST_PROTOCOL))
+        sys.stdout.flush()
+        sys.stderr.flush()
         os.execv(interpreter.program(), interpreter.exec_argv(
             "-c", "from tulle.proxy.process import main; main()", str(carrier)))
     except OSError as exc:
-        os.close(carrier)
         logging.getLogger("tulle.proxy").warning(
             "could not start the proxy process (%s); serving from this one", exc)
         run(handover)
     sys.exit(0)
+
+
+def _carrier(content: bytes) -> int:
+    """A file descriptor the exec'd process inherits, positioned at ``content``.
+
+    A memory file (Linux's memfd) where there is one: an injected proxy's root
+    filesystem is read-only, /tmp included. Elsewhere an unlinked temporary file.
+    """
+    if hasattr(os, "memfd_create"):
+        carrier = os.memfd_create("tulle-handover", 0)  # not close-on-exec
+    else:
+        import tempfile  # here: it loads shutil and the compression modules
+
+        carrier, path = tempfile.mkstemp(prefix="tulle-handover-")
+        os.unlink(path)
+        os.set_inheritable(carrier, True)
+    view = memoryview(content)
+    while view:
+        view = view[os.write(carrier, view):]
+    os.lseek(carrier, 0, os.SEEK_SET)
+    return carrier
 
 
 def main() -> None:
