@@ -523,8 +523,7 @@ class ClientConnection(HasDeadline, ClientStream):
     def _answer_malformed(self, exc: RemoteProtocolError) -> None:
         stats = self.ctx.malformed
         stats.requests += 1
-        key = (exc.status, errors.MALFORMED_REQUEST.code, -1)
-        stats.responses[key] = stats.responses.get(key, 0) + 1
+        stats.count(exc.status, errors.MALFORMED_REQUEST.code)
         self._write(local_response(exc.status, exc.reason, close=True))
         self._close()
 
