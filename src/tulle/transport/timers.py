@@ -50,7 +50,8 @@ class HasDeadline:
 class TimerWheel:
     """Deadlines of one event loop, checked every `TICK` seconds while any is armed."""
 
-    __slots__ = ("_armed", "_buckets", "_clock", "_handle", "_loop", "_next", "_per_second")
+    __slots__ = ("_armed", "_buckets", "_clock", "_handle", "_last_bucket", "_last_slot",
+                 "_loop", "_next", "_per_second")
 
     def __init__(
         self, loop: asyncio.AbstractEventLoop, clock: Callable[[], float], tick: float = TICK
@@ -62,6 +63,11 @@ class TimerWheel:
         # request armed in the same tick finds it (a dict built and dropped per request
         # otherwise, when requests are few); ``_armed`` says when all are empty.
         self._buckets: dict[int, dict[HasDeadline, None]] = {}
+        # The bucket armed last, and its tick: the deadlines armed in one tick share a
+        # bucket, and one is mostly disarmed before the next tick, so this spares looking
+        # the bucket up (and boxing its tick to do so) on each arm and disarm.
+        self._last_slot = 0
+        self._last_bucket: dict[HasDeadline, None] | None = None
         self._armed = 0
         self._next = 0  # the first tick not swept yet
         self._handle: asyncio.TimerHandle | None = None
@@ -77,11 +83,13 @@ class TimerWheel:
         slot = int(at * self._per_second) + 1
         owner.wheel_slot = slot
         self._armed += 1
-        bucket = self._buckets.get(slot)
+        bucket = self._last_bucket if slot == self._last_slot else self._buckets.get(slot)
         if bucket is None:
-            self._buckets[slot] = {owner: None}
+            bucket = self._buckets[slot] = {owner: None}
         else:
             bucket[owner] = None
+        self._last_slot = slot
+        self._last_bucket = bucket
         if self._handle is None:
             self._start()
 
@@ -92,7 +100,8 @@ class TimerWheel:
             owner.wheel_slot = 0
             owner.deadline = 0.0
             self._armed -= 1
-            bucket = self._buckets.get(slot)  # None: being swept
+            # None: being swept.
+            bucket = self._last_bucket if slot == self._last_slot else self._buckets.get(slot)
             if bucket is not None and owner in bucket:
                 del bucket[owner]  # (not pop(): a method looked up by name, compiled)
 
@@ -106,6 +115,8 @@ class TimerWheel:
         # timeout that starts a hedge) must not start a second chain of sweeps.
         current = int(self._clock() * self._per_second)
         buckets = self._buckets
+        self._last_slot = 0  # (a bucket swept is no longer the one to arm in)
+        self._last_bucket = None
         for slot in range(self._next, current + 1):
             bucket = buckets.pop(slot, None)
             if bucket is None:
@@ -137,4 +148,6 @@ class TimerWheel:
                 owner.wheel_slot = 0
                 owner.deadline = 0.0
         self._buckets.clear()
+        self._last_slot = 0
+        self._last_bucket = None
         self._armed = 0
