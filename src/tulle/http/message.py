@@ -27,7 +27,10 @@ def split_block(block: bytes) -> Headers:
                                                                  for line in lines)]
 
 
-class _Head:
+class Head:
+    """What a request head and a response head share (the parser fills it in through this
+    type, so that, compiled, it sets the fields directly, not by name)."""
+
     __slots__ = (
         "_headers",
         "block",
@@ -79,7 +82,7 @@ class _Head:
         return None
 
 
-class RequestHead(_Head):
+class RequestHead(Head):
     """A parsed request line and headers, as received."""
 
     __slots__ = ("expect_continue", "forwarded_for", "grpc", "host", "method", "protocol",
@@ -103,7 +106,7 @@ class RequestHead(_Head):
         return self.chunked or bool(self.content_length)
 
 
-class ResponseHead(_Head):
+class ResponseHead(Head):
     """A parsed status line and headers, as received."""
 
     __slots__ = ("reason", "status")

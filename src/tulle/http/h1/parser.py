@@ -57,7 +57,7 @@ import httptools
 
 from tulle.http.errors import RemoteProtocolError
 from tulle.http.headers import HOP_BY_HOP, permitted_in_trailers
-from tulle.http.message import Headers, RequestHead, ResponseHead
+from tulle.http.message import Head, Headers, RequestHead, ResponseHead
 
 # Same order of magnitude as nginx's large_client_header_buffers (4 x 8k) and
 # Envoy's max_request_headers_kb (60 KiB): generous for real clients, small
@@ -153,8 +153,7 @@ def _userinfo_in_target(target: bytes) -> bool:
 
 
 # Tokens of a Connection header that do not name a field to drop (see headers.py).
-_CONNECTION_OPTIONS: frozenset[bytes] = HOP_BY_HOP | {b"close", b"", b"content-length",
-                                                      b"host"}
+_CONNECTION_OPTIONS: Final = HOP_BY_HOP | {b"close", b"", b"content-length", b"host"}
 
 # Bound once: a bytes method looked up by name on every call costs more than the call.
 _find: Final = bytes.find
@@ -237,7 +236,7 @@ def _value_span(block: bytes, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _scan(head: RequestHead | ResponseHead, block: bytes, request: bool) -> bytes | None:
+def _scan(head: Head, block: bytes, request: bool) -> bytes | None:
     """Read what a proxy acts on from a header block into ``head``, and set the block it
     forwards (the same, without hop-by-hop fields, RFC 9110 §7.6.1).
 
@@ -403,7 +402,7 @@ class _Parser:
         self._on_end = handler.on_end
         self._too_large = too_large  # the status for a head over the cap
         self._state = _IDLE
-        self._head: RequestHead | ResponseHead | None = None
+        self._head: Head | None = None
         self._data = b""  # the read being parsed
         self._next = 0  # where the next message begins in it (-1: not known)
         self._start = 0  # where the current head begins in it (-1: collected instead)
@@ -617,7 +616,7 @@ class _Parser:
         self._trailers = None
         self._on_end(trailers)
 
-    def _new_head(self) -> RequestHead | ResponseHead:
+    def _new_head(self) -> Head:
         raise NotImplementedError
 
     def on_headers_complete(self) -> None:
