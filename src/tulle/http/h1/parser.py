@@ -236,22 +236,34 @@ def _value_span(block: bytes, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def _scan(head: Head, block: bytes, request: bool) -> bytes | None:
+def _split_head(raw: bytes) -> tuple[bytes, bytes, bytes, list[bytes]]:
+    """A head's start line, its header block (each line after its "\r\n"), that block
+    lower-cased, and the head's lines lower-cased, the start line first: one translate
+    and one split of the whole head, which also say where its start line ends."""
+    low = raw.translate(_LOWER_CASE)
+    lines = _split(low, b"\r\n")
+    line_end = len(lines[0])
+    return raw[:line_end], raw[line_end:], low[line_end:], lines
+
+
+def _scan(head: Head, block: bytes, low: bytes, lines: list[bytes], request: bool
+          ) -> bytes | None:
     """Read what a proxy acts on from a header block into ``head``, and set the block it
     forwards (the same, without hop-by-hop fields, RFC 9110 §7.6.1).
 
-    One pass over the lines of the block lower-cased once: a line is looked at only when
-    its first letter could begin a field the proxy acts on (Host, Content-Length,
-    X-Forwarded-For, the hop-by-hop fields), and then compared by prefix. Returns the
-    Transfer-Encoding lines joined, for the caller to judge (None: none).
+    One pass over the lines of the block lower-cased once (``low``, and ``lines`` from
+    `_split_head`): a line is looked at only when its first letter could begin a field
+    the proxy acts on (Host, Content-Length, X-Forwarded-For, the hop-by-hop fields),
+    and then compared by prefix. Returns the Transfer-Encoding lines joined, for the
+    caller to judge (None: none).
     """
-    low = block.translate(_LOWER_CASE)
     codings: bytes | None = None
     drop: list[tuple[int, int]] | None = None  # (start, end) of lines not forwarded
     named: list[bytes] | None = None  # fields the Connection header names
     forwarded_for = -1  # where the last X-Forwarded-For line ends
     at = 0  # where the current line's "\r\n" is in ``block``
-    for line in _split(low, b"\r\n")[1:]:
+    for index in range(1, len(lines)):  # (lines[0] is the start line)
+        line = lines[index]
         at += 2
         end = at + len(line)
         first = line[0] if line else 0
@@ -310,7 +322,7 @@ def _scan(head: Head, block: bytes, request: bool) -> bytes | None:
             drop = [(at - 2, end)] if drop is None else [*drop, (at - 2, end)]
         at = end
     if named is not None:
-        drop = _drop_named(low, named, drop or [])
+        drop = _drop_named(lines, named, drop or [])
     if drop is None:
         forward = block
     elif len(drop) == 1 and drop[0][1] == len(block):
@@ -335,11 +347,12 @@ def _scan(head: Head, block: bytes, request: bool) -> bytes | None:
     return codings
 
 
-def _drop_named(low: bytes, named: list[bytes], drop: list[tuple[int, int]]
+def _drop_named(lines: list[bytes], named: list[bytes], drop: list[tuple[int, int]]
                 ) -> list[tuple[int, int]]:
     """``drop`` with the lines of the fields a Connection header names, in order."""
     at = 0
-    for line in _split(low, b"\r\n")[1:]:
+    for index in range(1, len(lines)):  # (lines[0] is the start line)
+        line = lines[index]
         at += 2
         end = at + len(line)
         for prefix in named:
@@ -565,12 +578,13 @@ class _Parser:
                 raise RemoteProtocolError("message head larger than 64 KiB", self._too_large)
             self._pieces.append((name, value.strip(b" \t")))
 
-    def _head_block(self) -> tuple[bytes, bytes]:
-        """The start line and the header block of the head llhttp just completed."""
+    def _head_block(self) -> tuple[bytes, bytes, bytes, list[bytes]]:
+        """The start line and the header block of the head llhttp just completed, and
+        what `_scan` reads them from (see `_split_head`)."""
         if self._collect:
             self._body_pos = -1
-            block = b"".join([b"\r\n" + name + b": " + value for name, value in self._pieces])
-            return b"", block
+            return _split_head(
+                b"".join([b"\r\n" + name + b": " + value for name, value in self._pieces]))
         data = self._data
         start = self._start
         prefix = self._prefix
@@ -590,10 +604,7 @@ class _Parser:
             raw = raw.lstrip(b"\r\n")  # empty lines before a request line (RFC 9112 §2.2)
         if len(raw) > MAX_HEAD_BYTES:
             raise RemoteProtocolError("message head larger than 64 KiB", self._too_large)
-        line_end = _find(raw, b"\r\n")
-        if line_end < 0:
-            return raw, b""
-        return raw[:line_end], raw[line_end:]
+        return _split_head(raw)
 
     def on_body(self, body: bytes) -> None:
         if self._state != _BODY:
@@ -664,7 +675,7 @@ class RequestParser(_Parser):
     def on_headers_complete(self) -> None:
         head = self._head
         assert isinstance(head, RequestHead)
-        start_line, block = self._head_block()
+        start_line, block, low, lines = self._head_block()
         # llhttp checked the line, "METHOD SP target SP HTTP/1.x": when it ends so, the
         # target ends 9 bytes before it (``target_end``; 0: find it, for a collected head
         # or another line). Without that space, "HTTP/1.1" ends an HTTP/0.9 target.
@@ -691,7 +702,7 @@ class RequestParser(_Parser):
         head.target = target
         head.keep_alive = self._keep_alive()
         switching = self._should_upgrade()  # CONNECT, or Upgrade with Connection: upgrade
-        codings = _scan(head, block, request=True)
+        codings = _scan(head, block, low, lines, request=True)
         if head.host is None and version == "1.1":
             raise RemoteProtocolError("HTTP/1.1 request without a Host header")
         if target[:1] != b"/" and _AT in target and _userinfo_in_target(target):
@@ -792,7 +803,7 @@ class ResponseParser(_Parser):
         assert isinstance(head, ResponseHead)
         status: int = self._get_status()
         head.status = status
-        start_line, block = self._head_block()
+        start_line, block, low, lines = self._head_block()
         version = _version_at_start(start_line)
         if version is None:  # a collected head, or a version this codec does not speak
             version = self._get_version()
@@ -811,7 +822,7 @@ class ResponseParser(_Parser):
         if reason not in _COMMON_REASONS and _REASON_CONTROL.search(reason) is not None:
             raise RemoteProtocolError("a control character in the status line's reason", 502)
         head.keep_alive = self._keep_alive()
-        codings = _scan(head, block, request=False)
+        codings = _scan(head, block, low, lines, request=False)
         if codings is not None:
             _response_codings(codings, version)
             head.chunked = True
