@@ -236,6 +236,17 @@ def _value_span(block: bytes, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
+def _decimal(block: bytes, start: int, end: int) -> int:
+    """The number written in ``block[start:end]``: a Content-Length, which llhttp has
+    checked (one or more digits, within 64 bits; anything else it refuses before the
+    head is complete). Read digit by digit: compiled, a few instructions a digit, where
+    ``int()`` of a slice is a call that parses a string (~900 a response)."""
+    value = 0
+    for index in range(start, end):
+        value = value * 10 + block[index] - 48  # b"0" is 48
+    return value
+
+
 def _split_head(raw: bytes) -> tuple[bytes, bytes, bytes, list[bytes]]:
     """A head's start line, its header block (each line after its "\r\n"), that block
     lower-cased, and the head's lines lower-cased, the start line first: one translate
@@ -271,7 +282,7 @@ def _scan(head: Head, block: bytes, low: bytes, lines: list[bytes], request: boo
         if first == 99:  # c
             if line.startswith(b"content-length:"):
                 start, stop = _value_span(block, at + 15, end)
-                head.content_length = int(block[start:stop])
+                head.content_length = _decimal(block, start, stop)
             elif line.startswith(b"connection:"):
                 dropped = True
                 start, stop = _value_span(low, at + 11, end)
