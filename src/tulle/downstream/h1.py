@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Final
 from tulle.http import CONTINUE, RemoteProtocolError, RequestHead, RequestParser, ResponseHead
 from tulle.http.h1.parser import H2C
 from tulle.http.h1.writer import (
+    add_response_head,
     encode_chunk,
     encode_last_chunk,
     informational_head,
-    response_head,
     switching_head,
 )
 from tulle.proxy import errors
@@ -293,10 +293,10 @@ class ClientConnection(HasDeadline, ClientStream):
             exchange.close_after = True
         self._response_chunked = chunked
         self._response_written = False
-        self._out.append(response_head(
-            head, chunked, exchange.close_after,
+        add_response_head(
+            self._out, head, chunked, exchange.close_after,
             keep_alive=request.version == "1.0" and not exchange.close_after,
-        ))
+        )
 
     def send_response_body(self, data: bytes) -> None:
         self._out.append(encode_chunk(data) if self._response_chunked else data)
