@@ -603,6 +603,15 @@ class _Parser:
             if start < len(data) and (data[start] == 13 or data[start] == 10):
                 # Empty lines before a request line are skipped (RFC 9112 §2.2).
                 start = len(data) - len(data[start:].lstrip(b"\r\n"))
+            if start == 0 and len(data) <= MAX_HEAD_BYTES and data.endswith(b"\r\n\r\n"):
+                # The read is one message head, as a request without a body usually is,
+                # unless a blank line comes sooner (pipelined requests): a line of its
+                # split is then empty. Else the head is found without a search. (Only
+                # for a read's first message: each costs a split of the rest of it.)
+                split = _split_head(data[:len(data) - 4])
+                if b"" not in split[3]:
+                    self._body_pos = len(data)
+                    return split
             end = _find(data, b"\r\n\r\n", start)
             raw = data[start:end]
             self._body_pos = end + 4
