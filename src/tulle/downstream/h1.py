@@ -310,9 +310,10 @@ class ClientConnection(HasDeadline, ClientStream):
         """Write what the current read from the endpoint delivered, in one send."""
         out = self._out
         if out:
-            self._out = []
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()  # (kept for the next response: a list less made per response)
             self._response_written = True
-            self._write(out[0] if len(out) == 1 else b"".join(out))
+            self._write(data)
 
     def send_local(self, status: int, reason: str, exchange: Exchange) -> None:
         if self.ctx.draining:
