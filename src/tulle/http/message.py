@@ -44,7 +44,7 @@ class Head:
 
     def __init__(self) -> None:
         self.version: str = "1.1"
-        self._headers: Headers | None = []
+        self._headers: Headers | None = None  # made when first asked for (see ``headers``)
         # As received, and as forwarded (None: written from ``headers`` instead).
         self.block: bytes | None = None
         self.forward: bytes | None = None
@@ -58,8 +58,7 @@ class Head:
         headers = self._headers
         if headers is None:
             block = self.block
-            assert block is not None
-            headers = self._headers = split_block(block)
+            headers = self._headers = [] if block is None else split_block(block)
         return headers
 
     @headers.setter
