@@ -85,7 +85,7 @@ class ProtocolDetector(HasDeadline):
                 log.error("%s: refusing client connections: %d are open, as many as the "
                           "open-files limit leaves room for (raise `ulimit -n`)",
                           ctx.direction, budget.limit)
-            cast(asyncio.Transport, transport).abort()
+            cast("asyncio.Transport", transport).abort()
             return
         peer = transport.get_extra_info("peername")
         if peer:

@@ -9,7 +9,10 @@ the endpoint delivered in one send.
 
 It owns the connection's deadlines, one at a time on the timer wheel: the request head
 must arrive within ``head_timeout`` (else 408), a keep-alive connection may sit idle
-``idle_timeout``, and a client must read what it is sent within ``send_timeout``.
+``idle_timeout``, and a client must read what it is sent within ``send_timeout``. The
+idle deadline is armed once and then left in place while requests come and go (only
+when it passes is it moved, to ``idle_timeout`` after the connection last went idle):
+per request, that is a clock read instead of arming and disarming it.
 
 Flow control (what a connection may hold unsent is bounded): reading from the client
 stops while too many requests are pipelined ahead of the one being answered, while a
@@ -28,10 +31,10 @@ from typing import TYPE_CHECKING, Final
 from tulle.http import CONTINUE, RemoteProtocolError, RequestHead, RequestParser, ResponseHead
 from tulle.http.h1.parser import H2C
 from tulle.http.h1.writer import (
+    add_response_head,
     encode_chunk,
     encode_last_chunk,
     informational_head,
-    response_head,
     switching_head,
 )
 from tulle.proxy import errors
@@ -80,6 +83,7 @@ class ClientConnection(HasDeadline, ClientStream):
     __slots__ = (
         "_deadline_kind",
         "_half_closed",
+        "_idle_since",
         "_out",
         "_paused",
         "_pending_error",
@@ -121,6 +125,7 @@ class ClientConnection(HasDeadline, ClientStream):
         self.deadline = 0.0
         self.wheel_slot = 0
         self._deadline_kind = 0
+        self._idle_since = 0.0  # when the connection last went idle (see `_idle`)
         self._paused = 0
         self._pending_error: RemoteProtocolError | None = None
         self._receiving: Exchange | None = None  # the request whose body is arriving
@@ -160,7 +165,7 @@ class ClientConnection(HasDeadline, ClientStream):
         if self.closing:
             return
         if self._deadline_kind == _IDLE:
-            self._expect(0, 0.0)
+            self._deadline_kind = 0  # the deadline stays armed (see `_idle`)
         try:
             self.parser.feed(data)
         except RemoteProtocolError as exc:
@@ -288,10 +293,10 @@ class ClientConnection(HasDeadline, ClientStream):
             exchange.close_after = True
         self._response_chunked = chunked
         self._response_written = False
-        self._out.append(response_head(
-            head, chunked, exchange.close_after,
+        add_response_head(
+            self._out, head, chunked, exchange.close_after,
             keep_alive=request.version == "1.0" and not exchange.close_after,
-        ))
+        )
 
     def send_response_body(self, data: bytes) -> None:
         self._out.append(encode_chunk(data) if self._response_chunked else data)
@@ -305,9 +310,10 @@ class ClientConnection(HasDeadline, ClientStream):
         """Write what the current read from the endpoint delivered, in one send."""
         out = self._out
         if out:
-            self._out = []
+            data = out[0] if len(out) == 1 else b"".join(out)
+            out.clear()  # (kept for the next response: a list less made per response)
             self._response_written = True
-            self._write(out[0] if len(out) == 1 else b"".join(out))
+            self._write(data)
 
     def send_local(self, status: int, reason: str, exchange: Exchange) -> None:
         if self.ctx.draining:
@@ -375,7 +381,7 @@ class ClientConnection(HasDeadline, ClientStream):
         elif self._half_closed:
             self._close()  # the client sent its last request and shut its side
         elif not self._paused & _WRITING:
-            self._expect(_IDLE, self.ctx.idle_timeout)
+            self._idle()
 
     def _write(self, data: bytes) -> None:
         if self._out:
@@ -397,6 +403,15 @@ class ClientConnection(HasDeadline, ClientStream):
             if not self._paused and self.transport is not None and not self.closing:
                 self.transport.resume_reading()
 
+    def _idle(self) -> None:
+        """Wait ``idle_timeout`` for the next request. An idle deadline still armed from
+        an earlier wait is kept: it passes sooner, and `expired` then moves it on."""
+        self._deadline_kind = _IDLE
+        now = self._idle_since = self.clock()
+        timeout = self.ctx.idle_timeout
+        if not self.wheel_slot or self.deadline > now + timeout:
+            self.wheel.arm(self, timeout)
+
     def _expect(self, kind: int, timeout: float) -> None:
         """Wait for ``kind`` for ``timeout`` seconds (kind 0: for nothing)."""
         self._deadline_kind = kind
@@ -414,7 +429,12 @@ class ClientConnection(HasDeadline, ClientStream):
                 RemoteProtocolError("the request head was not received in time", status=408)
             )
         elif kind == _IDLE:
-            self._close()
+            left = self._idle_since + self.ctx.idle_timeout - self.clock()
+            if left > 0.0:  # armed for an earlier wait: requests came since
+                self._deadline_kind = _IDLE
+                self.wheel.arm(self, left)
+            else:
+                self._close()
         elif kind == _SENDING:
             self.tcp.send_timeouts += 1
             self.cut()  # the exchanges' upstreams are let go as the connection is lost
@@ -523,8 +543,7 @@ class ClientConnection(HasDeadline, ClientStream):
     def _answer_malformed(self, exc: RemoteProtocolError) -> None:
         stats = self.ctx.malformed
         stats.requests += 1
-        key = (exc.status, errors.MALFORMED_REQUEST.code, -1)
-        stats.responses[key] = stats.responses.get(key, 0) + 1
+        stats.count(exc.status, errors.MALFORMED_REQUEST.code)
         self._write(local_response(exc.status, exc.reason, close=True))
         self._close()
 

@@ -522,8 +522,7 @@ class H2ClientConnection:
         """Bytes HTTP/2 forbids: the codec queued GOAWAY; send it and close."""
         stats = self.ctx.malformed
         stats.requests += 1
-        key = (400, errors.MALFORMED_REQUEST.code, -1)
-        stats.responses[key] = stats.responses.get(key, 0) + 1
+        stats.count(400, errors.MALFORMED_REQUEST.code)
         self._linger_and_close()
 
     def _refuse(self, code: int, reason: str) -> None:

@@ -27,7 +27,10 @@ def split_block(block: bytes) -> Headers:
                                                                  for line in lines)]
 
 
-class _Head:
+class Head:
+    """What a request head and a response head share (the parser fills it in through this
+    type, so that, compiled, it sets the fields directly, not by name)."""
+
     __slots__ = (
         "_headers",
         "block",
@@ -41,7 +44,7 @@ class _Head:
 
     def __init__(self) -> None:
         self.version: str = "1.1"
-        self._headers: Headers | None = []
+        self._headers: Headers | None = None  # made when first asked for (see ``headers``)
         # As received, and as forwarded (None: written from ``headers`` instead).
         self.block: bytes | None = None
         self.forward: bytes | None = None
@@ -55,8 +58,7 @@ class _Head:
         headers = self._headers
         if headers is None:
             block = self.block
-            assert block is not None
-            headers = self._headers = split_block(block)
+            headers = self._headers = [] if block is None else split_block(block)
         return headers
 
     @headers.setter
@@ -79,7 +81,7 @@ class _Head:
         return None
 
 
-class RequestHead(_Head):
+class RequestHead(Head):
     """A parsed request line and headers, as received."""
 
     __slots__ = ("expect_continue", "forwarded_for", "grpc", "host", "method", "protocol",
@@ -103,7 +105,7 @@ class RequestHead(_Head):
         return self.chunked or bool(self.content_length)
 
 
-class ResponseHead(_Head):
+class ResponseHead(Head):
     """A parsed status line and headers, as received."""
 
     __slots__ = ("reason", "status")

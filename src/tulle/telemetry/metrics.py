@@ -65,27 +65,46 @@ class ResponseStats:
 
     ``responses`` is keyed by (status code, error, grpc-status); ``error`` is empty
     when an endpoint answered and names the cause when the proxy answered itself;
-    grpc-status is -1 for anything but a gRPC response.
+    grpc-status is -1 for anything but a gRPC response. Nearly every response is an
+    endpoint's answer to a request that is not gRPC, so those are counted by status
+    alone (an int key: no tuple made, hashed and compared per response), the rest by
+    the whole key; ``responses`` puts the two together when read.
 
     ``peer`` is set for traffic over mutual TLS: (``"server_id"``, the identity the
     endpoint presented) outbound, (``"client_id"``, the client's) inbound; such stats
     carry ``tls="true"`` and that label too (Linkerd's labels).
     """
 
-    __slots__ = ("labels", "latency", "peer", "requests", "responses")
+    __slots__ = ("_answered", "_others", "labels", "latency", "peer", "requests")
 
     def __init__(self, labels: tuple[str, str, str, str],
                  peer: tuple[str, str] | None = None) -> None:
         self.labels = labels  # direction, dst_service, dst_namespace, endpoint
         self.peer = peer
         self.requests = 0
-        self.responses: dict[tuple[int, str, int], int] = {}
+        self._answered: dict[int, int] = {}  # by status, for the key (status, "", -1)
+        self._others: dict[tuple[int, str, int], int] = {}
         self.latency = LatencyHistogram()
 
+    @property
+    def responses(self) -> dict[tuple[int, str, int], int]:
+        """Responses by (status code, error, grpc-status), made when read."""
+        counts = {(status, "", -1): count for status, count in self._answered.items()}
+        counts.update(self._others)
+        return counts
+
+    def count(self, status: int, error: str, grpc_status: int = -1) -> None:
+        """One more response with this status, error and grpc-status."""
+        if not error and grpc_status == -1:
+            answered = self._answered
+            answered[status] = answered.get(status, 0) + 1
+        else:
+            key = (status, error, grpc_status)
+            others = self._others
+            others[key] = others.get(key, 0) + 1
+
     def record(self, status: int, error: str, latency_ms: float, grpc_status: int = -1) -> None:
-        key = (status, error, grpc_status)
-        responses = self.responses
-        responses[key] = responses.get(key, 0) + 1
+        self.count(status, error, grpc_status)
         self.latency.observe(latency_ms)
 
 

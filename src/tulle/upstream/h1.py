@@ -174,7 +174,11 @@ class UpstreamConnection(UpstreamStream):
             self.parser.expect_no_body()
         elif head.protocol is not None:
             self.parser.expect_upgrade()
-        parts = [request_head(head, client_ip, self._authority)]
+        data = request_head(head, client_ip, self._authority)
+        if not body and not (complete and chunked):
+            self._send(data)  # a request without a body (most): the head alone
+            return
+        parts = [data]
         if body:
             if chunked:
                 parts.extend(encode_chunk(piece) for piece in body)
@@ -182,7 +186,7 @@ class UpstreamConnection(UpstreamStream):
                 parts.extend(body)
         if complete and chunked:
             parts.append(encode_last_chunk(trailers))
-        self._send(b"".join(parts) if len(parts) > 1 else parts[0])
+        self._send(b"".join(parts))
 
     def send_request_body(self, data: bytes) -> None:
         self._send(encode_chunk(data) if self._chunked else data)

@@ -111,6 +111,21 @@ def test_pipelined_requests_in_one_feed_come_out_in_order() -> None:
                          "head", "body", "end", "head", "end"]
 
 
+@pytest.mark.parametrize("reads", [[b"A"], [b"A", b"A"], [b"B"], [b"B", b"A"], [b"A", b"B"]])
+def test_a_read_ending_in_a_blank_line_ends_its_first_head_at_the_first_one(
+        reads: list[bytes]) -> None:
+    """A read that ends in a blank line is most often one head and nothing else; when it
+    holds more (pipelined requests, a body that ends in a blank line), its first head
+    still ends at its first blank line."""
+    get = lines("GET /a HTTP/1.1", "Host: a")
+    post = lines("POST /b HTTP/1.1", "Host: a", "Content-Length: 4") + b"\r\n\r\n"
+    messages = {b"A": (get, (b"/a", b"")), b"B": (post, (b"/b", b"\r\n\r\n"))}
+    recorder = parse_requests(b"".join(messages[name][0] for name in reads))
+    assert [(m.head.target, m.body) for m in recorder.messages] == [
+        messages[name][1] for name in reads]
+    assert all(m.ended for m in recorder.messages)
+
+
 @settings(max_examples=300, deadline=None)
 @given(cuts=st.lists(st.integers(min_value=1, max_value=len(PIPELINE) - 1), max_size=40))
 def test_any_split_of_the_stream_gives_the_same_messages(cuts: list[int]) -> None:

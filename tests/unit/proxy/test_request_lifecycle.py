@@ -199,6 +199,27 @@ def test_a_head_that_does_not_arrive_in_time_is_a_408(tmp_path: Path) -> None:
     assert client.closed
 
 
+def test_a_keep_alive_connection_closes_idle_timeout_after_it_last_went_idle(
+        tmp_path: Path) -> None:
+    kit = ProxyKit(tmp_path, manifest("  timeouts: {request: 600s}\n"))
+    idle = kit.config.mesh.defaults.timeouts.idle
+    client = kit.client()
+    client.receive(GET)
+    kit.accept(A).receive(OK)
+    assert status_of(client.take()) == 200
+    kit.advance(idle * 0.75)
+    client.receive(GET)
+    upstream = kit.accept(B)
+    kit.advance(idle * 0.5)  # the first wait's deadline passes while a request is in flight
+    assert not client.closed
+    upstream.receive(OK)
+    assert status_of(client.take()) == 200
+    kit.advance(idle * 0.9)
+    assert not client.closed
+    kit.advance(idle * 0.2)
+    assert client.closed
+
+
 # -- answers the proxy makes itself ------------------------------------------------
 
 

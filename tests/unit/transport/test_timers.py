@@ -98,3 +98,24 @@ def test_buckets_emptied_by_disarming_are_dropped_at_the_next_sweep() -> None:
     loop.advance(61.0)
     assert sum(owner.fired for owner in connections) == 32
     assert wheel._buckets == {}
+
+
+def test_deadlines_armed_and_disarmed_across_ticks_in_turn_fire_exactly_when_armed() -> None:
+    """The wheel keeps the bucket it armed in last: switching between ticks, disarming
+    in an older one, and arming after a sweep must each find the right bucket."""
+    loop = FakeLoop()
+    wheel = TimerWheel(loop, loop.clock)  # type: ignore[arg-type]
+    early, late, kept = Owner(), Owner(), Owner()
+    wheel.arm(early, 0.2)
+    wheel.arm(late, 0.7)  # another tick
+    wheel.arm(kept, 0.2)  # back to the first
+    wheel.disarm(early)
+    wheel.disarm(late)
+    loop.advance(0.2 + 3 * TICK)
+    assert (early.fired, late.fired, kept.fired) == (0, 0, 1)
+    wheel.arm(early, 0.2)  # after a sweep
+    loop.advance(0.2 + 3 * TICK)
+    loop.advance(1.0)
+    assert (early.fired, late.fired, kept.fired) == (1, 0, 1)
+    assert wheel.armed == 0
+    assert pending_sweeps(loop) == 0

@@ -128,6 +128,15 @@ def response_head(head: ResponseHead, chunked: bool, close: bool, keep_alive: bo
     """The head of ``head`` as the proxy forwards it to a client: ``chunked`` when the body
     is re-chunked, ``close`` when the connection ends after it, ``keep_alive`` to say
     that it does not to an HTTP/1.0 client."""
+    parts: list[bytes] = []
+    add_response_head(parts, head, chunked, close, keep_alive)
+    return b"".join(parts)
+
+
+def add_response_head(out: list[bytes], head: ResponseHead, chunked: bool, close: bool,
+                      keep_alive: bool) -> None:
+    """`response_head`, as pieces appended to ``out``: a caller that sends the head with
+    the body after it joins them all once."""
     status = head.status
     forward = head.forward
     if forward is None:
@@ -137,15 +146,16 @@ def response_head(head: ResponseHead, chunked: bool, close: bool, keep_alive: bo
     status_line = _STATUS_LINES.get(status) if reason == _REASON_OF.get(status) else None
     if status_line is None:
         status_line = b"HTTP/1.1 %d %b" % (status, reason or reason_phrase(status))
-    parts = [status_line, forward, _VIA_LINE]
+    out.append(status_line)
+    out.append(forward)
+    out.append(_VIA_LINE)
     if chunked:
-        parts.append(_CHUNKED_LINE)
+        out.append(_CHUNKED_LINE)
     if close:
-        parts.append(_CLOSE_LINE)
+        out.append(_CLOSE_LINE)
     elif keep_alive:
-        parts.append(_KEEP_ALIVE_LINE)
-    parts.append(b"\r\n\r\n")
-    return b"".join(parts)
+        out.append(_KEEP_ALIVE_LINE)
+    out.append(b"\r\n\r\n")
 
 
 def switching_head(head: ResponseHead, protocol: bytes) -> bytes:

@@ -43,16 +43,15 @@ class Observe(ExchangeLayer):
             stats.latency.observe((self.clock() - exchange.started_at) * 1000.0)
 
     def finished(self, exchange: Exchange) -> None:
-        key = (exchange.status, exchange.error, exchange.grpc_status)
+        status, error, grpc_status = exchange.status, exchange.error, exchange.grpc_status
         stats = exchange.stats
         if stats is not None:
             if exchange.endpoint is None:
                 stats.requests += 1  # never reached an endpoint, so not counted there
-            responses = stats.responses
-            responses[key] = responses.get(key, 0) + 1
+            stats.count(status, error, grpc_status)
         route = exchange.route
         if route is not None:
-            route.responses[key] = route.responses.get(key, 0) + 1
+            route.count(status, error, grpc_status)
             route.latency.observe((self.clock() - exchange.started_at) * 1000.0)
         if self.tap.active:
             self.tap.publish(self._tap_event(exchange))
