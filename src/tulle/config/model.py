@@ -64,6 +64,13 @@ class Endpoint:
         return rendered
 
 
+def _default_limits() -> Limits:
+    """``Limits()``, the schema loaded only when a Service is made without limits."""
+    from tulle.config.schema_policy import Limits
+
+    return Limits()
+
+
 @dataclass(frozen=True, slots=True)
 class Service:
     """A service with its endpoints and effective policy (mesh defaults applied)."""
@@ -79,7 +86,7 @@ class Service:
     circuit_breaker: CircuitBreaker | None = None
     outlier_detection: OutlierDetection | None = None
     health_check: HealthCheck | None = None
-    limits: Limits = field(default_factory=lambda: _default_limits())
+    limits: Limits = field(default_factory=_default_limits)
     dns: DnsDiscovery | None = None  # endpoints come from DNS (tulle.discovery.dns_source)
     # The virtual IP clients dial (a Kubernetes Service's spec.clusterIP); a proxy whose
     # traffic is captured by iptables maps connections to (cluster_ip, port) to this service.
@@ -185,12 +192,6 @@ class Config:
             ],
             "policy": self.policy.to_list(),
         }
-
-
-def _default_limits() -> Limits:
-    from tulle.config.schema_policy import Limits
-
-    return Limits()
 
 
 def _config(sources: tuple[Path, ...], mesh: MeshSpec, services: dict[str, Service],

@@ -17,6 +17,7 @@ This module imports nothing from pydantic; `as_records` recognises a model by it
 from __future__ import annotations
 
 from collections.abc import Mapping
+from copy import deepcopy
 from dataclasses import fields, is_dataclass
 from dataclasses import replace as replace_dataclass
 from types import MappingProxyType
@@ -148,7 +149,7 @@ class _Converter:
 def dump(value: Any, *, exclude_none: bool = False) -> Any:
     """The JSON form of a model or record (camelCase, durations as "10s"); a fresh copy."""
     if isinstance(value, Record):
-        return _copy(value._sparse if exclude_none else value._json)
+        return deepcopy(value._sparse if exclude_none else value._json)
     return value.model_dump(by_alias=True, mode="json", exclude_none=exclude_none)
 
 
@@ -165,7 +166,7 @@ def with_changes(value: T, **changes: Any) -> T:
     unknown = set(changes) - set(kind._fields)
     if unknown:
         raise TypeError(f"{kind.__name__} has no field {', '.join(sorted(unknown))}")
-    json, sparse = _copy(value._json), _copy(value._sparse)
+    json, sparse = deepcopy(value._json), deepcopy(value._sparse)
     for name, item in changes.items():
         alias = kind._aliases[name]
         json[alias] = _render(item, exclude_none=False)
@@ -183,10 +184,3 @@ def _render(value: Any, *, exclude_none: bool) -> Any:
         return value
     return str(value)
 
-
-def _copy(json: Any) -> Any:
-    if isinstance(json, dict):
-        return {key: _copy(item) for key, item in json.items()}
-    if isinstance(json, list):
-        return [_copy(item) for item in json]
-    return json
